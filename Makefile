@@ -1,0 +1,27 @@
+# Two entry points: `make reproduce` and `make test`. Both create .venv/ first if needed.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.pdd-installed
+
+.PHONY: env test reproduce benchmark clean-env
+
+# Re-installs only when pyproject.toml changed since the last install.
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[test]'
+	@touch $(STAMP)
+
+env: $(STAMP)
+
+test: env
+	$(PY) -m pytest -q tests
+
+reproduce: env
+	$(PY) -m pdd.reproduce
+
+benchmark: env
+	$(PY) benchmarks/loss_step.py
+
+clean-env:
+	rm -rf $(VENV)

@@ -1,0 +1,249 @@
+"""Losses of PDD: supervised (wavelet L1 + perceptual + GAN), R_intra, R_inter, naive
+distillation, and the inference-time colour correction.
+
+Feature arguments are dicts ``{vgg layer name: (N, C, H, W) tensor}``. Every PDD
+regulariser takes its four predictions' features in the order
+``(s_u, s_l, g_u, g_l) = S(X^U), S(X^L), G(X^U), G(X^L)``.
+The definitions follow the official implementation (``DistillationLoss`` in
+github Yuehan717/PDD); where the paper and that code differ, DESIGN.md says which
+is the default.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+
+Features = dict[str, torch.Tensor]
+
+# Layer weights of the official configs (all pre-ReLU VGG19 features).
+PERCEPTUAL_LAYERS = {"conv1_2": 0.1, "conv2_2": 0.1, "conv3_4": 1.0, "conv4_4": 1.0, "conv5_4": 1.0}
+R_INTRA_LAYERS = {"conv2_2": 0.1, "conv3_4": 0.3, "conv4_4": 1.0, "conv5_4": 1.0}
+R_INTER_LAYERS = {"conv2_1": 0.25, "conv3_1": 0.25, "conv4_1": 0.25, "conv5_1": 0.25}
+CE_EPS = 1e-6
+
+
+# --------------------------------------------------------------------------- supervised
+def haar_bands(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One-level orthonormal 2-D Haar transform: (LL, cat[HL, LH], HH).
+
+    For a 2x2 block [[a, b], [c, d]]: LL=(a+b+c+d)/2, HL=(-a-c+b+d)/2,
+    LH=(-a+c-b+d)/2, HH=(a-c-b+d)/2. Height and width must be even.
+    """
+    if x.shape[-1] % 2 or x.shape[-2] % 2:
+        raise ValueError(f"haar_bands needs even height and width, got {tuple(x.shape[-2:])}")
+    a = x[..., 0::2, 0::2] / 2
+    b = x[..., 0::2, 1::2] / 2
+    c = x[..., 1::2, 0::2] / 2
+    d = x[..., 1::2, 1::2] / 2
+    ll = a + b + c + d
+    hl = -a - c + b + d
+    lh = -a - b + c + d
+    hh = a - b - c + d
+    return ll, torch.cat([hl, lh], dim=1), hh
+
+
+def haar_inverse(ll: torch.Tensor, mid: torch.Tensor, hh: torch.Tensor) -> torch.Tensor:
+    """Inverse of :func:`haar_bands` (used by tests and figures)."""
+    hl, lh = mid.chunk(2, dim=1)
+    a = (ll - hl - lh + hh) / 2
+    b = (ll + hl - lh - hh) / 2
+    c = (ll - hl + lh - hh) / 2
+    d = (ll + hl + lh + hh) / 2
+    n, ch, h, w = ll.shape
+    out = ll.new_empty(n, ch, 2 * h, 2 * w)
+    out[..., 0::2, 0::2], out[..., 0::2, 1::2] = a, b
+    out[..., 1::2, 0::2], out[..., 1::2, 1::2] = c, d
+    return out
+
+
+def wavelet_loss(pred: torch.Tensor, target: torch.Tensor,
+                 band_weights=(1.0, 0.1, 0.01)) -> torch.Tensor:
+    """Σ_b w_b · mean|Haar_b(pred) − Haar_b(target)| over bands LL, {HL,LH}, HH.
+
+    The official config uses weights [1, 0.1, 0.01] and multiplies the sum by 0.5
+    (``SupervisedWeights.wavelet``); the supplementary's Table 4 gives ω3 = 0.001.
+    """
+    return sum(w * F.l1_loss(p, t) for w, p, t in zip(band_weights, haar_bands(pred), haar_bands(target)))
+
+
+def perceptual_loss(pred_feats: Features, target_feats: Features, layer_weights=PERCEPTUAL_LAYERS) -> torch.Tensor:
+    """Σ_l w_l · mean|φ_l(pred) − φ_l(target)| (BasicSR PerceptualLoss, criterion l1)."""
+    return sum(w * F.l1_loss(pred_feats[k], target_feats[k]) for k, w in layer_weights.items())
+
+
+def gan_loss_g(fake_logits: torch.Tensor) -> torch.Tensor:
+    """Vanilla GAN generator loss: BCE-with-logits of fake predictions against 'real'."""
+    return F.binary_cross_entropy_with_logits(fake_logits, torch.ones_like(fake_logits))
+
+
+def gan_loss_d(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Vanilla GAN discriminator losses (real term, fake term), each BCE-with-logits."""
+    real = F.binary_cross_entropy_with_logits(real_logits, torch.ones_like(real_logits))
+    fake = F.binary_cross_entropy_with_logits(fake_logits, torch.zeros_like(fake_logits))
+    return real, fake
+
+
+# --------------------------------------------------------------------------- PDD regularisers
+def _fp32(x: torch.Tensor) -> torch.Tensor:
+    """Upcast half/bfloat16 (autocast) to fp32; leave fp32/fp64 alone."""
+    return x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
+
+
+def _intra_ce(d_s: torch.Tensor, d_g: torch.Tensor) -> torch.Tensor:
+    # Softmax over channels at every spatial position, G's distance as the target,
+    # the log on S's side; mean over the (n·h·w) positions. fp32 for the log.
+    p_s = torch.softmax(_fp32(d_s), dim=1)
+    p_g = torch.softmax(_fp32(d_g), dim=1)
+    return (-(p_g * torch.log(p_s + CE_EPS)).sum(dim=1)).mean()
+
+
+def r_intra(s_u: Features, s_l: Features, g_u: Features, g_l: Features,
+            layer_weights=R_INTRA_LAYERS, measure: str = "ce") -> torch.Tensor:
+    """Intra-model distance consistency.
+
+    d_S = |φ(S(X^U)) − φ(S(X^L))|, d_G = |φ(G(X^U)) − φ(G(X^L))| (element-wise);
+    ``measure="ce"``: channel-softmax cross-entropy with d_G as the target (paper);
+    ``measure="l1"``: mean |d_S − d_G| (ablation, Tab. 3).
+    """
+    if measure not in ("ce", "l1"):
+        raise ValueError(f"r_intra measure must be 'ce' or 'l1', got {measure!r}")
+    total = 0.0
+    for k, w in layer_weights.items():
+        d_s = (s_u[k] - s_l[k]).abs()
+        d_g = (g_u[k] - g_l[k]).abs()
+        term = _intra_ce(d_s, d_g) if measure == "ce" else F.l1_loss(_fp32(d_s), _fp32(d_g))
+        total = total + w * term
+    return total
+
+
+def gram(x: torch.Tensor) -> torch.Tensor:
+    """Gram matrix per sample: F Fᵀ / (c·h·w), shape (n, c, c)."""
+    n, c, h, w = x.shape
+    f = _fp32(x.reshape(n, c, h * w))
+    return f @ f.transpose(1, 2) / (c * h * w)
+
+
+def r_inter(s_u: Features, s_l: Features, g_u: Features, g_l: Features,
+            layer_weights=R_INTER_LAYERS, measure: str = "gram") -> torch.Tensor:
+    """Inter-model distance consistency.
+
+    ``measure="gram"`` (paper): ‖Gram(φ(S(X^U))−φ(G(X^U))) − Gram(φ(S(X^L))−φ(G(X^L)))‖_F,
+    the Frobenius norm over the whole (n, c, c) tensor, per layer, weighted.
+    ``measure="l1"`` (ablation, supplementary Tab. 9, the official
+    ``delta_inter_type: l1``): the same Frobenius norm over the element-wise
+    distances |φ(S(X^U))−φ(G(X^U))| − |φ(S(X^L))−φ(G(X^L))|, without the Gram matrix.
+    """
+    if measure not in ("gram", "l1"):
+        raise ValueError(f"r_inter measure must be 'gram' or 'l1', got {measure!r}")
+    total = 0.0
+    for k, w in layer_weights.items():
+        if measure == "gram":
+            diff = gram(s_u[k] - g_u[k]) - gram(s_l[k] - g_l[k])
+        else:
+            diff = _fp32((s_u[k] - g_u[k]).abs()) - _fp32((s_l[k] - g_l[k]).abs())
+        total = total + w * torch.linalg.vector_norm(diff)
+    return total
+
+
+# --------------------------------------------------------------------------- objectives
+@dataclass
+class SupervisedWeights:
+    """Weights of the supervised loss L_L (official config values)."""
+    wavelet: float = 0.5
+    band_weights: tuple = (1.0, 0.1, 0.01)
+    perceptual: float = 1.0
+    perceptual_layers: dict = field(default_factory=lambda: dict(PERCEPTUAL_LAYERS))
+
+
+def supervised_loss(pred: torch.Tensor, target: torch.Tensor, pred_feats: Features, target_feats: Features,
+                    w: SupervisedWeights = SupervisedWeights()) -> dict[str, torch.Tensor]:
+    """Wavelet L1 and perceptual terms of L_L (without GAN), already weighted."""
+    return {
+        "wavelet": w.wavelet * wavelet_loss(pred, target, w.band_weights),
+        "perceptual": w.perceptual * perceptual_loss(pred_feats, target_feats, w.perceptual_layers),
+    }
+
+
+def naive_distillation(s_u: torch.Tensor, g_u: torch.Tensor, s_l: torch.Tensor, y_l: torch.Tensor,
+                       s_u_feats: Features, g_u_feats: Features, s_l_feats: Features, y_l_feats: Features,
+                       lam: float = 1.0, w: SupervisedWeights = SupervisedWeights()) -> dict[str, torch.Tensor]:
+    """Paper Eq. 3: L_L(S(X^U), G(X^U)) + λ · L_L(S(X^L), Y^L) — G's prediction as a pseudo label."""
+    pseudo = supervised_loss(s_u, g_u.detach(), s_u_feats, {k: v.detach() for k, v in g_u_feats.items()}, w)
+    real = supervised_loss(s_l, y_l, s_l_feats, y_l_feats, w)
+    return {"pseudo_" + k: v for k, v in pseudo.items()} | {k: lam * v for k, v in real.items()}
+
+
+@dataclass
+class PDDWeights:
+    """λ1 (R_intra), λ2 (R_inter), λ3 (GAN on S(X^U) and S(X^L)) and the variants."""
+    lambda_intra: float = 1.0
+    lambda_inter: float = 1.0
+    lambda_gan: float = 0.01
+    intra_measure: str = "ce"
+    inter_measure: str = "gram"
+    intra_layers: dict = field(default_factory=lambda: dict(R_INTRA_LAYERS))
+    inter_layers: dict = field(default_factory=lambda: dict(R_INTER_LAYERS))
+    detach_s_l: bool = False  # official EMA config: false; static config: true
+
+
+def vgg_layers_needed(sup: SupervisedWeights, pdd: PDDWeights | None) -> list[str]:
+    names = list(sup.perceptual_layers)
+    if pdd is not None:
+        names += list(pdd.intra_layers) + list(pdd.inter_layers)
+    return list(dict.fromkeys(names))
+
+
+def generator_objective(vgg, s_l: torch.Tensor, s_u: torch.Tensor, y_l: torch.Tensor,
+                        g_l: torch.Tensor | None = None, g_u: torch.Tensor | None = None,
+                        disc=None, sup: SupervisedWeights = SupervisedWeights(),
+                        pdd: PDDWeights | None = PDDWeights(), distill: bool = True,
+                        gan_on_unlabeled: bool = True) -> dict[str, torch.Tensor]:
+    """The full generator objective L = L_L + λ1 R_intra + λ2 R_inter + λ3 L_gan, every term returned.
+
+    One VGG pass: S's predictions run with gradients in one batch; Y^L and G's
+    predictions in a second, no-grad batch (they never need gradients, so their
+    activations are not kept). ``distill=False`` (warm-up before k, or the fine-tune
+    control) skips R_intra / R_inter and G's features. ``disc`` None skips the GAN
+    term; ``gan_on_unlabeled`` adds S(X^U) to the GAN term as the official code does
+    once distillation has started. Returns a dict with ``total`` and each weighted term.
+    """
+    use_pdd = distill and pdd is not None and (pdd.lambda_intra > 0 or pdd.lambda_inter > 0)
+    n_l = s_l.shape[0]
+    need_s_u = use_pdd
+    s_batch = torch.cat([s_l, s_u]) if need_s_u else s_l
+    s_feats = vgg(s_batch)
+    with torch.no_grad():
+        ref = torch.cat([y_l, g_l, g_u]) if use_pdd else y_l
+        ref_feats = vgg(ref)
+    f_s_l = {k: v[:n_l] for k, v in s_feats.items()}
+    f_y = {k: v[:n_l] for k, v in ref_feats.items()}
+    terms = supervised_loss(s_l, y_l, f_s_l, f_y, sup)
+    if use_pdd:
+        f_s_u = {k: v[n_l:] for k, v in s_feats.items()}
+        f_g_l = {k: v[n_l:2 * n_l] for k, v in ref_feats.items()}
+        f_g_u = {k: v[2 * n_l:] for k, v in ref_feats.items()}
+        if pdd.detach_s_l:
+            f_s_l = {k: v.detach() for k, v in f_s_l.items()}
+        if pdd.lambda_intra > 0:
+            terms["r_intra"] = pdd.lambda_intra * r_intra(f_s_u, f_s_l, f_g_u, f_g_l, pdd.intra_layers, pdd.intra_measure)
+        if pdd.lambda_inter > 0:
+            terms["r_inter"] = pdd.lambda_inter * r_inter(f_s_u, f_s_l, f_g_u, f_g_l, pdd.inter_layers, pdd.inter_measure)
+    if disc is not None and pdd is not None and pdd.lambda_gan > 0:
+        fake = torch.cat([s_l, s_u]) if gan_on_unlabeled else s_l
+        terms["gan"] = pdd.lambda_gan * gan_loss_g(disc(fake))
+    terms["total"] = sum(terms.values())
+    return terms
+
+
+# --------------------------------------------------------------------------- inference
+def color_correct(sr: torch.Tensor, lr: torch.Tensor) -> torch.Tensor:
+    """Supplementary Eq. 13: per image and channel, give ``sr`` the mean and std of ``lr``.
+
+    std is the unbiased estimate (torch default), as in the official inference code.
+    """
+    dims = (-2, -1)
+    sr_mean, sr_std = sr.mean(dims, keepdim=True), sr.std(dims, keepdim=True)
+    lr_mean, lr_std = lr.mean(dims, keepdim=True), lr.std(dims, keepdim=True)
+    return (sr - sr_mean) / (sr_std + 1e-12) * lr_std + lr_mean
