@@ -150,16 +150,20 @@ def r_inter(s_u: Features, s_l: Features, g_u: Features, g_l: Features,
 # --------------------------------------------------------------------------- objectives
 @dataclass
 class SupervisedWeights:
-    """Weights of the supervised loss L_L (official config values)."""
+    """Weights of the supervised loss L_L (official config values).
+
+    ``gan`` weighs the generator's vanilla GAN term on S(X^L) (part of L_L).
+    """
     wavelet: float = 0.5
     band_weights: tuple = (1.0, 0.1, 0.01)
     perceptual: float = 1.0
     perceptual_layers: dict = field(default_factory=lambda: dict(PERCEPTUAL_LAYERS))
+    gan: float = 0.01
 
 
 def supervised_loss(pred: torch.Tensor, target: torch.Tensor, pred_feats: Features, target_feats: Features,
                     w: SupervisedWeights = SupervisedWeights()) -> dict[str, torch.Tensor]:
-    """Wavelet L1 and perceptual terms of L_L (without GAN), already weighted."""
+    """Wavelet L1 and perceptual terms of L_L (the GAN term needs D: see generator_objective)."""
     return {
         "wavelet": w.wavelet * wavelet_loss(pred, target, w.band_weights),
         "perceptual": w.perceptual * perceptual_loss(pred_feats, target_feats, w.perceptual_layers),
@@ -177,7 +181,12 @@ def naive_distillation(s_u: torch.Tensor, g_u: torch.Tensor, s_l: torch.Tensor, 
 
 @dataclass
 class PDDWeights:
-    """λ1 (R_intra), λ2 (R_inter), λ3 (GAN on S(X^U) and S(X^L)) and the variants."""
+    """λ1 (R_intra), λ2 (R_inter), λ3 (GAN on S(X^U)) and the variants.
+
+    The official code applies one GAN weight (0.01) to D's logits over cat(S(X^L), S(X^U)),
+    i.e. λ3 equals L_L's GAN weight; generator_objective reproduces that exactly when
+    ``lambda_gan == SupervisedWeights.gan`` and weighs the two halves separately otherwise.
+    """
     lambda_intra: float = 1.0
     lambda_inter: float = 1.0
     lambda_gan: float = 0.01
@@ -195,31 +204,51 @@ def vgg_layers_needed(sup: SupervisedWeights, pdd: PDDWeights | None) -> list[st
     return list(dict.fromkeys(names))
 
 
-def generator_objective(vgg, s_l: torch.Tensor, s_u: torch.Tensor, y_l: torch.Tensor,
+def _gan_term(disc, s_l, s_u, w_l: float, w_u: float) -> torch.Tensor:
+    """Σ over samples of weight · BCE(D(x), real) / n, one D call on the concatenated batch."""
+    fake = s_l if s_u is None or w_u == 0 else torch.cat([s_l, s_u])
+    logits = disc(fake)
+    per_sample = F.binary_cross_entropy_with_logits(logits, torch.ones_like(logits), reduction="none").flatten(1).mean(1)
+    weights = torch.full_like(per_sample, w_l)
+    weights[s_l.shape[0]:] = w_u
+    return (weights * per_sample).mean()
+
+
+def generator_objective(vgg, s_l: torch.Tensor, s_u: torch.Tensor | None, y_l: torch.Tensor,
                         g_l: torch.Tensor | None = None, g_u: torch.Tensor | None = None,
                         disc=None, sup: SupervisedWeights = SupervisedWeights(),
                         pdd: PDDWeights | None = PDDWeights(), distill: bool = True,
-                        gan_on_unlabeled: bool = True) -> dict[str, torch.Tensor]:
-    """The full generator objective L = L_L + λ1 R_intra + λ2 R_inter + λ3 L_gan, every term returned.
+                        gan_on_unlabeled: bool = True, naive_lambda: float | None = None) -> dict[str, torch.Tensor]:
+    """The generator objective L = L_L + λ1 R_intra + λ2 R_inter + λ3 L_gan(S(X^U)), every term returned.
 
-    One VGG pass: S's predictions run with gradients in one batch; Y^L and G's
-    predictions in a second, no-grad batch (they never need gradients, so their
-    activations are not kept). ``distill=False`` (warm-up before k, or the fine-tune
-    control) skips R_intra / R_inter and G's features. ``disc`` None skips the GAN
-    term; ``gan_on_unlabeled`` adds S(X^U) to the GAN term as the official code does
-    once distillation has started. Returns a dict with ``total`` and each weighted term.
+    VGG runs once over S's predictions (with gradients, one batch) and once over the
+    references Y^L and G's predictions (no-grad, one batch: their activations are never
+    kept). ``distill=False`` (D-only warm-up, before k, the fine-tune control) skips
+    R_intra / R_inter and G's features. ``disc=None`` or ``sup.gan == 0`` skips the GAN
+    term; ``gan_on_unlabeled`` adds S(X^U) to it, as the official code does once
+    distillation has started. ``naive_lambda`` switches to naive distillation (paper
+    Eq. 3, pseudo-label G(X^U), labeled term weighted by λ) instead of R_intra/R_inter.
+    Returns a dict with ``total`` and each weighted term.
     """
-    use_pdd = distill and pdd is not None and (pdd.lambda_intra > 0 or pdd.lambda_inter > 0)
+    naive = naive_lambda is not None
+    use_pdd = not naive and distill and pdd is not None and (pdd.lambda_intra > 0 or pdd.lambda_inter > 0)
     n_l = s_l.shape[0]
-    need_s_u = use_pdd
-    s_batch = torch.cat([s_l, s_u]) if need_s_u else s_l
-    s_feats = vgg(s_batch)
+    s_feats = vgg(torch.cat([s_l, s_u]) if (use_pdd or naive) else s_l)
     with torch.no_grad():
-        ref = torch.cat([y_l, g_l, g_u]) if use_pdd else y_l
-        ref_feats = vgg(ref)
+        if use_pdd:
+            ref_feats = vgg(torch.cat([y_l, g_l, g_u]))
+        elif naive:
+            ref_feats = vgg(torch.cat([y_l, g_u]))
+        else:
+            ref_feats = vgg(y_l)
     f_s_l = {k: v[:n_l] for k, v in s_feats.items()}
     f_y = {k: v[:n_l] for k, v in ref_feats.items()}
-    terms = supervised_loss(s_l, y_l, f_s_l, f_y, sup)
+    if naive:
+        f_s_u = {k: v[n_l:] for k, v in s_feats.items()}
+        f_g_u = {k: v[n_l:] for k, v in ref_feats.items()}
+        terms = naive_distillation(s_u, g_u, s_l, y_l, f_s_u, f_g_u, f_s_l, f_y, naive_lambda, sup)
+    else:
+        terms = supervised_loss(s_l, y_l, f_s_l, f_y, sup)
     if use_pdd:
         f_s_u = {k: v[n_l:] for k, v in s_feats.items()}
         f_g_l = {k: v[n_l:2 * n_l] for k, v in ref_feats.items()}
@@ -230,9 +259,9 @@ def generator_objective(vgg, s_l: torch.Tensor, s_u: torch.Tensor, y_l: torch.Te
             terms["r_intra"] = pdd.lambda_intra * r_intra(f_s_u, f_s_l, f_g_u, f_g_l, pdd.intra_layers, pdd.intra_measure)
         if pdd.lambda_inter > 0:
             terms["r_inter"] = pdd.lambda_inter * r_inter(f_s_u, f_s_l, f_g_u, f_g_l, pdd.inter_layers, pdd.inter_measure)
-    if disc is not None and pdd is not None and pdd.lambda_gan > 0:
-        fake = torch.cat([s_l, s_u]) if gan_on_unlabeled else s_l
-        terms["gan"] = pdd.lambda_gan * gan_loss_g(disc(fake))
+    if disc is not None and sup.gan > 0:
+        w_u = (pdd.lambda_gan if pdd is not None else sup.gan) if gan_on_unlabeled and s_u is not None else 0.0
+        terms["gan"] = _gan_term(disc, s_l, s_u, sup.gan, w_u)
     terms["total"] = sum(terms.values())
     return terms
 

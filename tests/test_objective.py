@@ -29,7 +29,7 @@ def unfused_terms(vgg, s_l, s_u, y_l, g_l, g_u, disc, sup, pdd):
     fs_u, fg_u, fs_l2, fg_l = vgg(s_u), vgg(g_u.detach()), vgg(s_l), vgg(g_l.detach())
     terms["r_intra"] = pdd.lambda_intra * L.r_intra(fs_u, fs_l2, fg_u, fg_l, pdd.intra_layers)
     terms["r_inter"] = pdd.lambda_inter * L.r_inter(fs_u, fs_l2, fg_u, fg_l, pdd.inter_layers)
-    terms["gan"] = pdd.lambda_gan * L.gan_loss_g(disc(torch.cat([s_l, s_u])))
+    terms["gan"] = sup.gan * L.gan_loss_g(disc(torch.cat([s_l, s_u])))
     terms["total"] = sum(terms.values())
     return terms
 
@@ -82,4 +82,23 @@ def test_gan_term_sees_unlabeled_only_after_warmup(setup):
     s_l, s_u = s_net(x_l), s_net(x_u)
     only_l = L.generator_objective(vgg, s_l, s_u, y_l, None, None, disc, sup, pdd, distill=False,
                                    gan_on_unlabeled=False)
-    assert only_l["gan"].item() == pytest.approx(pdd.lambda_gan * L.gan_loss_g(disc(s_l)).item())
+    assert only_l["gan"].item() == pytest.approx(sup.gan * L.gan_loss_g(disc(s_l)).item())
+
+
+def test_gan_weights_split_between_labeled_and_unlabeled_halves(setup):
+    sup, _, vgg, s_net, _, disc, x_l, x_u, y_l = setup
+    s_l, s_u = s_net(x_l), s_net(x_u)
+    b_l, b_u = L.gan_loss_g(disc(s_l)).item(), L.gan_loss_g(disc(s_u)).item()
+    pdd = L.PDDWeights(lambda_gan=0.05)
+    got = L.generator_objective(vgg, s_l, s_u, y_l, None, None, disc, sup, pdd, distill=False)["gan"]
+    # equal halves: (0.01 * b_l + 0.05 * b_u) / 2
+    assert got.item() == pytest.approx((sup.gan * b_l + 0.05 * b_u) / 2, rel=1e-9)
+
+
+def test_naive_objective_uses_g_of_unlabeled_as_pseudo_label(setup):
+    sup, _, vgg, s_net, g_net, disc, x_l, x_u, y_l = setup
+    s_l, s_u = s_net(x_l), s_net(x_u)
+    terms = L.generator_objective(vgg, s_l, s_u, y_l, None, s_u.detach(), None, sup, None, naive_lambda=1.0)
+    # S(X^U) equals the pseudo label: the pseudo terms vanish
+    assert terms["pseudo_wavelet"].item() == 0.0 and terms["pseudo_perceptual"].item() == 0.0
+    assert terms["wavelet"].item() > 0

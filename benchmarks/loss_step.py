@@ -1,0 +1,83 @@
+"""Time one generator-objective forward+backward: fused (pdd.losses.generator_objective)
+versus unfused (separate VGG calls per image group, as the official PerceptualLoss +
+DistillationLoss do: VGG(S(X^L)) twice, VGG(Y^L), VGG(S(X^U)), VGG(G(X^U)), VGG(G(X^L))).
+
+The S predictions are leaf tensors that need gradients, so only the objective is timed
+(the generator's own forward/backward is identical in both routes). VGG weights are
+random: the cost does not depend on their values.
+
+    python benchmarks/loss_step.py            # cpu preset sizes and the paper's
+    python benchmarks/loss_step.py --bf16     # with bf16 autocast + channels_last
+"""
+import argparse
+import time
+
+import torch
+
+from pdd import losses as L
+from pdd.archs import VGG19Features, UNetDiscriminatorSN
+
+SIZES = {"cpu": dict(lr=32, batch=2), "paper": dict(lr=48, batch=8)}
+
+
+def unfused(vgg, s_l, s_u, y_l, g_l, g_u, disc, sup, pdd):
+    fs_l, fy = vgg(s_l), vgg(y_l)
+    terms = [sup.wavelet * L.wavelet_loss(s_l, y_l, sup.band_weights),
+             sup.perceptual * L.perceptual_loss(fs_l, fy, sup.perceptual_layers)]
+    fs_u, fs_l2 = vgg(s_u), vgg(s_l)
+    with torch.no_grad():
+        fg_u, fg_l = vgg(g_u), vgg(g_l)
+    terms += [pdd.lambda_intra * L.r_intra(fs_u, fs_l2, fg_u, fg_l, pdd.intra_layers),
+              pdd.lambda_inter * L.r_inter(fs_u, fs_l2, fg_u, fg_l, pdd.inter_layers),
+              sup.gan * L.gan_loss_g(disc(torch.cat([s_l, s_u])))]
+    return sum(terms)
+
+
+def bench(fn, reps):
+    fn()  # warm-up
+    t0 = time.perf_counter()
+    for _ in range(reps):
+        fn()
+    return (time.perf_counter() - t0) / reps
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--bf16", action="store_true", help="bf16 autocast + channels_last")
+    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    ap.add_argument("--sizes", nargs="+", default=list(SIZES), choices=list(SIZES))
+    args = ap.parse_args()
+    dev = torch.device(args.device)
+    sup, pdd = L.SupervisedWeights(), L.PDDWeights()
+    vgg = VGG19Features(L.vgg_layers_needed(sup, pdd)).to(dev)
+    disc = UNetDiscriminatorSN(3).to(dev)
+    fmt = torch.channels_last if args.bf16 else torch.contiguous_format
+    vgg, disc = vgg.to(memory_format=fmt), disc.to(memory_format=fmt)
+    print(f"device={dev} threads={torch.get_num_threads()} bf16+channels_last={args.bf16}")
+    print(f"{'size':6} {'LR':>4} {'batch':>7} {'fused s':>9} {'unfused s':>10} {'ratio':>6}")
+    for name in args.sizes:
+        n, p = SIZES[name]["batch"], SIZES[name]["lr"] * 4
+        g = torch.Generator().manual_seed(0)
+        mk = lambda: torch.rand(n, 3, p, p, generator=g).to(dev).contiguous(memory_format=fmt)  # noqa: E731
+        y_l, g_l, g_u = mk(), mk(), mk()
+        s_l, s_u = mk().requires_grad_(True), mk().requires_grad_(True)
+
+        def step(kind):
+            def run():
+                with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=args.bf16):
+                    if kind == "fused":
+                        loss = L.generator_objective(vgg, s_l, s_u, y_l, g_l, g_u, disc, sup, pdd)["total"]
+                    else:
+                        loss = unfused(vgg, s_l, s_u, y_l, g_l, g_u, disc, sup, pdd)
+                loss.backward()
+                if dev.type == "cuda":
+                    torch.cuda.synchronize()
+            return run
+
+        tf, tu = bench(step("fused"), args.reps), bench(step("unfused"), args.reps)
+        print(f"{name:6} {p // 4:>4} {n:>3}+{n:<3} {tf:>9.3f} {tu:>10.3f} {tu / tf:>5.2f}x", flush=True)
+
+
+if __name__ == "__main__":
+    main()
