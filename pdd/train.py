@@ -1,0 +1,368 @@
+"""One Trainer for every mode: supervised pretraining, the fine-tune control, naive
+distillation, static PDD and EMA PDD.
+
+Per iteration t = 1..iters (the official BasicSR trainer's order, SRGANRefModel):
+  1. G step, only for t > warmup_d_iters (before that D trains alone):
+     S predicts X^L and X^U in one batch; the reference G predicts them under no-grad;
+     L = L_L + λ1 R_intra + λ2 R_inter + λ3 L_gan(S(X^U)); R terms and the GAN term on
+     S(X^U) start at t > warmup_d_iters + k.
+  2. D step: real Y^L vs fake S(X^L).detach().
+  3. EMA update of the evaluated copy (parameters only, buffers copied). In ema mode
+     that copy IS the reference G.
+
+Data for iteration t is a pure function of (seed, t, rank), so a resumed run sees exactly
+the batches an uninterrupted run would have seen.
+
+    python -m pdd.train --preset cpu --mode ema --domain Synth-Defocus --iters 300 --out runs/ema
+    torchrun --nproc_per_node=2 -m pdd.train --preset paper --mode ema --domain Canon --out runs/canon
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import csv
+import json
+import math
+import os
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+
+from . import losses as L
+from .archs import RRDBNet, UNetDiscriminatorSN
+from .config import TrainConfig, make_config, resolve_device, set_field
+
+CHECKPOINT = "checkpoint.pt"
+
+
+class NonFiniteLossError(FloatingPointError):
+    """A loss term became NaN/inf; the last good checkpoint is kept."""
+
+
+@torch.no_grad()
+def ema_update(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> None:
+    """ema ← decay·ema + (1−decay)·model over parameters only (BasicSR's model_ema);
+    buffers are copied, not averaged (RRDBNet has none; kept for other nets)."""
+    for p_ema, p in zip(ema.parameters(), model.parameters()):
+        p_ema.mul_(decay).add_(p.detach(), alpha=1 - decay)
+    for b_ema, b in zip(ema.buffers(), model.buffers()):
+        b_ema.copy_(b)
+
+
+def _bare(m):
+    return m.module if isinstance(m, torch.nn.parallel.DistributedDataParallel) else m
+
+
+def _atomic_save(obj, path: Path) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+class Trainer:
+    """Builds data, networks, optimisers from a TrainConfig; ``fit()`` trains and resumes."""
+
+    def __init__(self, cfg: TrainConfig, progress: bool = True):
+        from .data import LabeledPatches, UnlabeledPatches, open_domain
+        from .weights import load_rrdbnet, load_vgg19
+
+        self.cfg = cfg.validate()
+        self.progress = progress
+        self.world, self.rank = 1, 0
+        if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # launched by torchrun
+            if not dist.is_initialized():
+                dist.init_process_group("nccl" if torch.cuda.is_available() and cfg.device != "cpu" else "gloo")
+            self.world, self.rank = dist.get_world_size(), dist.get_rank()
+        self.device = resolve_device(cfg.device)
+        if self.device.type == "cuda" and self.world > 1:
+            self.device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+            torch.cuda.set_device(self.device)
+        if cfg.threads:
+            torch.set_num_threads(cfg.threads)
+        torch.manual_seed(cfg.seed)
+        self.out = Path(cfg.out)
+        self.out.mkdir(parents=True, exist_ok=True)
+
+        # data
+        self.domain = open_domain(cfg.domain, cfg.data_root)
+        down = "bicubic" if cfg.down == "second_order" else cfg.down
+        self.labeled = LabeledPatches(self.domain.labeled_hr, cfg.patch, cfg.scale, down, cfg.seed)
+        self.unlabeled = (UnlabeledPatches(self.domain.unlabeled_lr, cfg.patch, cfg.seed)
+                          if cfg.mode in ("naive", "static", "ema") else None)
+
+        # networks
+        arch = dict(num_feat=cfg.num_feat, num_block=cfg.num_block, num_grow_ch=cfg.num_grow_ch, scale=cfg.scale)
+        self.sources = {}
+        if cfg.init_s:
+            s = load_rrdbnet(cfg.init_s, **arch)
+            self.sources["S"] = str(s.weights_source)
+        else:
+            s = RRDBNet(**arch)
+            self.sources["S"] = "random init (seed %d)" % cfg.seed
+        self.s = s.to(self.device).train()
+        self.s.requires_grad_(True)
+        self.ema = copy.deepcopy(self.s).eval().requires_grad_(False)
+        self.g = None
+        if cfg.mode == "ema":
+            self.g = self.ema  # M_G is the EMA of M_S
+            self.sources["G"] = "EMA of S (decay %g)" % cfg.ema_decay
+        elif cfg.mode in ("static", "naive"):
+            g = load_rrdbnet(cfg.init_g, **arch) if cfg.init_g else copy.deepcopy(s)
+            self.sources["G"] = str(g.weights_source) if cfg.init_g else "copy of S's initial weights"
+            self.g = g.to(self.device).eval().requires_grad_(False)
+        self.d = None
+        if cfg.gan and cfg.sup.gan > 0:
+            self.d = UNetDiscriminatorSN(3, cfg.disc_feat).to(self.device).train()
+        pdd = cfg.pdd if cfg.mode in ("static", "ema") else None
+        self.vgg = load_vgg19(L.vgg_layers_needed(cfg.sup, pdd), path=cfg.vgg_weights).to(self.device)
+        self.sources["VGG19"] = str(self.vgg.weights_source)
+        if cfg.channels_last:
+            for m in (self.s, self.ema, self.g, self.d, self.vgg):
+                if m is not None:
+                    m.to(memory_format=torch.channels_last)
+        if self.world > 1:
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.s = torch.nn.parallel.DistributedDataParallel(self.s, device_ids=ids)
+            if self.d is not None:
+                self.d = torch.nn.parallel.DistributedDataParallel(self.d, device_ids=ids)
+
+        # optimisation
+        self.opt_g = torch.optim.Adam(self.s.parameters(), lr=cfg.lr, betas=cfg.betas)
+        self.sched_g = torch.optim.lr_scheduler.MultiStepLR(self.opt_g, list(cfg.lr_milestones), cfg.lr_gamma)
+        self.opt_d = self.sched_d = None
+        if self.d is not None:
+            self.opt_d = torch.optim.Adam(self.d.parameters(), lr=cfg.lr_d, betas=cfg.betas)
+            self.sched_d = torch.optim.lr_scheduler.MultiStepLR(self.opt_d, list(cfg.lr_milestones), cfg.lr_gamma)
+        self.iteration = 0
+        self.resumed_from = self._resume()
+
+    # ------------------------------------------------------------------ data
+    def batch(self, t: int):
+        """(x_l, y_l, x_u) for iteration t on this rank: a pure function of (seed, t, rank)."""
+        cfg, base = self.cfg, (t - 1) * self.world + self.rank
+        items = [self.labeled[base * cfg.batch_l + j] for j in range(cfg.batch_l)]
+        x_l = torch.stack([a for a, _ in items])
+        y_l = torch.stack([b for _, b in items])
+        if cfg.down == "second_order":
+            from .degradations import second_order, SecondOrderConfig
+            gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + base)
+            x_l = second_order(y_l, SecondOrderConfig(), gen)
+        x_u = None
+        if self.unlabeled is not None:
+            x_u = torch.stack([self.unlabeled[base * cfg.batch_u + j] for j in range(cfg.batch_u)])
+        fmt = torch.channels_last if cfg.channels_last else torch.contiguous_format
+        to = lambda x: None if x is None else x.to(self.device).contiguous(memory_format=fmt)  # noqa: E731
+        return to(x_l), to(y_l), to(x_u)
+
+    # ------------------------------------------------------------------ one iteration
+    def distilling(self, t: int) -> bool:
+        return t > self.cfg.warmup_d_iters + self.cfg.distill_start_k
+
+    def step(self, t: int) -> dict[str, float]:
+        cfg = self.cfg
+        x_l, y_l, x_u = self.batch(t)
+        autocast = torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=cfg.bf16)
+        log: dict[str, float] = {}
+        n_l = x_l.shape[0]
+        if t > cfg.warmup_d_iters:
+            distill = self.distilling(t)
+            needs_u = x_u is not None and (distill or cfg.mode == "naive")
+            with autocast:
+                s_out = self.s(torch.cat([x_l, x_u]) if needs_u else x_l)
+                s_l, s_u = s_out[:n_l], (s_out[n_l:] if needs_u else None)
+                g_l = g_u = None
+                if needs_u and self.g is not None:
+                    with torch.no_grad():
+                        g_out = self.g(torch.cat([x_l, x_u]))
+                    g_l, g_u = g_out[:n_l], g_out[n_l:]
+                # D's bare module: the G step needs no gradient sync for D's weights
+                disc = _bare(self.d).requires_grad_(False) if self.d is not None else None
+                terms = L.generator_objective(
+                    self.vgg, s_l, s_u, y_l, g_l, g_u, disc, cfg.sup,
+                    cfg.pdd if cfg.mode in ("static", "ema") else None,
+                    distill=distill and cfg.mode in ("static", "ema"),
+                    gan_on_unlabeled=needs_u and cfg.mode != "finetune",
+                    naive_lambda=cfg.naive_lambda if cfg.mode == "naive" and needs_u else None)
+            self._check_finite(t, terms)
+            self.opt_g.zero_grad(set_to_none=True)
+            terms["total"].backward()
+            self.opt_g.step()
+            log.update({k: v.item() for k, v in terms.items()})
+            fake = s_l.detach()
+        else:
+            with torch.no_grad(), autocast:
+                fake = self.s(x_l)
+        if self.d is not None:
+            self.d.requires_grad_(True)
+            with autocast:
+                real_logits = self.d(y_l)
+                fake_logits = self.d(fake.to(y_l.dtype))
+                l_real, l_fake = L.gan_loss_d(real_logits.float(), fake_logits.float())
+            self._check_finite(t, {"d_real": l_real, "d_fake": l_fake})
+            self.opt_d.zero_grad(set_to_none=True)
+            (l_real + l_fake).backward()
+            self.opt_d.step()
+            self.sched_d.step()
+            log.update(d_real=l_real.item(), d_fake=l_fake.item(),
+                       p_real=torch.sigmoid(real_logits.float()).mean().item(),
+                       p_fake=torch.sigmoid(fake_logits.float()).mean().item())
+        with warnings.catch_warnings():
+            # BasicSR steps the schedule every iteration, D-only warm-up included, so that
+            # milestones count absolute iterations; torch warns when G was not stepped.
+            warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step")
+            self.sched_g.step()
+        ema_update(self.ema, _bare(self.s), cfg.ema_decay)
+        return log
+
+    def _check_finite(self, t: int, terms: dict) -> None:
+        for k, v in terms.items():
+            if not torch.isfinite(v).all():
+                raise NonFiniteLossError(
+                    f"iteration {t}: loss term {k!r} is {v.item()}; stopped before the update. "
+                    f"The last good checkpoint (iteration {self.iteration_saved}) is in {self.out}")
+
+    # ------------------------------------------------------------------ checkpoints
+    def state(self) -> dict:
+        return {
+            "iteration": self.iteration,
+            "s": _bare(self.s).state_dict(),
+            "ema": self.ema.state_dict(),
+            "d": _bare(self.d).state_dict() if self.d is not None else None,
+            "opt_g": self.opt_g.state_dict(), "sched_g": self.sched_g.state_dict(),
+            "opt_d": self.opt_d.state_dict() if self.opt_d else None,
+            "sched_d": self.sched_d.state_dict() if self.sched_d else None,
+            "rng": torch.get_rng_state(),
+            "config": self.cfg.to_json(),
+        }
+
+    def save(self) -> None:
+        self.iteration_saved = self.iteration
+        if self.rank != 0:
+            return
+        _atomic_save(self.state(), self.out / CHECKPOINT)
+        # EMA snapshot in the official release layout, for evaluating the last checkpoints
+        snap = self.out / "weights"
+        snap.mkdir(exist_ok=True)
+        _atomic_save({"params_ema": self.ema.state_dict(), "params": _bare(self.s).state_dict(),
+                      "iteration": self.iteration}, snap / f"net_g_{self.iteration:06d}.pth")
+
+    def _resume(self) -> int | None:
+        self.iteration_saved = 0
+        path = self.out / CHECKPOINT
+        if not path.exists():
+            return None
+        from .weights import load_state_dict
+        st = load_state_dict(path)
+        _bare(self.s).load_state_dict(st["s"])
+        self.ema.load_state_dict(st["ema"])
+        if self.d is not None and st["d"] is not None:
+            _bare(self.d).load_state_dict(st["d"])
+        self.opt_g.load_state_dict(st["opt_g"])
+        self.sched_g.load_state_dict(st["sched_g"])
+        if self.opt_d is not None and st["opt_d"] is not None:
+            self.opt_d.load_state_dict(st["opt_d"])
+            self.sched_d.load_state_dict(st["sched_d"])
+        torch.set_rng_state(st["rng"])
+        self.iteration = self.iteration_saved = int(st["iteration"])
+        return self.iteration
+
+    # ------------------------------------------------------------------ loop
+    def fit(self, iters: int | None = None) -> Path:
+        """Train up to ``iters`` (default cfg.iters), resuming from out/checkpoint.pt if present.
+        Returns the output directory (config.json, log.csv, checkpoint.pt, weights/)."""
+        from tqdm.auto import tqdm
+
+        cfg, end = self.cfg, self.cfg.iters if iters is None else iters
+        if self.rank == 0:
+            meta = {"config": self.cfg.to_dict(), "sources": self.sources, "world_size": self.world,
+                    "torch": torch.__version__, "device": str(self.device),
+                    "precision": "bf16 autocast" if cfg.bf16 else "fp32", "channels_last": cfg.channels_last}
+            (self.out / "config.json").write_text(json.dumps(meta, indent=2, default=str))
+        log_path = self.out / "log.csv"
+        rows = self._read_log(log_path, upto=self.iteration)
+        bar = tqdm(total=end, initial=self.iteration, disable=not self.progress or self.rank != 0,
+                   desc=f"{cfg.mode}", dynamic_ncols=True)
+        t0 = time.time()
+        for t in range(self.iteration + 1, end + 1):
+            log = self.step(t)
+            self.iteration = t
+            if t % cfg.log_every == 0 or t == end:
+                row = {"iter": t, "lr": self.opt_g.param_groups[0]["lr"], "sec": round(time.time() - t0, 2), **log}
+                rows.append(row)
+                bar.set_postfix({k: f"{v:.3g}" for k, v in log.items() if k in ("total", "r_intra", "r_inter", "p_real", "p_fake")})
+            if t % cfg.ckpt_every == 0 or t == end:
+                self.save()
+                self._write_log(log_path, rows)
+            bar.update(1)
+        bar.close()
+        if self.iteration == 0 or not (self.out / CHECKPOINT).exists():
+            self.save()
+        self._write_log(log_path, rows)
+        return self.out
+
+    def _read_log(self, path: Path, upto: int) -> list[dict]:
+        if not path.exists() or upto == 0:
+            return []
+        with open(path) as f:
+            rows = [{k: float(v) if v not in ("", None) else math.nan for k, v in r.items()}
+                    for r in csv.DictReader(f) if float(r["iter"]) <= upto]
+        for r in rows:
+            r["iter"] = int(r["iter"])
+        return rows
+
+    def _write_log(self, path: Path, rows: list[dict]) -> None:
+        if self.rank != 0 or not rows:
+            return
+        keys = list(dict.fromkeys(k for r in rows for k in r))
+        tmp = path.with_name(path.name + ".tmp")
+        with open(tmp, "w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=keys)
+            w.writeheader()
+            w.writerows(rows)
+        os.replace(tmp, path)
+
+
+def train(cfg: TrainConfig, progress: bool = True) -> Path:
+    """Train (or resume) and return the output directory. One line for notebooks."""
+    return Trainer(cfg, progress=progress).fit()
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m pdd.train", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--preset", default="cpu", choices=["paper", "cpu", "tiny"])
+    ap.add_argument("--mode", default="ema", choices=["supervised", "finetune", "naive", "static", "ema"])
+    ap.add_argument("--domain")
+    ap.add_argument("--data-root")
+    ap.add_argument("--iters", type=int)
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--seed", type=int)
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="any config field, dotted for nested ones (e.g. pdd.lambda_inter=0.5)")
+    ap.add_argument("--no-progress", action="store_true")
+    args = ap.parse_args(argv)
+    cfg = make_config(args.preset, args.mode)
+    for name, value in (("domain", args.domain), ("data_root", args.data_root), ("iters", args.iters),
+                        ("out", args.out), ("seed", args.seed)):
+        if value is not None:
+            setattr(cfg, name, value)
+    for item in args.set:
+        if "=" not in item:
+            ap.error(f"--set expects KEY=VALUE, got {item!r}")
+        k, v = item.split("=", 1)
+        set_field(cfg, k.strip(), v.strip())
+    cfg.validate()
+    out = train(cfg, progress=not args.no_progress)
+    if dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
+    print(f"done: {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,159 @@
+"""Trainer semantics: EMA update, D-only warm-up and distillation start, exact resume,
+NaN stop, bf16 agreement, DDP replicas, and the command line."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from pdd import losses as L
+from pdd.config import make_config
+from pdd.train import NonFiniteLossError, Trainer, ema_update
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def data_root(tmp_path_factory):
+    root = tmp_path_factory.mktemp("data")
+    os.environ["PDD_DATA_ROOT"] = str(root)  # also for subprocesses
+    return root
+
+
+def tiny(mode, out, **kw):
+    return make_config("tiny", mode, out=str(out), **kw)
+
+
+def test_ema_update_params_only_with_decay():
+    ema, model = torch.nn.BatchNorm1d(2), torch.nn.BatchNorm1d(2)
+    with torch.no_grad():
+        ema.weight.fill_(0.0)
+        model.weight.fill_(1.0)
+        model.running_mean.fill_(5.0)
+    ema_update(ema, model, decay=0.9)
+    # 0.9 * 0 + 0.1 * 1 = 0.1 for parameters; buffers are copied, not averaged
+    torch.testing.assert_close(ema.weight, torch.full((2,), 0.1))
+    torch.testing.assert_close(ema.running_mean, torch.full((2,), 5.0))
+
+
+def test_warmup_trains_only_d_and_distillation_starts_after_k(data_root, tmp_path):
+    cfg = tiny("ema", tmp_path, iters=8, warmup_d_iters=3, distill_start_k=2, log_every=1)
+    tr = Trainer(cfg, progress=False)
+    s0 = {k: v.clone() for k, v in tr.s.state_dict().items()}
+    d0 = {k: v.clone() for k, v in tr.d.state_dict().items()}
+    logs = [tr.step(t) for t in range(1, 4)]
+    assert all(torch.equal(s0[k], v) for k, v in tr.s.state_dict().items()), "G stepped during warm-up"
+    assert any(not torch.equal(d0[k], v) for k, v in tr.d.state_dict().items()), "D did not train"
+    assert all("total" not in log for log in logs)
+    log4, log5, log6 = tr.step(4), tr.step(5), tr.step(6)
+    assert "total" in log4 and "r_intra" not in log4 and "r_inter" not in log5   # t <= 3 + 2
+    assert "r_intra" in log6 and "r_inter" in log6                                # t = 6 > 5
+    assert any(not torch.equal(s0[k], v) for k, v in tr.s.state_dict().items())
+
+
+def test_static_mode_defaults_follow_official_config():
+    cfg = make_config("paper", "static")
+    assert cfg.distill_start_k == 0 and cfg.pdd.detach_s_l and cfg.iters == 50_000
+    ema = make_config("paper", "ema")
+    assert ema.distill_start_k == 5 and not ema.pdd.detach_s_l and ema.iters == 100_000
+    assert ema.warmup_d_iters == 300 and ema.ema_decay == 0.999 and ema.betas == (0.9, 0.99)
+    ft = make_config("paper", "finetune")
+    assert ft.pdd.lambda_intra == ft.pdd.lambda_inter == ft.pdd.lambda_gan == 0.0
+    with pytest.raises(ValueError, match="valid"):
+        make_config("paper", "bogus")
+    with pytest.raises(ValueError, match="unknown config field"):
+        make_config("paper", "ema", overrides={"pdd.lambda_nope": 1})
+
+
+def test_resume_gives_the_same_losses_and_weights(data_root, tmp_path):
+    full = Trainer(tiny("static", tmp_path / "full", iters=8, ckpt_every=4, log_every=1), progress=False)
+    full.fit()
+    part = Trainer(tiny("static", tmp_path / "part", iters=8, ckpt_every=4, log_every=1), progress=False)
+    part.fit(iters=4)                      # "interrupted" after the checkpoint at 4
+    resumed = Trainer(tiny("static", tmp_path / "part", iters=8, ckpt_every=4, log_every=1), progress=False)
+    assert resumed.resumed_from == 4
+    resumed.fit()
+    a = (tmp_path / "full" / "log.csv").read_text().splitlines()
+    b = (tmp_path / "part" / "log.csv").read_text().splitlines()
+    strip = lambda rows: [",".join(c for i, c in enumerate(r.split(",")) if i != 2) for r in rows]  # noqa: E731 drop wall time
+    assert strip(a) == strip(b)
+    for k, v in full.ema.state_dict().items():
+        assert torch.equal(v, resumed.ema.state_dict()[k]), k
+
+
+def test_non_finite_loss_stops_with_iteration_and_term(data_root, tmp_path, monkeypatch):
+    cfg = tiny("ema", tmp_path, iters=10, warmup_d_iters=0, distill_start_k=0, ckpt_every=2)
+    tr = Trainer(cfg, progress=False)
+    real = L.r_inter
+    calls = {"n": 0}
+
+    def bad_r_inter(*a, **k):
+        calls["n"] += 1
+        out = real(*a, **k)
+        return out * float("nan") if calls["n"] == 5 else out
+
+    monkeypatch.setattr(L, "r_inter", bad_r_inter)
+    with pytest.raises(NonFiniteLossError, match=r"iteration 5: loss term 'r_inter'"):
+        tr.fit()
+    ck = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
+    assert ck["iteration"] == 4  # the last good checkpoint survives
+
+
+def test_bf16_loss_terms_agree_with_fp32():
+    """bf16 autocast changes the terms by less than 5 % (R terms are computed in fp32)."""
+    torch.manual_seed(0)
+    from pdd.archs import RRDBNet, VGG19Features
+    sup, pdd = L.SupervisedWeights(), L.PDDWeights()
+    vgg = VGG19Features(L.vgg_layers_needed(sup, pdd))
+    s, g = RRDBNet(num_feat=16, num_block=1, num_grow_ch=8), RRDBNet(num_feat=16, num_block=1, num_grow_ch=8)
+    x_l, x_u, y_l = torch.rand(2, 3, 16, 16), torch.rand(2, 3, 16, 16), torch.rand(2, 3, 64, 64)
+    out = {}
+    for bf16 in (False, True):
+        with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            out[bf16] = L.generator_objective(vgg, s(x_l), s(x_u), y_l, g(x_l), g(x_u), None, sup, pdd)
+    for k in out[False]:
+        assert out[True][k].float().item() == pytest.approx(out[False][k].item(), rel=0.05), k
+
+
+def test_cli_runs_and_records_config(data_root, tmp_path):
+    out = tmp_path / "cli"
+    r = subprocess.run([sys.executable, "-m", "pdd.train", "--preset", "tiny", "--mode", "naive", "--iters", "6",
+                        "--out", str(out), "--seed", "3", "--set", "naive_lambda=0.5", "--no-progress"],
+                       cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    meta = json.loads((out / "config.json").read_text())
+    assert meta["config"]["naive_lambda"] == 0.5 and meta["config"]["seed"] == 3
+    assert meta["sources"]["G"] and "VGG19" in meta["sources"]
+    assert (out / "weights" / "net_g_000006.pth").exists()
+
+
+DDP_SCRIPT = """
+import torch, torch.distributed as dist
+from pdd.config import make_config
+from pdd.train import Trainer, _bare
+import sys
+tr = Trainer(make_config("tiny", "ema", out=sys.argv[1], iters=5, warmup_d_iters=1, distill_start_k=0), progress=False)
+tr.fit()
+flat = torch.cat([p.detach().flatten() for p in _bare(tr.s).parameters()])
+gathered = [torch.zeros_like(flat) for _ in range(dist.get_world_size())]
+dist.all_gather(gathered, flat)
+if dist.get_rank() == 0:
+    assert torch.equal(gathered[0], gathered[1]), "replicas differ"
+    moved = (flat - torch.cat([p.flatten() for p in tr.ema.parameters()])).abs().max().item()
+    print("REPLICAS_EQUAL", moved)
+dist.destroy_process_group()
+"""
+
+
+def test_ddp_two_cpu_processes_keep_identical_replicas(data_root, tmp_path):
+    script = tmp_path / "ddp_check.py"
+    script.write_text(DDP_SCRIPT)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29517",
+                        str(script), str(tmp_path / "ddp")], cwd=ROOT, env=env, capture_output=True, text=True,
+                       timeout=300)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-3000:]
+    assert "REPLICAS_EQUAL" in r.stdout
