@@ -1,0 +1,394 @@
+"""Metrics (through pyiqa), the evaluation protocols, and result tables.
+
+The paper's protocol: PSNR and SSIM on the Y channel of YCbCr (MATLAB's ``rgb2ycbcr``),
+LPIPS (AlexNet) and NRQM, all with IQA-PyTorch (pyiqa). DRealSR is evaluated on
+non-overlapping 512x512 LR crops, everything else on full images. We add NIQE (cheap,
+and available offline) and a colour-corrected PSNR beside the plain one.
+
+``pyiqa.create_metric`` is the only way metrics are made here. Some metrics download
+weights at first use (LPIPS: AlexNet + LPIPS heads, NRQM: a .mat model, NIQE: its
+pristine parameters). Offline, such a metric becomes an ``Unavailable`` record: its
+column is NaN and ``unavailable_note`` says why. It never crashes a run and is never
+replaced by a look-alike. NIQE is the exception: its parameters ship with pdd (see
+``niqe_params_file``), so it works offline.
+
+SR outputs are clamped to [0, 1] and rounded to 8 bit before any metric, exactly as the
+official inference script does when it writes PNGs (basicsr ``tensor2img``).
+"""
+from __future__ import annotations
+
+import math
+import os
+import platform
+import socket
+import subprocess
+import warnings
+from dataclasses import asdict, dataclass, is_dataclass, replace
+from functools import cache
+from importlib import metadata
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import scipy.io
+import torch
+from tqdm.auto import tqdm
+
+from pdd.losses import color_correct
+from pdd.weights import URL_TIMEOUT_S, WeightsSource, cache_dir, resolve_niqe_params
+
+METRICS = ("psnr", "ssim", "niqe", "lpips", "nrqm")
+
+# pyiqa's options for each metric, i.e. our protocol. pyiqa's PSNR/SSIM take the Y of
+# YIQ by default (color_space="yiq"); the paper's tables use the Y of MATLAB's YCbCr.
+# pyiqa's "lpips" is LPIPS v0.1 on AlexNet; "nrqm" is Ma et al.'s NRQM. NIQE keeps
+# pyiqa's defaults, which follow the official NIQE release: the Y of YIQ, i.e. MATLAB's
+# rgb2gray weights (0.299, 0.587, 0.114), rounded to integers, no border crop, 96x96
+# blocks (the image is cut down to a multiple of 96 on each side).
+PYIQA_OPTIONS = {
+    "psnr": {"test_y_channel": True, "color_space": "ycbcr"},
+    "ssim": {"test_y_channel": True, "color_space": "ycbcr"},
+    "niqe": {},
+    "lpips": {},
+    "nrqm": {},
+}
+NIQE_BLOCK = 96  # pyiqa's NIQE needs at least one 96x96 block; smaller images raise inside it
+
+# Pure formulas are fed float64 (8-bit values are exact, no float32 rounding in Y);
+# learned networks get float32, the dtype of their weights.
+FLOAT64_METRICS = {"psnr", "ssim", "niqe"}
+
+
+# --------------------------------------------------------------------------------------
+# Creating metrics
+
+
+@dataclass(frozen=True)
+class Unavailable:
+    """A metric that could not be created (weights not downloadable, missing file, ...)."""
+
+    name: str
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.name}: unavailable ({self.reason})"
+
+
+def _short_reason(e: BaseException) -> str:
+    """Exception type and the first line of its message, e.g. ``URLError: <urlopen error ...>``."""
+    lines = str(e).strip().splitlines()
+    return f"{type(e).__name__}: {lines[0]}" if lines else type(e).__name__
+
+
+def niqe_params_file(path=None) -> tuple[Path, WeightsSource]:
+    """NIQE's pristine parameters as the .mat file pyiqa's NIQE reads, without downloading.
+
+    pyiqa's ``NIQE(pretrained_model_path=...)`` reads a .mat with ``mu_prisparam`` (1x36)
+    and ``cov_prisparam`` (36x36), the key names of the official NIQE release's
+    ``modelparameters.mat``; pyiqa would otherwise download that file as
+    ``niqe_modelparameters.mat``. We write the same numbers from the copy shipped in
+    ``pdd/assets`` (basicsr's npz). Checked: the npz is bit-identical to the official
+    release's ``modelparameters.mat`` (LIVE, 2012), so scores match pyiqa's online NIQE.
+    The file is rewritten only when its content differs, atomically.
+    """
+    params, source = resolve_niqe_params(path)
+    mu, cov = params["mu_pris_param"].reshape(1, 36), params["cov_pris_param"]
+    dst = cache_dir() / "niqe_modelparameters.mat"
+    try:
+        old = scipy.io.loadmat(dst)
+        current = np.array_equal(old["mu_prisparam"], mu) and np.array_equal(old["cov_prisparam"], cov)
+    except Exception:  # noqa: BLE001 -- absent or unreadable: (re)write it
+        current = False
+    if not current:
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        tmp = dst.with_name(f".{dst.name}.{os.getpid()}.tmp")
+        try:
+            with open(tmp, "wb") as f:
+                scipy.io.savemat(f, {"mu_prisparam": mu, "cov_prisparam": cov})
+            os.replace(tmp, dst)
+        finally:
+            tmp.unlink(missing_ok=True)
+    detail = "; ".join(filter(None, [source.detail, f"written as {dst} for pyiqa's NIQE"]))
+    return dst, replace(source, detail=detail)
+
+
+def create_metrics(names=METRICS, device="cpu") -> dict[str, object]:
+    """``{name: pyiqa metric or Unavailable}``, in the order of ``names``.
+
+    Each metric has ``.pdd_options`` (the pyiqa options we passed) and
+    ``.weights_source`` (a ``WeightsSource`` for NIQE's parameters; a short text for
+    the others). Any exception while creating a metric -- no network, a missing or
+    corrupt file -- makes it ``Unavailable``; nothing is substituted.
+    """
+    import pyiqa
+
+    out = {}
+    for name in names:
+        options = dict(PYIQA_OPTIONS.get(name, {}))
+        source = "no weights" if name in ("psnr", "ssim") else "pyiqa's own download (torch hub cache)"
+        old_timeout = socket.getdefaulttimeout()
+        socket.setdefaulttimeout(URL_TIMEOUT_S)  # a machine whose DNS hangs must not stall here
+        try:
+            if name == "niqe":
+                path, source = niqe_params_file()
+                options["pretrained_model_path"] = str(path)
+            metric = pyiqa.create_metric(name, device=device, **options)
+        except Exception as e:  # noqa: BLE001 -- any failure to create is reported, never raised
+            out[name] = Unavailable(name, _short_reason(e))
+            continue
+        finally:
+            socket.setdefaulttimeout(old_timeout)
+        metric.pdd_options = {k: v for k, v in options.items() if k != "pretrained_model_path"}
+        metric.weights_source = source
+        out[name] = metric
+    return out
+
+
+def metric_info(metrics: dict) -> dict[str, dict]:
+    """What each metric was, for result records: options and weights source, or why unavailable."""
+    info = {}
+    for name, m in metrics.items():
+        if isinstance(m, Unavailable):
+            info[name] = {"available": False, "reason": m.reason}
+        else:
+            src = m.weights_source
+            info[name] = {"available": True, "options": m.pdd_options, "lower_better": bool(m.lower_better),
+                          "weights_source": src.to_dict() if isinstance(src, WeightsSource) else str(src)}
+    return info
+
+
+def unavailable_note(metrics: dict) -> str:
+    """One line naming the unavailable metrics and why ('' when all are available)."""
+    missing = [m for m in metrics.values() if isinstance(m, Unavailable)]
+    if not missing:
+        return ""
+    return "Unavailable metrics (NaN in the tables): " + "; ".join(f"{m.name} ({m.reason})" for m in missing)
+
+
+@cache
+def _default_metric(name: str):
+    m = create_metrics((name,))[name]
+    if isinstance(m, Unavailable):
+        raise RuntimeError(str(m))  # noqa: TRY004 -- not a type error: it could not be built
+    return m
+
+
+def psnr_y(sr: torch.Tensor, hr: torch.Tensor, metric=None) -> torch.Tensor:
+    """Y-channel PSNR (MATLAB YCbCr) per image, (N,) for (N, 3, H, W) tensors in [0, 1]."""
+    return (metric or _default_metric("psnr"))(sr, hr).reshape(-1)
+
+
+def ssim_y(sr: torch.Tensor, hr: torch.Tensor, metric=None) -> torch.Tensor:
+    """Y-channel SSIM (MATLAB YCbCr) per image, (N,) for (N, 3, H, W) tensors in [0, 1]."""
+    return (metric or _default_metric("ssim"))(sr, hr).reshape(-1)
+
+
+# --------------------------------------------------------------------------------------
+# Running a model
+
+
+def _model_device(model: torch.nn.Module) -> torch.device:
+    p = next(model.parameters(), None)
+    return p.device if p is not None else torch.device("cpu")
+
+
+def _tiled(model, lr: torch.Tensor, tile: int, overlap: int) -> torch.Tensor:
+    """Run ``model`` on tile x tile LR pieces, each with ``overlap`` extra context pixels.
+
+    Only the centre of each output piece is kept, so seams come only from context the
+    overlap did not cover (none for a receptive field within ``overlap``).
+    """
+    _, _, h, w = lr.shape
+    out, s = None, None
+    for y0 in range(0, h, tile):
+        for x0 in range(0, w, tile):
+            y1, x1 = min(y0 + tile, h), min(x0 + tile, w)
+            cy0, cx0 = max(y0 - overlap, 0), max(x0 - overlap, 0)
+            cy1, cx1 = min(y1 + overlap, h), min(x1 + overlap, w)
+            piece = model(lr[..., cy0:cy1, cx0:cx1]).float()
+            if out is None:
+                s = piece.shape[-1] // (cx1 - cx0)  # the model's scale factor
+                out = lr.new_zeros(lr.shape[0], piece.shape[1], h * s, w * s, dtype=torch.float32)
+            oy, ox = (y0 - cy0) * s, (x0 - cx0) * s
+            out[..., y0 * s:y1 * s, x0 * s:x1 * s] = piece[..., oy:oy + (y1 - y0) * s, ox:ox + (x1 - x0) * s]
+    return out
+
+
+def upscale(model, lr: torch.Tensor, device=None, bf16=False, tile=None, overlap=16, clamp=True) -> torch.Tensor:
+    """SR of ``lr`` (N, 3, h, w) in [0, 1]: no grad, eval mode, float32 result on the CPU.
+
+    ``device`` defaults to the model's own device; the model is not moved (moving a
+    model that is being trained would silently break its optimiser). Its train/eval
+    mode is restored afterwards. ``bf16`` runs under bfloat16 autocast. ``tile`` (LR
+    pixels) bounds memory on big images, at a price: RRDBNet's receptive field is far
+    wider than any practical ``overlap``, so tiled output differs from whole-image output
+    (RealESRGAN, 64x64 LR, tile 32, overlap 16: +0.09 dB Y-PSNR on one test tile). Leave
+    ``tile=None`` for reported numbers unless memory forces it, and record it if used.
+    ``clamp=False`` returns the raw output, which colour correction needs (the official
+    script corrects before clamping).
+    """
+    device = torch.device(device) if device is not None else _model_device(model)
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+            x = lr.to(device, torch.float32)
+            sr = _tiled(model, x, tile, overlap) if tile else model(x).float()
+    finally:
+        model.train(was_training)
+    sr = sr.cpu()
+    return sr.clamp(0, 1) if clamp else sr
+
+
+def quantize(x: torch.Tensor) -> torch.Tensor:
+    """Clamp to [0, 1] and round to 8 bit, as writing a PNG would; float64 values k/255."""
+    return torch.round(x.double().clamp(0, 1) * 255) / 255
+
+
+def _to_tensor(img: np.ndarray) -> torch.Tensor:
+    """HxWx3 uint8 -> (1, 3, H, W) float64 in [0, 1]."""
+    if img.dtype != np.uint8 or img.ndim != 3 or img.shape[2] != 3:
+        raise ValueError(f"expected an HxWx3 uint8 image, got {img.dtype} {img.shape}")
+    return torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1)[None].double() / 255
+
+
+# --------------------------------------------------------------------------------------
+# Evaluation
+
+
+def _expand(pairs, protocol: str):
+    """The (lr, hr, name) items the protocol scores: full images, or DRealSR's 512 crops."""
+    if protocol == "full":
+        yield from pairs
+    elif protocol == "crop512":
+        from pdd.data import crop_512  # lazy: pdd.data pulls in the datasets machinery
+
+        for lr, hr, name in pairs:
+            scale = hr.shape[0] // lr.shape[0]
+            for i, (lr_c, hr_c) in enumerate(crop_512(lr, hr, scale=scale)):
+                yield lr_c, hr_c, f"{name}#{i}"
+    else:
+        raise ValueError(f"unknown protocol {protocol!r}; use 'full' or 'crop512'")
+
+
+def _score(name: str, metric, sr: torch.Tensor, hr: torch.Tensor) -> float:
+    if isinstance(metric, Unavailable):
+        return math.nan
+    if name == "niqe" and min(sr.shape[-2:]) < NIQE_BLOCK:
+        return math.nan  # no 96x96 block to fit; pyiqa would raise. Warned once in evaluate().
+    dtype = torch.float64 if name in FLOAT64_METRICS else torch.float32
+    device = metric.dummy_param.device  # where create_metrics put it
+    args = (sr.to(device, dtype),) if metric.metric_mode == "NR" else (sr.to(device, dtype), hr.to(device, dtype))
+    return float(metric(*args).reshape(-1)[0])
+
+
+def evaluate(model, pairs, metrics: dict, *, color_correction=False, crop_border=0, protocol="full",
+             device=None, bf16=False, tile=None, progress=True) -> pd.DataFrame:
+    """One row per scored image: ``name``, each metric (NaN if unavailable), ``psnr_cc``.
+
+    ``pairs``: (lr, hr, name) with HxWx3 uint8 arrays, hr exactly scale x lr (the format
+    of ``pdd.data.Domain.test_pairs``). ``protocol="crop512"`` scores DRealSR's
+    non-overlapping 512x512 LR crops (``pdd.data.crop_512``), named ``name#i``.
+    ``color_correction`` applies supplementary Eq. 13 (per-channel mean/std of the LR
+    input) to the raw output before clamping and 8-bit rounding, as the official
+    inference script does; ``psnr_cc`` is that corrected PSNR, reported whatever the
+    setting, so colour drift can be told apart from detail. ``crop_border`` pixels are
+    cut from every side of SR and HR before all metrics. The frame's ``attrs`` record
+    the settings and the unavailable metrics.
+    """
+    rows, niqe_too_small = [], []
+    psnr_metric = metrics.get("psnr")
+    if psnr_metric is None or isinstance(psnr_metric, Unavailable):
+        psnr_metric = _default_metric("psnr")  # needs no weights, so this cannot be unavailable
+    items = list(_expand(pairs, protocol))
+    for lr, hr, name in tqdm(items, desc="evaluate", disable=not progress, leave=False):
+        lr_t, hr_t = _to_tensor(lr), _to_tensor(hr)
+        raw = upscale(model, lr_t, device=device, bf16=bf16, tile=tile, clamp=False)
+        if raw.shape != hr_t.shape:
+            raise ValueError(f"{name}: SR is {tuple(raw.shape[-2:])} but HR is {tuple(hr_t.shape[-2:])} "
+                             f"(LR {lr.shape[:2]}); is the model's scale that of the data?")
+        corrected = quantize(color_correct(raw.double(), lr_t))
+        sr = corrected if color_correction else quantize(raw)
+        if crop_border:
+            b = crop_border
+            sr, hr_t, corrected = (t[..., b:-b, b:-b] for t in (sr, hr_t, corrected))
+        row = {"name": name}
+        for metric_name, metric in metrics.items():
+            row[metric_name] = _score(metric_name, metric, sr, hr_t)
+        row["psnr_cc"] = float(psnr_y(corrected, hr_t, psnr_metric)[0])
+        if "niqe" in metrics and min(sr.shape[-2:]) < NIQE_BLOCK:
+            niqe_too_small.append(name)
+        rows.append(row)
+    df = pd.DataFrame(rows, columns=["name", *metrics, "psnr_cc"])
+    if niqe_too_small:
+        warnings.warn(f"NIQE needs images of at least {NIQE_BLOCK}x{NIQE_BLOCK}; NaN for {niqe_too_small}",
+                      stacklevel=2)
+    df.attrs.update(cc=bool(color_correction), protocol=protocol, crop_border=int(crop_border), bf16=bool(bf16),
+                    tile=tile,
+                    unavailable={m.name: m.reason for m in metrics.values() if isinstance(m, Unavailable)},
+                    niqe_too_small=niqe_too_small)
+    return df
+
+
+def summarize(df: pd.DataFrame) -> pd.DataFrame:
+    """Mean, std and count per metric column (rows), over images; NaN for unavailable metrics."""
+    values = df.drop(columns=["name"], errors="ignore").select_dtypes("number")
+    out = pd.DataFrame({"mean": values.mean(), "std": values.std(), "n": values.count()})
+    out.attrs.update(df.attrs)
+    return out
+
+
+# --------------------------------------------------------------------------------------
+# Provenance
+
+
+def _git_commit() -> str:
+    """Short hash of the checkout pdd is imported from; "-dirty" if any file differs or is untracked
+    (an untracked module that produced a result is not in the commit either)."""
+    repo = Path(__file__).resolve().parent.parent
+    try:
+        def git(*args):
+            return subprocess.run(["git", *args], cwd=repo, capture_output=True, text=True, check=True,
+                                  timeout=10).stdout.strip()
+        commit = git("rev-parse", "--short", "HEAD")
+        return commit + ("-dirty" if git("status", "--porcelain") else "")
+    except (OSError, subprocess.SubprocessError):  # no git, not a checkout, no commit yet
+        return "unknown"
+
+
+def _plain(x):
+    """Make caller-supplied values JSON-friendly (dataclasses, WeightsSource, paths)."""
+    if isinstance(x, WeightsSource):
+        return x.to_dict()
+    if is_dataclass(x) and not isinstance(x, type):
+        return asdict(x)
+    if isinstance(x, Path):
+        return str(x)
+    if isinstance(x, dict):
+        return {k: _plain(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_plain(v) for v in x]
+    return x
+
+
+def result_record(**extra) -> dict:
+    """Provenance stored with every result: git commit, versions, python, plus ``extra``.
+
+    Pass the resolved config, the weights' sources, the seed, the precision, and
+    ``metrics=metric_info(metrics)``.
+    """
+    versions = {}
+    for pkg in ("torch", "torchvision", "pyiqa", "numpy"):
+        try:
+            versions[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            versions[pkg] = "not installed"
+    record = {"git_commit": _git_commit(), "versions": versions, "python": platform.python_version()}
+    record.update({k: _plain(v) for k, v in extra.items()})
+    return record
+
+
+__all__ = [
+    "METRICS", "PYIQA_OPTIONS", "Unavailable", "create_metrics", "evaluate", "metric_info", "niqe_params_file",
+    "psnr_y", "quantize", "result_record", "ssim_y", "summarize", "unavailable_note", "upscale",
+]

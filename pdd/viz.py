@@ -1,0 +1,92 @@
+"""Figures for the notebooks: loss curves, image rows and crop grids (small, diffable)."""
+from __future__ import annotations
+
+import csv
+import math
+from pathlib import Path
+
+import numpy as np
+
+LOSS_TERMS = ("total", "wavelet", "perceptual", "gan", "r_intra", "r_inter",
+              "pseudo_wavelet", "pseudo_perceptual")
+
+
+def read_log(run_dir) -> dict[str, np.ndarray]:
+    """log.csv of a run as {column: array}; missing values are NaN."""
+    path = Path(run_dir) / "log.csv"
+    if not path.exists():
+        raise FileNotFoundError(f"no training log at {path}; train first (pdd.train.train)")
+    with open(path) as f:
+        rows = list(csv.DictReader(f))
+    cols = {k for r in rows for k in r}
+    return {k: np.array([float(r[k]) if r.get(k) not in (None, "", "nan") else math.nan for r in rows]) for k in cols}
+
+
+def plot_losses(run_dir, ax=None, title: str | None = None):
+    """Every logged loss term over iterations (log scale), plus D's real/fake probabilities."""
+    import matplotlib.pyplot as plt
+
+    log = read_log(run_dir)
+    if ax is None:
+        _, axes = plt.subplots(1, 2, figsize=(9, 3), dpi=70)
+    else:
+        axes = ax
+    it = log["iter"]
+    for k in LOSS_TERMS:
+        if k in log and np.isfinite(log[k]).any():
+            axes[0].plot(it, log[k], label=k, lw=1)
+    axes[0].set_yscale("log")
+    axes[0].set_xlabel("iteration")
+    axes[0].set_title(title or "generator loss terms (weighted)")
+    axes[0].legend(fontsize=7, ncol=2)
+    for k in ("p_real", "p_fake"):
+        if k in log:
+            axes[1].plot(it, log[k], label=k, lw=1)
+    axes[1].axhline(0.5, color="grey", lw=0.5, ls=":")
+    axes[1].set_ylim(0, 1)
+    axes[1].set_xlabel("iteration")
+    axes[1].set_title("discriminator: mean sigmoid(D)")
+    axes[1].legend(fontsize=7)
+    plt.tight_layout()
+    return axes
+
+
+def d_left_chance(run_dir, tol: float = 0.05) -> bool:
+    """Whether D's real/fake probabilities ever moved more than ``tol`` away from 0.5."""
+    log = read_log(run_dir)
+    if "p_real" not in log:
+        return False
+    dev = np.nanmax(np.abs(np.concatenate([log["p_real"], log["p_fake"]]) - 0.5))
+    return bool(dev > tol)
+
+
+def to_uint8(img) -> np.ndarray:
+    """(3,H,W)/(1,3,H,W) tensor in [0,1] or HxWx3 uint8 array → HxWx3 uint8."""
+    if hasattr(img, "detach"):
+        t = img.detach().float().cpu()
+        if t.ndim == 4:
+            t = t[0]
+        return (t.clamp(0, 1).permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+    return np.asarray(img)
+
+
+def image_row(images, titles, size: float = 2.4, crop=None):
+    """One row of images with titles; ``crop=(y, x, h, w)`` in HR pixels (LR images are
+    shown at the matching LR crop, nearest-upscaled so every panel has the same size)."""
+    import matplotlib.pyplot as plt
+
+    imgs = [to_uint8(i) for i in images]
+    h_max = max(i.shape[0] for i in imgs)
+    fig, axes = plt.subplots(1, len(imgs), figsize=(size * len(imgs), size), dpi=60)
+    for ax, img, title in zip(np.atleast_1d(axes), imgs, titles):
+        f = h_max // img.shape[0]
+        if crop is not None:
+            y, x, h, w = (v // f for v in crop)
+            img = img[y:y + h, x:x + w]
+        if f > 1:
+            img = img.repeat(f, 0).repeat(f, 1)
+        ax.imshow(img, interpolation="nearest")
+        ax.set_title(title, fontsize=9)
+        ax.axis("off")
+    plt.tight_layout()
+    return fig
