@@ -1,0 +1,803 @@
+"""Data: reading images, the domains PDD adapts to, and the patch samplers training draws from.
+
+PDD's data, in the paper's notation:
+- labeled HR pool (Y^L): clean HR photos of the *source* domain. X^L = bicubic(Y^L),
+  made on the fly by `LabeledPatches`: the labeled pairs (X^L, Y^L).
+- unlabeled LR set (X^U): LR images of the *target* domain (a real camera), no HR.
+  `UnlabeledPatches` crops them.
+- held-out test pairs: target LR with its HR, never seen in training.
+
+A `Domain` bundles the three. `open_domain(name)` gives either a real dataset read from
+the data root (layouts in data/README.md) or a built-in domain generated once from
+photos that ship inside installed packages, with a hidden camera-like degradation
+(`pdd.degradations.DOMAIN_DEGRADATIONS`) that training code never reads.
+
+Images are HxWx3 uint8 RGB numpy arrays everywhere outside the samplers; the samplers
+return float tensors in [0, 1]. Samplers are deterministic functions of (seed, index),
+so a resumed run regenerates exactly the batches it would have drawn.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import re
+import sys
+import time
+import zlib
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from . import degradations as deg
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+SCALE = 4
+
+
+class ImageError(ValueError):
+    """An image that cannot be used: unreadable, corrupt, unsupported, or too small."""
+
+
+class DatasetNotFoundError(FileNotFoundError):
+    """A dataset is not where its documented layout says (see data/README.md)."""
+
+
+# ---------------------------------------------------------------------------------------
+# reading and writing images
+# ---------------------------------------------------------------------------------------
+
+_PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def _from_16bit(a: np.ndarray) -> np.ndarray:
+    # Full-range scaling (65535 -> 255) with rounding, not truncation to the high byte.
+    return np.round(a.astype(np.float64) * (255.0 / 65535.0)).astype(np.uint8)
+
+
+def _to_rgb(a: np.ndarray) -> np.ndarray:
+    """(H,W) / (H,W,1|2|3|4) -> (H,W,3): grey replicated, alpha (last of 2 or 4) dropped."""
+    if a.ndim == 2:
+        a = a[:, :, None]
+    if a.shape[2] in (2, 4):
+        a = a[:, :, :-1]
+    if a.shape[2] == 1:
+        a = np.repeat(a, 3, axis=2)
+    return np.ascontiguousarray(a)
+
+
+def read_image(path) -> np.ndarray:
+    """Read an image file as an HxWx3 uint8 RGB array.
+
+    Conversions (each documented because each changes pixel values):
+    - grayscale (L, 1-bit) -> the grey value replicated into R, G and B;
+    - RGBA / LA / PA -> alpha dropped: the colour channels are kept as stored, NOT
+      composited on any background (SR datasets have no meaningful transparency);
+    - 16-bit (PNG grey or RGB, PIL I;16 / I modes) -> round(v * 255 / 65535). Pillow would
+      silently truncate 16-bit RGB PNGs to their high byte, so 16-bit PNGs are decoded
+      with torchvision's libpng decoder instead;
+    - palette (P) and other colour models (CMYK, YCbCr, ...) -> RGB through Pillow;
+    - EXIF orientation is NOT applied: pixels are returned in stored order.
+    Missing files raise FileNotFoundError; unreadable, corrupt or truncated files and
+    float images raise `ImageError` naming the file.
+    """
+    path = Path(path)
+    data = path.read_bytes()  # FileNotFoundError / PermissionError propagate as they are
+    try:
+        # IHDR's bit depth is byte 24 of every PNG.
+        if data[:8] == _PNG_MAGIC and len(data) > 24 and data[24] == 16:
+            import warnings
+
+            from torchvision.io import ImageReadMode, decode_png
+
+            with warnings.catch_warnings():
+                # torchvision 0.29 deprecates its codecs in favour of torchcodec; the
+                # pinned version still has them and no other direct dependency decodes
+                # 16-bit RGB PNG at full depth.
+                warnings.simplefilter("ignore", DeprecationWarning)
+                t = decode_png(torch.frombuffer(bytearray(data), dtype=torch.uint8), mode=ImageReadMode.UNCHANGED)
+            return _to_rgb(_from_16bit(t.permute(1, 2, 0).numpy()))
+        im = Image.open(io.BytesIO(data))
+        im.load()  # decode now, so truncation errors surface here
+        mode = im.mode
+        if mode in ("I;16", "I;16L", "I;16B", "I;16N", "I"):
+            a = np.asarray(im).astype(np.int64)
+            if a.min() < 0 or a.max() > 65535:
+                raise ImageError(f"{path}: 32-bit integer image with values outside 0..65535 is not supported")
+            return _to_rgb(_from_16bit(a))
+        if mode == "F":
+            raise ImageError(f"{path}: floating-point images are not supported (expected 8 or 16 bit)")
+        if mode in ("RGB", "L", "RGBA", "LA"):
+            return _to_rgb(np.asarray(im))
+        if mode in ("1",):
+            return _to_rgb(np.asarray(im.convert("L")))
+        if mode in ("P", "PA", "RGBa", "La"):
+            return _to_rgb(np.asarray(im.convert("RGBA")))
+        return _to_rgb(np.asarray(im.convert("RGB")))
+    except ImageError:
+        raise
+    except (OSError, SyntaxError, ValueError, RuntimeError, EOFError, Image.DecompressionBombError) as e:
+        raise ImageError(f"{path}: not a readable image ({type(e).__name__}: {e})") from e
+
+
+def image_size(path) -> tuple[int, int]:
+    """(height, width) from the file header, without decoding the pixels."""
+    try:
+        with Image.open(path) as im:
+            w, h = im.size
+        return h, w
+    except FileNotFoundError:
+        raise
+    except (OSError, SyntaxError, ValueError) as e:
+        raise ImageError(f"{path}: not a readable image ({type(e).__name__}: {e})") from e
+
+
+def write_png(path, img: np.ndarray) -> None:
+    """Write an HxWx3 uint8 image as PNG atomically (temp file + rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    Image.fromarray(img).save(tmp, format="PNG")
+    os.replace(tmp, path)
+
+
+class ImageFolder(Sequence):
+    """A list of image files that behaves like a list of HxWx3 uint8 arrays.
+
+    Decodes on access, so a 3,450-image DF2K pool costs nothing until sampled. Sizes
+    come from file headers. With `cache=True` decoded arrays are kept in memory (per
+    process: DataLoader workers each keep their own).
+    """
+
+    def __init__(self, paths, cache: bool = False):
+        self.paths = [Path(p) for p in paths]
+        self.names = [p.stem for p in self.paths]
+        self.cache = cache
+        self._cache: dict[int, np.ndarray] = {}
+        self._sizes: list[tuple[int, int]] | None = None
+
+    def __len__(self):
+        return len(self.paths)
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(len(self)))]
+        i = range(len(self))[i]  # negative indices, IndexError
+        if i in self._cache:
+            return self._cache[i]
+        img = read_image(self.paths[i])
+        if self.cache:
+            self._cache[i] = img
+        return img
+
+    @property
+    def sizes(self) -> list[tuple[int, int]]:
+        if self._sizes is None:
+            self._sizes = [image_size(p) for p in self.paths]
+        return self._sizes
+
+    def __repr__(self):
+        return f"ImageFolder({len(self)} images, first={self.paths[0] if self.paths else None})"
+
+
+def _sizes(images) -> list[tuple[int, int]]:
+    return list(images.sizes) if hasattr(images, "sizes") else [tuple(im.shape[:2]) for im in images]
+
+
+def _names(images, names=None) -> list[str]:
+    if names is not None:
+        return list(names)
+    if hasattr(images, "paths"):
+        return [str(p) for p in images.paths]
+    if hasattr(images, "names"):
+        return list(images.names)
+    return [f"image #{i}" for i in range(len(images))]
+
+
+class ImageList(list):
+    """A list of in-memory images that also carries their names (for error messages)."""
+
+    def __init__(self, images, names):
+        super().__init__(images)
+        self.names = list(names)
+
+
+def _check_pair(lr: np.ndarray, hr: np.ndarray, scale: int, name: str) -> np.ndarray:
+    """Return HR cropped to exactly scale x LR; HR may exceed it by < scale pixels."""
+    need = (lr.shape[0] * scale, lr.shape[1] * scale)
+    dh, dw = hr.shape[0] - need[0], hr.shape[1] - need[1]
+    if not (0 <= dh < scale and 0 <= dw < scale):
+        raise ImageError(f"{name}: HR {hr.shape[1]}x{hr.shape[0]} does not match LR {lr.shape[1]}x{lr.shape[0]} "
+                         f"at scale x{scale} (expected {need[1]}x{need[0]})")
+    return hr[:need[0], :need[1]]
+
+
+class PairFolder(Sequence):
+    """Test pairs read from disk on access: item i = (lr, hr, name)."""
+
+    def __init__(self, lr_paths, hr_paths, names, scale: int = SCALE):
+        self.lr_paths, self.hr_paths = [Path(p) for p in lr_paths], [Path(p) for p in hr_paths]
+        self.names, self.scale = list(names), scale
+
+    def __len__(self):
+        return len(self.names)
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(len(self)))]
+        i = range(len(self))[i]
+        lr, hr = read_image(self.lr_paths[i]), read_image(self.hr_paths[i])
+        return lr, _check_pair(lr, hr, self.scale, str(self.hr_paths[i])), self.names[i]
+
+    @property
+    def sizes(self) -> list[tuple[tuple[int, int], tuple[int, int]]]:
+        return [(image_size(a), image_size(b)) for a, b in zip(self.lr_paths, self.hr_paths)]
+
+
+def crop_512(lr: np.ndarray, hr: np.ndarray, scale: int = SCALE, size: int = 512) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Non-overlapping size x size LR crops (and their HR) from the top-left; remainders dropped.
+
+    DRealSR's test protocol. A dimension shorter than `size` is kept whole (one crop
+    spanning it) rather than dropping the image.
+    """
+    h, w = lr.shape[:2]
+    sh, sw = min(size, h), min(size, w)
+    out = []
+    for y in range(0, h - sh + 1, sh):
+        for x in range(0, w - sw + 1, sw):
+            out.append((lr[y:y + sh, x:x + sw], hr[y * scale:(y + sh) * scale, x * scale:(x + sw) * scale]))
+    return out
+
+
+# ---------------------------------------------------------------------------------------
+# domains
+# ---------------------------------------------------------------------------------------
+
+
+@dataclass
+class Domain:
+    """One adaptation problem: labeled source HR, unlabeled target LR, held-out target pairs.
+
+    labeled_hr:   Y^L pool, clean HR (source domain); X^L = bicubic(Y^L) at train time.
+    unlabeled_lr: X^U, target-domain LR with no HR.
+    test_pairs:   held-out target (lr, hr, name); hr is exactly scale x lr.
+    source_test_pairs: the same HR with the SOURCE protocol's LR (MATLAB bicubic, 8-bit):
+                  a method's gain here vs. on test_pairs separates adaptation to the
+                  target from generic improvement.
+    The three image sets are lists (or list-like `ImageFolder` / `PairFolder` that read
+    on access) of HxWx3 uint8 arrays.
+    """
+    name: str
+    kind: str  # "builtin" | "real"
+    labeled_hr: Sequence
+    unlabeled_lr: Sequence
+    test_pairs: Sequence
+    scale: int = SCALE
+    root: Path | None = None
+    sources: dict = field(default_factory=dict)  # role -> where the images came from
+    notes: str = ""
+    _source_test_pairs: list | None = field(default=None, repr=False)
+
+    @property
+    def source_test_pairs(self) -> list:
+        if self._source_test_pairs is None:
+            out = []
+            for lr, hr, name in self.test_pairs:
+                src = deg.tensor2img(deg.quantize(deg.bicubic_down(deg.img2tensor(hr), self.scale)))
+                out.append((src, hr, name))
+            self._source_test_pairs = out
+        return self._source_test_pairs
+
+    def summary(self):
+        """A pandas DataFrame: per set, image count, smallest / largest size, total pixels."""
+        import pandas as pd
+
+        test_sizes = _sizes(self.test_pairs) if hasattr(self.test_pairs, "sizes") else [
+            (tuple(lr.shape[:2]), tuple(hr.shape[:2])) for lr, hr, _ in self.test_pairs]
+        sets = [("labeled HR (Y^L, source)", _sizes(self.labeled_hr)),
+                ("unlabeled LR (X^U, target)", _sizes(self.unlabeled_lr)),
+                ("test LR (target)", [s[0] for s in test_sizes]),
+                ("test HR", [s[1] for s in test_sizes])]
+        def hw(s):
+            return f"{s[0]}x{s[1]}"
+
+        rows = []
+        for label, sizes in sets:
+            by_area = sorted(sizes, key=lambda s: (s[0] * s[1], s))
+            rows.append({"set": label, "images": len(sizes),
+                         "smallest (HxW)": hw(by_area[0]) if sizes else "-",
+                         "largest (HxW)": hw(by_area[-1]) if sizes else "-",
+                         "pixels": int(sum(h * w for h, w in sizes))})
+        return pd.DataFrame(rows).set_index("set")
+
+    def describe(self) -> str:
+        lines = [f"Domain {self.name} ({self.kind}, x{self.scale})"]
+        if self.root is not None:
+            lines.append(f"  root: {self.root}")
+        n_test = len(self.test_pairs)
+        lines.append(f"  labeled HR pool (source, clean): {len(self.labeled_hr)} images  <- {self.sources.get('labeled', '?')}")
+        lines.append(f"  unlabeled target LR (X^U):       {len(self.unlabeled_lr)} images  <- {self.sources.get('unlabeled', '?')}")
+        lines.append(f"  held-out test pairs:             {n_test}  <- {self.sources.get('test', '?')}")
+        if self.notes:
+            lines.append("  " + self.notes)
+        return "\n".join(lines)
+
+
+def resolve_data_root(data_root=None) -> Path:
+    """argument -> $PDD_DATA_ROOT -> <repo>/data."""
+    if data_root is not None:
+        return Path(data_root)
+    if os.environ.get("PDD_DATA_ROOT"):
+        return Path(os.environ["PDD_DATA_ROOT"])
+    return REPO_ROOT / "data"
+
+
+# ---------------------------------------------------------------------------------------
+# real datasets: documented layouts under the data root (see data/README.md)
+# ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RealLayout:
+    """Where a real domain's files live, as globs relative to the data root."""
+    dataset: str
+    unlabeled: str              # target LR without HR (X^U)
+    test_lr: str
+    test_hr: str
+    labeled: str | None = None  # dataset's own clean HR; None -> DF2K / DIV2K
+
+
+def _realsr(camera):
+    return RealLayout("RealSR V3 x4", f"RealSRV3/{camera}/Train/4/*_LR4.png",
+                      f"RealSRV3/{camera}/Test/4/*_LR4.png", f"RealSRV3/{camera}/Test/4/*_HR.png")
+
+
+def _drealsr(camera):
+    return RealLayout("DRealSR x4", f"DRealSR/x4/{camera}/Train/LR/*.png",
+                      f"DRealSR/x4/{camera}/Test/LR/*.png", f"DRealSR/x4/{camera}/Test/HR/*.png")
+
+
+REAL_DOMAINS = {
+    "Canon": _realsr("Canon"),
+    "Nikon": _realsr("Nikon"),
+    "Panasonic": _drealsr("Panasonic"),
+    "Olympus": _drealsr("Olympus"),
+    # NTIRE 2020 RWSR track 1: train_source = corrupted images (the LR input domain,
+    # no HR) -> X^U; train_target = clean HR -> labeled pool; valid_source/valid_target
+    # = corrupted LR / HR pairs -> test.
+    "NTIRE20": RealLayout("NTIRE 2020 RWSR track 1", "NTIRE20/track1/train_source/*.png",
+                          "NTIRE20/track1/valid_source/*.png", "NTIRE20/track1/valid_target/*.png",
+                          labeled="NTIRE20/track1/train_target/*.png"),
+}
+
+# Labeled source pools for the real domains, tried in this order by labeled="auto".
+LABELED_SOURCES = {"DF2K": "DF2K/HR/*.png", "DIV2K": "DIV2K/DIV2K_train_HR/*.png"}
+
+# Images decoded once and kept in memory when a set is at most this many pixels
+# (~190 MB as uint8); larger sets (DF2K) are decoded on every access.
+CACHE_PIXELS = 64_000_000
+
+
+def _glob(root: Path, pattern: str) -> list[Path]:
+    return sorted(root.glob(pattern))
+
+
+def _pair_key(path: Path) -> str:
+    # RealSR names Canon_001_HR.png / Canon_001_LR4.png; DRealSR and NTIRE use the same
+    # stem in two folders, sometimes with _x1 / _x4 suffixes.
+    return re.sub(r"_(hr|lr\d?|x\d)$", "", path.stem, flags=re.IGNORECASE)
+
+
+def _folder(paths) -> ImageFolder:
+    folder = ImageFolder(paths)
+    folder.cache = sum(h * w for h, w in folder.sizes) <= CACHE_PIXELS
+    return folder
+
+
+def _open_labeled(root: Path, labeled, layout: RealLayout | None) -> tuple[Sequence, str]:
+    if labeled == "builtin":
+        photos = builtin_photos()
+        names = sorted(photos)
+        return ImageList([photos[k] for k in names], names), "built-in packaged photos: " + ", ".join(names)
+    if labeled not in ("auto", "DF2K", "DIV2K"):
+        paths = sorted(Path(labeled).glob("*.png"))
+        if not paths:
+            raise DatasetNotFoundError(f"labeled HR pool: no *.png under {Path(labeled).resolve()}")
+        return _folder(paths), str(labeled)
+    if labeled == "auto" and layout is not None and layout.labeled is not None:
+        candidates = {layout.dataset + " clean HR": layout.labeled}
+    elif labeled == "auto":
+        candidates = dict(LABELED_SOURCES)
+    else:
+        candidates = {labeled: LABELED_SOURCES[labeled]}
+    for pattern in candidates.values():
+        paths = _glob(root, pattern)
+        if paths:
+            return _folder(paths), str(root / pattern)
+    expected = "\n  ".join(str(root / p) for p in candidates.values())
+    raise DatasetNotFoundError(
+        f"labeled HR pool not found; expected PNG files at one of:\n  {expected}\n"
+        f"See data/README.md for where to get them, or pass labeled='builtin' to use the "
+        f"packaged photos as the labeled pool.")
+
+
+def _open_real(name: str, root: Path, labeled) -> Domain:
+    layout = REAL_DOMAINS[name]
+    found = {role: _glob(root, getattr(layout, role)) for role in ("unlabeled", "test_lr", "test_hr")}
+    missing = [str(root / getattr(layout, role)) for role, paths in found.items() if not paths]
+    if missing:
+        raise DatasetNotFoundError(
+            f"{name} ({layout.dataset}) not found under data root {root}; no files match:\n  "
+            + "\n  ".join(missing) + "\nSee data/README.md for the layout and where to obtain the data "
+            "(set PDD_DATA_ROOT or pass data_root= to use another root).")
+    lr_by_key = {_pair_key(p): p for p in found["test_lr"]}
+    hr_by_key = {_pair_key(p): p for p in found["test_hr"]}
+    unpaired = sorted(set(lr_by_key) ^ set(hr_by_key))
+    if unpaired:
+        show = [str(lr_by_key.get(k) or hr_by_key.get(k)) for k in unpaired[:5]]
+        raise DatasetNotFoundError(f"{name}: {len(unpaired)} test images have no LR/HR partner, e.g.\n  "
+                                   + "\n  ".join(show))
+    keys = sorted(lr_by_key)
+    labeled_hr, labeled_src = _open_labeled(root, labeled, layout)
+    return Domain(
+        name=name, kind="real", labeled_hr=labeled_hr, unlabeled_lr=_folder(found["unlabeled"]),
+        test_pairs=PairFolder([lr_by_key[k] for k in keys], [hr_by_key[k] for k in keys], keys),
+        root=root, sources={"labeled": labeled_src, "unlabeled": str(root / layout.unlabeled),
+                            "test": str(root / layout.test_lr) + " + HR"},
+        notes=f"{layout.dataset}. Evaluate DRealSR on non-overlapping 512x512 LR crops (crop_512)."
+        if layout.dataset.startswith("DRealSR") else layout.dataset + ".")
+
+
+# ---------------------------------------------------------------------------------------
+# built-in domains: packaged photos + a hidden degradation, generated once and cached
+# ---------------------------------------------------------------------------------------
+
+# Which photo plays which role, the same for every built-in domain. The stereo pair
+# (motorcycle left/right: nearly the same picture) stays together in the test set so
+# no near-duplicate crosses splits.
+BUILTIN_SPLIT = {
+    "labeled": ("astronaut", "chelsea", "coffee"),            # clean HR source pool
+    "unlabeled": ("china", "flower"),                          # target LR only (X^U)
+    "test": ("rocket", "motorcycle_left", "motorcycle_right", "grace_hopper"),
+}
+BUILTIN_FORMAT = 1  # bump when the cache layout changes
+
+
+def builtin_photos() -> dict[str, np.ndarray]:
+    """The nine clean photos that ship inside installed packages (no download).
+
+    scikit-image: astronaut, chelsea, coffee, rocket, stereo_motorcycle (left, right);
+    scikit-learn: china, flower (load_sample_images); matplotlib: grace_hopper.
+    Each is cropped at the top-left to a multiple of 8 pixels (2 x scale), so LR sizes
+    are whole and even (the Bayer domain needs even LR sizes).
+    """
+    import matplotlib.cbook
+    import skimage.data
+    from sklearn.datasets import load_sample_images
+
+    photos = {n: getattr(skimage.data, n)() for n in ("astronaut", "chelsea", "coffee", "rocket")}
+    photos["motorcycle_left"], photos["motorcycle_right"], _ = skimage.data.stereo_motorcycle()
+    sk = load_sample_images()
+    for fname, img in zip(sk.filenames, sk.images):
+        photos[Path(fname).stem] = img
+    with matplotlib.cbook.get_sample_data("grace_hopper.jpg") as f:
+        photos["grace_hopper"] = np.asarray(Image.open(f).convert("RGB"))
+    m = 2 * SCALE
+    return {k: np.ascontiguousarray(v[: v.shape[0] // m * m, : v.shape[1] // m * m, :3]) for k, v in photos.items()}
+
+
+def builtin_domain_names() -> list[str]:
+    return list(deg.DOMAIN_DEGRADATIONS)
+
+
+def _builtin_recipe(name: str) -> dict:
+    from importlib.metadata import version  # not `import pyiqa`: that alone takes seconds
+
+    fn, recipe = deg.DOMAIN_DEGRADATIONS[name]
+    return {
+        "format": BUILTIN_FORMAT, "domain": name, "degradation": fn.__name__, "recipe": asdict(recipe),
+        "split": {k: list(v) for k, v in BUILTIN_SPLIT.items()}, "scale": SCALE,
+        # Any edit of the degradation code, or a library that could change pixels
+        # (resampling, codec, packaged photos), makes the cache stale.
+        "degradations_sha256": hashlib.sha256(Path(deg.__file__).read_bytes()).hexdigest(),
+        "versions": {p: version(p) for p in ("torch", "numpy", "pillow", "kornia", "pyiqa", "scikit-image",
+                                              "scikit-learn", "matplotlib")},
+    }
+
+
+def _recipe_hash(recipe: dict) -> str:
+    return hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _builtin_files() -> dict[str, tuple[str, str]]:
+    """relative path -> (photo, role) for every file of a built-in domain's cache."""
+    files = {f"labeled/{p}.png": (p, "hr") for p in BUILTIN_SPLIT["labeled"]}
+    files.update({f"unlabeled/{p}.png": (p, "target") for p in BUILTIN_SPLIT["unlabeled"]})
+    for p in BUILTIN_SPLIT["test"]:
+        files.update({f"test/{p}_hr.png": (p, "hr"), f"test/{p}_lr.png": (p, "target"),
+                      f"test/{p}_bicubic.png": (p, "bicubic")})
+    return files
+
+
+def builtin_cache_status(name: str, data_root=None) -> str:
+    """'ok', or why the cached files of built-in domain `name` must be (re)generated."""
+    folder = resolve_data_root(data_root) / "builtin" / name
+    manifest = folder / "manifest.json"
+    if not manifest.exists():
+        return "missing"
+    try:
+        m = json.loads(manifest.read_text())
+    except (OSError, json.JSONDecodeError):
+        return "unreadable manifest"
+    if m.get("hash") != _recipe_hash(_builtin_recipe(name)):
+        return "stale (recipe changed)"
+    for rel, digest in m.get("files", {}).items():
+        p = folder / rel
+        if not p.exists():
+            return f"missing file {rel}"
+        if _sha256(p) != digest:
+            return f"modified file {rel}"
+    if set(m.get("files", {})) != set(_builtin_files()):
+        return "incomplete"
+    return "ok"
+
+
+def generate_builtin(name: str, data_root=None) -> Path:
+    """(Re)write built-in domain `name` under <data_root>/builtin/<name>/ and its manifest.
+
+    Per photo: the clean HR; the target LR made by the hidden degradation (seeded by the
+    domain and photo name, so a file never depends on generation order); for test
+    photos also the source-protocol LR (MATLAB bicubic, 8-bit). The manifest is written
+    last, so an interrupted generation is detected and redone.
+    """
+    fn, recipe = deg.DOMAIN_DEGRADATIONS[name]
+    folder = resolve_data_root(data_root) / "builtin" / name
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "manifest.json").unlink(missing_ok=True)
+    photos = builtin_photos()
+    t0 = time.time()
+    digests = {}
+    for rel, (photo, role) in _builtin_files().items():
+        hr = photos[photo]
+        if role == "hr":
+            img = hr
+        elif role == "target":
+            img = fn(hr, zlib.crc32(f"{name}/{photo}".encode()), recipe)
+        else:
+            img = deg.tensor2img(deg.quantize(deg.bicubic_down(deg.img2tensor(hr), SCALE)))
+        write_png(folder / rel, img)
+        digests[rel] = _sha256(folder / rel)
+    recipe_d = _builtin_recipe(name)
+    manifest = {"hash": _recipe_hash(recipe_d), "recipe": recipe_d, "files": digests,
+                "seconds": round(time.time() - t0, 2)}
+    tmp = folder / f".manifest.{os.getpid()}.tmp"
+    tmp.write_text(json.dumps(manifest, indent=1, sort_keys=True))
+    os.replace(tmp, folder / "manifest.json")
+    return folder
+
+
+def tile_positions(h: int, w: int, tile: int, scale: int = SCALE) -> list[tuple[int, int]]:
+    """Top-left HR corners of a centred grid of non-overlapping tile x tile tiles.
+
+    Corners are multiples of `scale` so each HR tile maps onto whole LR pixels.
+    """
+    rows, cols = h // tile, w // tile
+    y0 = (h - rows * tile) // 2 // scale * scale
+    x0 = (w - cols * tile) // 2 // scale * scale
+    return [(y0 + r * tile, x0 + c * tile) for r in range(rows) for c in range(cols)]
+
+
+def _open_builtin(name: str, root: Path, test_tile: int, n_test_tiles, regenerate: bool) -> Domain:
+    status = "regenerate requested" if regenerate else builtin_cache_status(name, root)
+    folder = root / "builtin" / name
+    if status != "ok":
+        t0 = time.time()
+        print(f"pdd.data: generating built-in domain {name} under {folder} ({status}) ...", file=sys.stderr)
+        generate_builtin(name, root)
+        print(f"pdd.data: {name} generated in {time.time() - t0:.1f} s", file=sys.stderr)
+    if test_tile % SCALE:
+        raise ValueError(f"test_tile={test_tile} must be a multiple of the scale {SCALE}")
+    labeled = ImageFolder([folder / f"labeled/{p}.png" for p in BUILTIN_SPLIT["labeled"]], cache=True)
+    unlabeled = ImageFolder([folder / f"unlabeled/{p}.png" for p in BUILTIN_SPLIT["unlabeled"]], cache=True)
+    tiles, src_tiles = [], []
+    lt = test_tile // SCALE
+    for p in BUILTIN_SPLIT["test"]:
+        hr = read_image(folder / f"test/{p}_hr.png")
+        lr = read_image(folder / f"test/{p}_lr.png")
+        src = read_image(folder / f"test/{p}_bicubic.png")
+        for k, (y, x) in enumerate(tile_positions(*hr.shape[:2], test_tile)):
+            ly, lx = y // SCALE, x // SCALE
+            hr_t = hr[y:y + test_tile, x:x + test_tile]
+            tname = f"{p}_t{k}"
+            tiles.append((lr[ly:ly + lt, lx:lx + lt], hr_t, tname))
+            src_tiles.append((src[ly:ly + lt, lx:lx + lt], hr_t, tname))
+    if n_test_tiles is not None:
+        if not 1 <= n_test_tiles <= len(tiles):
+            raise ValueError(f"n_test_tiles={n_test_tiles}: {name} has {len(tiles)} test tiles of "
+                             f"{test_tile} px (choose 1..{len(tiles)} or a smaller test_tile)")
+        # Evenly spread over the list so every test photo keeps some tiles.
+        keep = np.linspace(0, len(tiles) - 1, n_test_tiles).round().astype(int).tolist()
+        tiles, src_tiles = [tiles[i] for i in keep], [src_tiles[i] for i in keep]
+    fn = deg.DOMAIN_DEGRADATIONS[name][0]
+    return Domain(
+        name=name, kind="builtin", labeled_hr=labeled, unlabeled_lr=unlabeled, test_pairs=tiles,
+        root=folder, _source_test_pairs=src_tiles,
+        sources={"labeled": "packaged photos " + ", ".join(BUILTIN_SPLIT["labeled"]),
+                 "unlabeled": "hidden degradation of " + ", ".join(BUILTIN_SPLIT["unlabeled"]),
+                 "test": f"{len(tiles)} tiles of HR {test_tile} / LR {lt} from " + ", ".join(BUILTIN_SPLIT["test"])},
+        notes="Hidden degradation: " + " ".join(fn.__doc__.split("\n\n")[0].split()))
+
+
+def list_domains() -> list[str]:
+    """Names accepted by `open_domain`: built-in domains first, then real datasets."""
+    return builtin_domain_names() + list(REAL_DOMAINS)
+
+
+def open_domain(name: str, data_root=None, *, labeled: str = "auto", test_tile: int = 256,
+                n_test_tiles: int | None = None, regenerate: bool = False) -> Domain:
+    """Open a domain by name (case-insensitive); see `list_domains()`.
+
+    data_root: argument -> $PDD_DATA_ROOT -> <repo>/data.
+    labeled (real domains): "auto" (the dataset's own clean HR for NTIRE20, else
+        DF2K/HR then DIV2K/DIV2K_train_HR; missing -> DatasetNotFoundError), "DF2K",
+        "DIV2K", "builtin" (the packaged photos), or a folder of PNGs.
+    test_tile, n_test_tiles (built-in domains): HR tile size of the held-out test set
+        and how many tiles to keep (None = all; with 256 px that is 10 tiles, 10 x 64^2
+        LR pixels). Built-in files are generated on first use (seconds) and whenever
+        their manifest is stale; `regenerate=True` forces it.
+    """
+    valid = list_domains()
+    match = {n.lower(): n for n in valid}.get(str(name).lower())
+    if match is None:
+        raise ValueError(f"unknown domain {name!r}; valid names: {', '.join(valid)}")
+    root = resolve_data_root(data_root)
+    if match in REAL_DOMAINS:
+        return _open_real(match, root, labeled)
+    if labeled != "auto":
+        raise ValueError(f"labeled={labeled!r} applies to real domains; built-in domain {match} always uses "
+                         f"its own clean photos ({', '.join(BUILTIN_SPLIT['labeled'])})")
+    return _open_builtin(match, root, test_tile, n_test_tiles, regenerate)
+
+
+# ---------------------------------------------------------------------------------------
+# samplers
+# ---------------------------------------------------------------------------------------
+
+_LABELED_STREAM, _UNLABELED_STREAM = 0, 1
+DOWN_MODES = ("bicubic", "random", "second_order")  # how LabeledPatches makes X^L
+NOMINAL_LENGTH = 10 ** 9  # "infinite" streams; item i is a pure function of (seed, i)
+
+
+def _rng(seed: int, stream: int, index: int) -> np.random.Generator:
+    # SeedSequence mixes the three integers, so neighbouring indices and seeds give
+    # independent streams, and labeled / unlabeled draws never coincide.
+    return np.random.default_rng([int(seed), stream, int(index)])
+
+
+def _check_sizes(images, need: int, names, what: str) -> None:
+    names = _names(images, names)
+    for i, (h, w) in enumerate(_sizes(images)):
+        if h < need or w < need:
+            raise ImageError(f"{names[i]}: {what} image is {w}x{h}, smaller than the {need}x{need} patch it must "
+                             f"provide")
+
+
+def _augment(patch: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    hflip, vflip, transpose = rng.random(3) < 0.5
+    if hflip:
+        patch = patch[:, ::-1]
+    if vflip:
+        patch = patch[::-1]
+    if transpose:  # with the flips: all 8 rotations / reflections
+        patch = patch.transpose(1, 0, 2)
+    return patch
+
+
+class LabeledPatches(torch.utils.data.Dataset):
+    """Item i -> (x_l (3,p,p), y_l (3,p*s,p*s)): a labeled pair made on the fly.
+
+    As the official configs: pick an HR image uniformly, crop patch*scale at a uniform
+    position, random h-flip / v-flip / transpose (p = 0.5 each), downscale
+    (down="bicubic": MATLAB bicubic; "random": bicubic / bilinear / area, see
+    `pdd.degradations.random_down`; "second_order": Real-ESRGAN's generalist pipeline
+    with default `SecondOrderConfig`, for supervised training on the generalist's
+    distribution; y_l stays the clean crop), round to 8 bits. Deterministic in (seed, i).
+    """
+
+    def __init__(self, hr_images, patch: int = 48, scale: int = SCALE, down: str = "bicubic", seed: int = 0,
+                 names=None):
+        if down not in DOWN_MODES:
+            raise ValueError(f"down={down!r}: choose one of {', '.join(DOWN_MODES)}")
+        if len(hr_images) == 0:
+            raise ValueError("LabeledPatches: no HR images")
+        self.images, self.patch, self.scale, self.down, self.seed = hr_images, patch, scale, down, seed
+        _check_sizes(hr_images, patch * scale, names, "labeled HR")
+
+    def __len__(self):
+        return NOMINAL_LENGTH
+
+    def hr_crop(self, i: int) -> tuple[np.ndarray, np.random.Generator]:
+        rng = _rng(self.seed, _LABELED_STREAM, i)
+        img = self.images[int(rng.integers(len(self.images)))]
+        p = self.patch * self.scale
+        top, left = int(rng.integers(img.shape[0] - p + 1)), int(rng.integers(img.shape[1] - p + 1))
+        return _augment(img[top:top + p, left:left + p], rng), rng
+
+    def __getitem__(self, i):
+        crop, rng = self.hr_crop(i)
+        y = deg.img2tensor(crop)
+        if self.down == "bicubic":
+            x = deg.bicubic_down(y, self.scale)
+        else:
+            g = torch.Generator().manual_seed(int(rng.integers(2 ** 62)))
+            if self.down == "random":
+                x = deg.random_down(y, self.scale, g)
+            else:
+                x = deg.second_order(y, deg.SecondOrderConfig(scale=self.scale), g)
+        return deg.quantize(x)[0], y[0]
+
+
+class UnlabeledPatches(torch.utils.data.Dataset):
+    """Item i -> x_u (3,p,p): a random target-LR crop with flips / rotation (p = 0.5 each).
+
+    As BasicSR's SingleImageDataset with use_hflip/use_rot: image picked uniformly,
+    crop position uniform. Deterministic in (seed, i).
+    """
+
+    def __init__(self, lr_images, patch: int = 48, seed: int = 0, names=None):
+        if len(lr_images) == 0:
+            raise ValueError("UnlabeledPatches: no LR images")
+        self.images, self.patch, self.seed = lr_images, patch, seed
+        _check_sizes(lr_images, patch, names, "unlabeled LR")
+
+    def __len__(self):
+        return NOMINAL_LENGTH
+
+    def __getitem__(self, i):
+        rng = _rng(self.seed, _UNLABELED_STREAM, i)
+        img = self.images[int(rng.integers(len(self.images)))]
+        p = self.patch
+        top, left = int(rng.integers(img.shape[0] - p + 1)), int(rng.integers(img.shape[1] - p + 1))
+        return deg.img2tensor(_augment(img[top:top + p, left:left + p], rng))[0]
+
+
+def mixed_batch(labeled: LabeledPatches, unlabeled: UnlabeledPatches, iteration: int, batch_l: int,
+                batch_u: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(x_l, y_l, x_u) of training iteration `iteration`: items iteration*batch .. +batch-1.
+
+    Depends only on the samplers' seeds and `iteration`, so resuming at iteration k
+    reproduces the uninterrupted run's batches.
+    """
+    pairs = [labeled[iteration * batch_l + k] for k in range(batch_l)]
+    x_u = torch.stack([unlabeled[iteration * batch_u + k] for k in range(batch_u)])
+    return torch.stack([p[0] for p in pairs]), torch.stack([p[1] for p in pairs]), x_u
+
+
+class MixedBatches(torch.utils.data.Dataset):
+    """Item k = mixed_batch(..., iteration=start + k): whole batches, for a DataLoader.
+
+    Use ``DataLoader(MixedBatches(...), batch_size=None, num_workers=n)``: workers build
+    whole iterations in parallel, in order, identical to calling `mixed_batch` directly.
+    Never pass shuffle=True: the randomness is already in the (seed, index) streams, and
+    a RandomSampler would try to permute all 10**9 nominal indices. To resume at
+    iteration k, build it with start=k.
+    """
+
+    def __init__(self, labeled: LabeledPatches, unlabeled: UnlabeledPatches, batch_l: int, batch_u: int,
+                 start: int = 0):
+        self.labeled, self.unlabeled, self.batch_l, self.batch_u, self.start = labeled, unlabeled, batch_l, batch_u, start
+
+    def __len__(self):
+        return NOMINAL_LENGTH
+
+    def __getitem__(self, k):
+        return mixed_batch(self.labeled, self.unlabeled, self.start + k, self.batch_l, self.batch_u)
