@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 env: $(STAMP)
 
 test: env
-	$(PY) -m pytest -q tests
+	PDD_SMOKE=1 $(PY) -m pytest -q tests notebooks --nbval-lax
 
 reproduce: env
 	$(PY) -m pdd.reproduce

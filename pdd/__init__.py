@@ -4,3 +4,7 @@ Modules: archs (networks), weights (pretrained weights, online and offline), los
 degradations, data, train, evaluate, analysis, viz, config.
 """
 __version__ = "0.1.0"
+
+from pathlib import Path as _Path
+
+ROOT = _Path(__file__).resolve().parents[1]  # the repository (results/, runs/, data/)

@@ -392,3 +392,48 @@ __all__ = [
     "METRICS", "PYIQA_OPTIONS", "Unavailable", "create_metrics", "evaluate", "metric_info", "niqe_params_file",
     "psnr_y", "quantize", "result_record", "ssim_y", "summarize", "unavailable_note", "upscale",
 ]
+
+
+def compare(models: dict, test_sets: dict, metrics: dict, progress: bool = False, **kw) -> pd.DataFrame:
+    """Evaluate every model on every test set: one row per (model, test set) with metric means.
+
+    ``models``: {row name: model}; ``test_sets``: {column name: pairs}, e.g.
+    ``{"target (X^U)": domain.test_pairs, "source (X^L)": domain.source_test_pairs}``.
+    Per-image frames are kept in ``.attrs["per_image"]`` for paired comparisons.
+    """
+    rows, per_image = [], {}
+    for m_name, model in models.items():
+        for s_name, pairs in test_sets.items():
+            df = evaluate(model, pairs, metrics, progress=progress, **kw)
+            per_image[(m_name, s_name)] = df
+            means = df.drop(columns=["name"]).mean(numeric_only=True)
+            rows.append({"model": m_name, "test set": s_name, "images": len(df), **means.to_dict()})
+    out = pd.DataFrame(rows)
+    out.attrs["per_image"] = per_image
+    out.attrs["unavailable"] = unavailable_note(metrics)
+    return out
+
+
+def write_results(table: pd.DataFrame, stem, record: dict) -> list[Path]:
+    """Write ``stem``.csv, .md (table + provenance) and .json (record + rows)."""
+    stem = Path(stem)
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    table.to_csv(stem.with_suffix(".csv"), index=False, float_format="%.4f")
+    note = table.attrs.get("unavailable", "")
+    prov = ", ".join(f"{k}: {v}" for k, v in record.items() if k in ("commit", "preset", "seed", "precision"))
+    md = [markdown_table(table), "", f"Produced by: {prov}."]
+    if note:
+        md.append(note)
+    stem.with_suffix(".md").write_text("\n".join(md) + "\n")
+    import json
+    stem.with_suffix(".json").write_text(json.dumps({"record": _plain(record), "rows": table.to_dict("records")},
+                                                    indent=2, default=str))
+    return [stem.with_suffix(s) for s in (".csv", ".md", ".json")]
+
+
+def markdown_table(df: pd.DataFrame, floatfmt: str = ".4f") -> str:
+    """A pipe table (pandas' to_markdown needs the optional 'tabulate' package)."""
+    cell = lambda v: format(v, floatfmt) if isinstance(v, float) else str(v)  # noqa: E731
+    lines = ["| " + " | ".join(map(str, df.columns)) + " |", "|" + "---|" * len(df.columns)]
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in df.itertuples(index=False)]
+    return "\n".join(lines)

@@ -331,6 +331,72 @@ def train(cfg: TrainConfig, progress: bool = True) -> Path:
     return Trainer(cfg, progress=progress).fit()
 
 
+def last_weights(run_dir) -> Path:
+    """The newest EMA snapshot of a run (``weights/net_g_<iter>.pth``)."""
+    snaps = sorted((Path(run_dir) / "weights").glob("net_g_*.pth"))
+    if not snaps:
+        raise FileNotFoundError(f"no weights under {Path(run_dir) / 'weights'}; has the run finished?")
+    return snaps[-1]
+
+
+def load_rrdbnet_like(cfg: TrainConfig, path):
+    """Load a run's weights file into the architecture ``cfg`` describes (EMA weights first)."""
+    from .weights import load_rrdbnet
+
+    return load_rrdbnet(str(path), num_feat=cfg.num_feat, num_block=cfg.num_block,
+                        num_grow_ch=cfg.num_grow_ch, scale=cfg.scale)
+
+
+def _tiny_pretrained(role: str, domain, data_root, seed, iters, runs_dir, progress):
+    down = "second_order" if role == "generalist" else "bicubic"
+    cfg = make_config("tiny", "supervised", domain=domain, data_root=data_root, seed=seed,
+                      out=str(Path(runs_dir) / "tiny" / f"{role}_{down}_s{seed}"), down=down,
+                      iters=iters or 300, ckpt_every=100, log_every=10)
+    run = train(cfg, progress=progress)
+    return load_rrdbnet_like(cfg, last_weights(run)), run
+
+
+def generalist(preset: str = "cpu", domain: str | None = None, data_root=None, seed: int = 0,
+               iters: int | None = None, runs_dir="runs", progress: bool = True):
+    """M_G: RealESRGAN_x4plus under ``paper``/``cpu``; under ``tiny`` a small RRDBNet trained
+    from scratch on the second-order pipeline (cached in runs_dir). Eval mode, with
+    ``weights_source`` (and ``run_dir`` when the companion trained it)."""
+    from .weights import load_rrdbnet
+
+    if preset != "tiny":
+        return load_rrdbnet("RealESRGAN_x4plus")
+    model, run = _tiny_pretrained("generalist", domain or make_config("tiny").domain, data_root, seed, iters,
+                                  runs_dir, progress)
+    model.run_dir = run
+    return model
+
+
+def specialist(preset: str = "cpu", domain: str | None = None, data_root=None, seed: int = 0,
+               path: str | None = None, iters: int | None = None, runs_dir="runs", progress: bool = True):
+    """The bicubic specialist: the file ``path`` when given (e.g. the official bicubic ESRGAN);
+    else under ``paper``/``cpu`` RealESRGAN fine-tuned on bicubic X^L by the companion
+    (mode ``finetune``), under ``tiny`` a small RRDBNet trained from scratch on bicubic
+    data. Companion-trained ones are cached in runs_dir (a finished run is reused)."""
+    from .weights import load_rrdbnet
+
+    if path:
+        return load_rrdbnet(path)
+    if preset == "tiny":
+        model, run = _tiny_pretrained("specialist", domain or make_config("tiny").domain, data_root, seed, iters,
+                                      runs_dir, progress)
+    else:
+        cfg = make_config(preset, "finetune", data_root=data_root, seed=seed,
+                          out=str(Path(runs_dir) / preset / f"specialist_bicubic_s{seed}"), down="bicubic")
+        if domain:
+            cfg.domain = domain
+        if iters:
+            cfg.iters = iters
+        run = train(cfg, progress=progress)
+        model = load_rrdbnet(str(last_weights(run)))
+    model.run_dir = run
+    return model
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m pdd.train", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -18,7 +18,7 @@ def read_log(run_dir) -> dict[str, np.ndarray]:
         raise FileNotFoundError(f"no training log at {path}; train first (pdd.train.train)")
     with open(path) as f:
         rows = list(csv.DictReader(f))
-    cols = {k for r in rows for k in r}
+    cols = list(dict.fromkeys(k for r in rows for k in r))
     return {k: np.array([float(r[k]) if r.get(k) not in (None, "", "nan") else math.nan for r in rows]) for k in cols}
 
 
