@@ -91,6 +91,13 @@ def _fp32(x: torch.Tensor) -> torch.Tensor:
     return x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
 
 
+def _no_autocast(feats: Features):
+    """Autocast off: under bf16 autocast even fp32 inputs would be multiplied in bf16,
+    and the Gram matrices / softmax-log of the regularisers are kept in fp32."""
+    device_type = next(iter(feats.values())).device.type
+    return torch.autocast(device_type=device_type, enabled=False)
+
+
 def _intra_ce(d_s: torch.Tensor, d_g: torch.Tensor) -> torch.Tensor:
     # Softmax over channels at every spatial position, G's distance as the target,
     # the log on S's side; mean over the (n·h·w) positions. fp32 for the log.
@@ -110,11 +117,12 @@ def r_intra(s_u: Features, s_l: Features, g_u: Features, g_l: Features,
     if measure not in ("ce", "l1"):
         raise ValueError(f"r_intra measure must be 'ce' or 'l1', got {measure!r}")
     total = 0.0
-    for k, w in layer_weights.items():
-        d_s = (s_u[k] - s_l[k]).abs()
-        d_g = (g_u[k] - g_l[k]).abs()
-        term = _intra_ce(d_s, d_g) if measure == "ce" else F.l1_loss(_fp32(d_s), _fp32(d_g))
-        total = total + w * term
+    with _no_autocast(s_u):
+        for k, w in layer_weights.items():
+            d_s = (_fp32(s_u[k]) - _fp32(s_l[k])).abs()
+            d_g = (_fp32(g_u[k]) - _fp32(g_l[k])).abs()
+            term = _intra_ce(d_s, d_g) if measure == "ce" else F.l1_loss(d_s, d_g)
+            total = total + w * term
     return total
 
 
@@ -138,12 +146,11 @@ def r_inter(s_u: Features, s_l: Features, g_u: Features, g_l: Features,
     if measure not in ("gram", "l1"):
         raise ValueError(f"r_inter measure must be 'gram' or 'l1', got {measure!r}")
     total = 0.0
-    for k, w in layer_weights.items():
-        if measure == "gram":
-            diff = gram(s_u[k] - g_u[k]) - gram(s_l[k] - g_l[k])
-        else:
-            diff = _fp32((s_u[k] - g_u[k]).abs()) - _fp32((s_l[k] - g_l[k]).abs())
-        total = total + w * torch.linalg.vector_norm(diff)
+    with _no_autocast(s_u):
+        for k, w in layer_weights.items():
+            du, dl = _fp32(s_u[k]) - _fp32(g_u[k]), _fp32(s_l[k]) - _fp32(g_l[k])
+            diff = gram(du) - gram(dl) if measure == "gram" else du.abs() - dl.abs()
+            total = total + w * torch.linalg.vector_norm(diff)
     return total
 
 

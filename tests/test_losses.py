@@ -174,3 +174,15 @@ def test_naive_distillation_is_eq3():
     assert terms["pseudo_perceptual"].item() == pytest.approx(2.0)
     # labeled term is zero here (s_l = y_l), weighted by λ
     assert terms["wavelet"].item() == 0.0 and terms["perceptual"].item() == 0.0
+
+
+def test_regularisers_stay_fp32_under_bf16_autocast():
+    torch.manual_seed(0)
+    f = lambda: {"f": torch.randn(2, 8, 4, 4)}  # noqa: E731
+    s_u, s_l, g_u, g_l = f(), f(), f(), f()
+    ref_inter, ref_intra = L.r_inter(s_u, s_l, g_u, g_l, {"f": 1.0}), L.r_intra(s_u, s_l, g_u, g_l, {"f": 1.0})
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        got_inter, got_intra = L.r_inter(s_u, s_l, g_u, g_l, {"f": 1.0}), L.r_intra(s_u, s_l, g_u, g_l, {"f": 1.0})
+    assert got_inter.dtype == torch.float32 and got_intra.dtype == torch.float32
+    torch.testing.assert_close(got_inter, ref_inter)   # a bf16 Gram matmul would be off by ~1e-2
+    torch.testing.assert_close(got_intra, ref_intra)
