@@ -420,7 +420,7 @@ def write_results(table: pd.DataFrame, stem, record: dict) -> list[Path]:
     stem.parent.mkdir(parents=True, exist_ok=True)
     table.to_csv(stem.with_suffix(".csv"), index=False, float_format="%.4f")
     note = table.attrs.get("unavailable", "")
-    prov = ", ".join(f"{k}: {v}" for k, v in record.items() if k in ("commit", "preset", "seed", "precision"))
+    prov = ", ".join(f"{k}: {v}" for k, v in record.items() if k in ("git_commit", "preset", "seed", "precision"))
     md = [markdown_table(table), "", f"Produced by: {prov}."]
     if note:
         md.append(note)

@@ -385,10 +385,10 @@ def specialist(preset: str = "cpu", domain: str | None = None, data_root=None, s
         model, run = _tiny_pretrained("specialist", domain or make_config("tiny").domain, data_root, seed, iters,
                                       runs_dir, progress)
     else:
-        cfg = make_config(preset, "finetune", data_root=data_root, seed=seed,
-                          out=str(Path(runs_dir) / preset / f"specialist_bicubic_s{seed}"), down="bicubic")
-        if domain:
-            cfg.domain = domain
+        domain = domain or make_config(preset).domain
+        # the same run as the "finetune control" row of pdd.experiments: one training, two roles
+        cfg = make_config(preset, "finetune", data_root=data_root, seed=seed, domain=domain,
+                          out=str(Path(runs_dir) / preset / domain / f"finetune-control_s{seed}"), down="bicubic")
         if iters:
             cfg.iters = iters
         run = train(cfg, progress=progress)
@@ -405,13 +405,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--domain")
     ap.add_argument("--data-root")
     ap.add_argument("--iters", type=int)
-    ap.add_argument("--out", required=True)
+    ap.add_argument("--out", help="run directory (checkpoints, log.csv, weights/); required without --config")
+    ap.add_argument("--config", help="a TrainConfig JSON (as saved in requested_config.json); flags override it")
     ap.add_argument("--seed", type=int)
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="any config field, dotted for nested ones (e.g. pdd.lambda_inter=0.5)")
     ap.add_argument("--no-progress", action="store_true")
     args = ap.parse_args(argv)
-    cfg = make_config(args.preset, args.mode)
+    if args.config:
+        cfg = TrainConfig.from_dict(json.loads(Path(args.config).read_text()))
+    elif args.out:
+        cfg = make_config(args.preset, args.mode)
+    else:
+        ap.error("--out is required (or give --config)")
     for name, value in (("domain", args.domain), ("data_root", args.data_root), ("iters", args.iters),
                         ("out", args.out), ("seed", args.seed)):
         if value is not None:

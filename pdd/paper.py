@@ -1,0 +1,607 @@
+"""The paper's reported numbers, as data, and our results set beside them.
+
+Everything here was transcribed by hand from the Markdown conversions of the ECCV 2024
+paper and its supplementary (``../shared/papers/``, file names in ``PAPER_FILES``):
+the printed strings are kept (column ``printed``) and ``value = float(printed)``.
+Nothing is rounded, recomputed or filled in; cells that the conversion lost or garbled
+are listed in ``NOT_TRANSCRIBED`` with the reason. ``tests/test_paper.py`` re-reads the
+Markdown and checks every transcribed string against its table's rows.
+
+Tables (numbering runs on from the main paper into the supplementary)
+--------------------------------------------------------------------
+- Tab. 1 (main, Sec. 4.2): initial M_G / M_S(static) and trained M_S(EMA) on Set14
+  bicubic X^L and NTIRE20 X^U. NOT transcribed: the conversion kept only the caption.
+- Tab. 2 (main, Sec. 4.3): comparison with DAN, EDAN, DASR, FeMaSR, RealESRGAN,
+  BSRGAN, RealESRGAN + TG, RealESRGAN + Ours, BSRGAN + Ours on NTIRE20 (validation),
+  RealSR Canon / Nikon, DRealSR Panasonic / Olympus; PSNR, SSIM, LPIPS, NRQM. "+ Ours"
+  is the EMA version applied to that generalist (Sec. 4.3). The printed subscripts of the
+  two "+ Ours" columns (difference to the pre-trained generalist) are in
+  ``printed_delta``. The header row's citation numbers read "RealESRGAN [43]" and
+  "BSRGAN [35]" (the reference list has RealESRGAN = [35], BSRGAN = [43]); the method
+  names are right: the printed deltas only add up with RealESRGAN = the 5th column.
+  DASR is "-" (not evaluated) on NTIRE20 and DRealSR. Three printed deltas do not
+  follow from the printed values (``KNOWN_INCONSISTENCIES``: Nikon SSIM of both "+ Ours"
+  columns, Olympus NRQM of RealESRGAN + Ours by one unit in the last place); the values
+  are kept as printed. The bold marks did not survive
+  the conversion (two underlines did); best/second-best marks are not transcribed.
+- Tab. 3 (main, Sec. 4.4): Generalist, SingleFixed (M_S and M_G both from RealESRGAN,
+  M_G frozen), ℓ1 (ℓ1 instead of CE in Eq. 6), Ours (EMA) on Canon, NTIRE20, Olympus;
+  PSNR and NRQM.
+- Tab. 4 / Tab. 5 (supplementary A): loss weights and VGG19 layers: ``LOSS_WEIGHTS``.
+- Tab. 6 (supplementary C): StableSR vs Ours on RealSR Canon and Nikon; PSNR, SSIM,
+  LPIPS, NRQM, CLIP-IQA, MUSIQ, "following standard test settings" (full images).
+  "Ours" here equals, cell for cell, Tab. 2's "BSRGAN + Ours".
+- Tab. 7 (supplementary D.a): static version, R_intra only (a.), R_inter only (b.), both
+  (Ours); Canon and NTIRE20, PSNR and NRQM.
+- Tab. 8 (supplementary D.b): X^L by bicubic vs a random choice of {bicubic, area,
+  bilinear} (the caption calls that row "Comb.", the row label reads "Comp."; we keep the
+  row label), and the Generalist; three domains, PSNR and NRQM. The third domain's header
+  is garbled ("P11"): its values equal Tab. 3's Olympus column (Generalist 26.73 / 5.2530,
+  Bicubic = Tab. 3 Ours 27.40 / 5.3722), so it is recorded as Olympus with a note.
+- Tab. 9 (supplementary D.c, D.d): Ours vs R_inter without the Gram matrix (ℓ1) vs AlexNet
+  instead of VGG (Alex.); PSNR and LPIPS. The table names no dataset; "Ours" equals Tab. 2's
+  NTIRE20 "RealESRGAN + Ours" (26.42, 0.2475), so it is recorded as NTIRE20 with a note.
+- Figures 4, 6, 7, 9, 10, 13 carry numbers (improvements over the generalist, KL
+  divergences, user-study votes, loss-term and λ1/λ2 trade-off plots) only as images,
+  which are not in the Markdown: not transcribed.
+
+Conventions the paper states for these numbers (main Sec. 4.1, Sec. 4.2)
+-----------------------------------------------------------------------
+x4 SR. PSNR and SSIM on the Y channel of YCbCr; LPIPS [Zhang et al. 2018] (the network
+variant is not stated; IQA-PyTorch's default "lpips" is v0.1 AlexNet); NRQM [Ma et al.
+2017], following BSRGAN; all metrics through IQA-PyTorch. Test sets: RealSR and DRealSR
+test sets, NTIRE20 (track 1) validation set; DRealSR is scored on non-overlapping 512x512
+LR crops, everything else on full images. No border crop is stated. The outputs of the
+paper's method are colour-corrected (Sec. 3.4, supplementary Eq. 13); whether the other
+methods' outputs were is not stated. Tab. 2's other methods were re-run by the authors
+from released code and weights. Tab. 6 also uses CLIP-IQA and MUSIQ (StableSR's metrics).
+
+Loss weights (supplementary A, Tab. 4 and Tab. 5) and their numbering
+--------------------------------------------------------------------
+The supplementary calls the supervised loss, wavelet loss and unsupervised loss Eq. (10),
+(11), (12); in the main paper they are Eq. (9), (10), (11). Tab. 4's caption says
+"(λ0-3) for wavelet channels" while its header says ω0..ω3; we use ω. λ3 = 0.01 is stated
+in the text; λ1 and λ2 are not given as numbers (Sec. D.a discusses their ratio, 0.1 to 1
+in Fig. 13). The perceptual loss's VGG layers and weights are not listed (L_vgg is
+"adopted from RealESRGAN"). ``loss_weight_agreement()`` sets these beside pdd's defaults
+(which follow the official code): they agree except ω3 (0.001 here, 0.01 in the code).
+
+API
+---
+``paper_table(table=None, **filters)``: the long frame (or a selection).
+``beside_paper(ours, table, domain=None, method_map=None, metrics=...)``: our table beside
+the paper's rows with deltas; ``to_markdown(df)``; ``write_beside_paper(df, stem)``.
+``default_method_map(table)``, ``LOSS_WEIGHTS``, ``loss_weight_agreement()``,
+``METRIC_DIRECTION``, ``NOT_TRANSCRIBED``, ``KNOWN_INCONSISTENCIES``, ``TABLES``,
+``PAPER_SETTINGS``, ``canonical_domain``, ``table_key``.
+"""
+from __future__ import annotations
+
+import math
+import re
+from functools import cache
+from pathlib import Path
+
+import pandas as pd
+
+PAPER_FILES = {
+    "main": "pdd_main_001_d11927d93638b4bc.md",
+    "supplementary": "pdd_supplementary_004_939bf0c25d41381b.md",
+}
+
+# Which way is better, for every metric that appears in the paper or in our tables.
+METRIC_DIRECTION = {
+    "psnr": "higher", "psnr_cc": "higher", "ssim": "higher", "lpips": "lower", "nrqm": "higher",
+    "niqe": "lower", "clipiqa": "higher", "musiq": "higher", "kl": "lower",
+}
+
+COLUMNS = ["table", "source", "caption", "dataset", "domain", "method", "setting", "metric", "value", "better",
+           "printed", "printed_delta", "note"]
+
+# table -> (source, short caption, where in the paper)
+TABLES = {
+    "Tab. 1": ("main", "Initial M_G / M_S(static), trained M_S(EMA): Set14 bicubic X^L and NTIRE20 X^U", "Sec. 4.2"),
+    "Tab. 2": ("main", "Comparison with state-of-the-art RWSR methods", "Sec. 4.3"),
+    "Tab. 3": ("main", "Ablations: EMA vs SingleFixed; CE vs ℓ1 in R_intra (Eq. 6)", "Sec. 4.4"),
+    "Tab. 6": ("supplementary", "Comparison with StableSR, standard test settings", "Sec. C"),
+    "Tab. 7": ("supplementary", "Ablation of R_intra and R_inter, static version", "Sec. D.a"),
+    "Tab. 8": ("supplementary", "Synthetic degradation of X^L: bicubic vs random {bicubic, area, bilinear}",
+               "Sec. D.b"),
+    "Tab. 9": ("supplementary", "R_inter without Gram matrix (ℓ1); AlexNet instead of VGG", "Sec. D.c-D.d"),
+}
+
+DOMAINS = ("NTIRE20", "Canon", "Nikon", "Panasonic", "Olympus")
+_DATASET = {"NTIRE20": "NTIRE20", "Canon": "RealSR", "Nikon": "RealSR", "Panasonic": "DRealSR",
+            "Olympus": "DRealSR"}
+
+# --------------------------------------------------------------------------------------
+# Tab. 2 (main). Rows as printed: per dataset block, one line per metric, nine method
+# columns. None = printed "-".
+_T2_METHODS = ("DAN", "EDAN", "DASR", "FeMaSR", "RealESRGAN", "BSRGAN", "RealESRGAN + TG", "RealESRGAN + Ours",
+               "BSRGAN + Ours")
+_T2 = {
+    "NTIRE20": {
+        "psnr": ("26.83", "26.59", None, "23.54", "25.08", "25.44", "25.56", "26.42", "26.37"),
+        "ssim": ("0.7171", "0.7400", None, "0.6665", "0.7061", "0.6984", "0.7193", "0.7297", "0.7238"),
+        "lpips": ("0.5747", "0.2678", None, "0.2360", "0.2504", "0.2645", "0.2420", "0.2475", "0.2595"),
+        "nrqm": ("4.8784", "5.8481", None, "6.6245", "6.1213", "6.2779", "5.7926", "6.2263", "6.2781"),
+    },
+    "Canon": {
+        "psnr": ("26.67", "26.36", "26.71", "24.29", "24.74", "25.57", "25.03", "25.94", "26.13"),
+        "ssim": ("0.7740", "0.7774", "0.7782", "0.7460", "0.7634", "0.7683", "0.7720", "0.7733", "0.7626"),
+        "lpips": ("0.4095", "0.3026", "0.2507", "0.2809", "0.2607", "0.2573", "0.2615", "0.2516", "0.2517"),
+        "nrqm": ("3.0407", "3.6360", "3.9383", "6.0151", "6.0649", "6.0293", "5.4250", "6.0647", "6.1323"),
+    },
+    "Nikon": {
+        "psnr": ("26.29", "25.37", "25.63", "23.94", "24.31", "24.79", "24.56", "25.28", "25.07"),
+        "ssim": ("0.7533", "0.7460", "0.7473", "0.7097", "0.7406", "0.7334", "0.7406", "0.7470", "0.7294"),
+        "lpips": ("0.4133", "0.3200", "0.2785", "0.3046", "0.2851", "0.2797", "0.2949", "0.2802", "0.2713"),
+        "nrqm": ("3.2056", "4.4872", "4.4952", "5.9488", "5.6685", "5.9387", "5.1942", "5.9044", "6.1276"),
+    },
+    "Panasonic": {
+        "psnr": ("28.99", "28.12", None, "25.02", "27.03", "26.93", "27.51", "27.87", "27.69"),
+        "ssim": ("0.8123", "0.8006", None, "0.7118", "0.7782", "0.7621", "0.7843", "0.7939", "0.7752"),
+        "lpips": ("0.4235", "0.2747", None, "0.3088", "0.2703", "0.2820", "0.2836", "0.2682", "0.2687"),
+        "nrqm": ("2.8131", "4.5915", None, "6.0342", "5.3751", "5.5865", "4.6483", "5.3540", "5.5608"),
+    },
+    "Olympus": {
+        "psnr": ("28.74", "27.85", None, "24.38", "26.73", "26.49", "27.43", "27.40", "27.25"),
+        "ssim": ("0.8063", "0.7979", None, "0.6691", "0.7667", "0.7568", "0.7843", "0.7846", "0.7635"),
+        "lpips": ("0.4595", "0.3555", None, "0.4007", "0.3159", "0.3283", "0.3416", "0.3139", "0.3268"),
+        "nrqm": ("2.7961", "3.7989", None, "6.2590", "5.2530", "5.5376", "4.1459", "5.3722", "5.5957"),
+    },
+}
+# Printed subscripts of (RealESRGAN + Ours, BSRGAN + Ours): difference to the generalist.
+# None: unreadable in the conversion (see NOT_TRANSCRIBED).
+_T2_DELTAS = {
+    "NTIRE20": {"psnr": ("+1.340", "+0.930"), "ssim": ("+0.024", "+0.025"), "lpips": ("-0.003", "-0.005"),
+                "nrqm": ("+0.105", "+0.0002")},
+    "Canon": {"psnr": ("+1.200", "+0.560"), "ssim": ("+0.010", "-0.006"), "lpips": ("-0.009", "-0.006"),
+              "nrqm": ("-0.0002", "+0.103")},
+    "Nikon": {"psnr": ("+0.970", None), "ssim": ("+0.014", "-0.001"), "lpips": ("-0.005", "-0.008"),
+              "nrqm": ("+0.236", "+0.189")},
+    "Panasonic": {"psnr": ("+0.840", "+0.760"), "ssim": ("+0.016", "+0.013"), "lpips": ("-0.002", "-0.013"),
+                  "nrqm": ("-0.021", "-0.026")},
+    "Olympus": {"psnr": ("+0.670", "+0.764"), "ssim": ("+0.018", "+0.007"), "lpips": ("-0.002", "-0.001"),
+                "nrqm": ("+0.120", "+0.058")},
+}
+_T2_SETTING = {"RealESRGAN + Ours": "EMA", "BSRGAN + Ours": "EMA"}
+
+# Tab. 3 (main): rows, columns Canon PSNR, NRQM, NTIRE20 PSNR, NRQM, Olympus PSNR, NRQM.
+_T3_COLS = (("Canon", "psnr"), ("Canon", "nrqm"), ("NTIRE20", "psnr"), ("NTIRE20", "nrqm"), ("Olympus", "psnr"),
+            ("Olympus", "nrqm"))
+_T3 = {
+    "Generalist": ("pre-trained RealESRGAN, no adaptation", ("24.74", "6.0649", "25.08", "6.1213", "26.73", "5.2530")),
+    "SingleFixed": ("M_S and M_G from RealESRGAN, M_G frozen",
+                    ("25.71", "5.9803", "25.75", "6.0938", "27.47", "5.2071")),
+    "ℓ1": ("EMA, ℓ1 instead of CE in R_intra (Eq. 6)", ("26.17", "5.8061", "26.44", "6.1997", "27.72", "4.9602")),
+    "Ours": ("EMA, CE in R_intra (Eq. 6)", ("25.94", "6.0647", "26.42", "6.2263", "27.40", "5.3722")),
+}
+
+# Tab. 6 (supplementary): per dataset block, rows StableSR and Ours.
+_T6_METRICS = ("psnr", "ssim", "lpips", "nrqm", "clipiqa", "musiq")
+_T6 = {
+    "Canon": {"StableSR": ("24.84", "0.7584", "0.2431", "5.8396", "0.6181", "61.75"),
+              "Ours": ("26.13", "0.7626", "0.2517", "6.1323", "0.5532", "62.67")},
+    "Nikon": {"StableSR": ("24.9", "0.7376", "0.2742", "5.5872", "0.6155", "57.94"),
+              "Ours": ("25.07", "0.7294", "0.2713", "6.1276", "0.5739", "61.18")},
+}
+_T6_SETTING = {"StableSR": "", "Ours": "EMA"}
+_T6_NOTE = {"StableSR": "", "Ours": "equals Tab. 2 'BSRGAN + Ours' cell for cell"}
+
+# Tab. 7 (supplementary): static version; columns Canon PSNR, NRQM, NTIRE20 PSNR, NRQM.
+_T7_COLS = (("Canon", "psnr"), ("Canon", "nrqm"), ("NTIRE20", "psnr"), ("NTIRE20", "nrqm"))
+_T7 = {
+    "a.": ("static, R_intra only", ("26.47", "5.0157", "25.89", "5.8333")),
+    "b.": ("static, R_inter only", ("24.81", "6.3381", "25.16", "6.4379")),
+    "Ours": ("static, R_intra + R_inter", ("25.92", "5.8479", "25.89", "6.2762")),
+}
+
+# Tab. 8 (supplementary): columns Canon PSNR, NRQM, NTIRE20 PSNR, NRQM, <"P11"> PSNR, NRQM.
+_T8_COLS = (("Canon", "psnr"), ("Canon", "nrqm"), ("NTIRE20", "psnr"), ("NTIRE20", "nrqm"), ("Olympus", "psnr"),
+            ("Olympus", "nrqm"))
+_T8 = {
+    "Bicubic": ("EMA, X^L by bicubic", ("25.94", "6.0647", "26.42", "6.2263", "27.40", "5.3722")),
+    "Comp.": ("EMA, X^L by a random choice of {bicubic, area, bilinear}",
+              ("25.98", "5.9655", "25.97", "6.1987", "27.32", "5.3720")),
+    "Generalist": ("pre-trained RealESRGAN, no adaptation", ("24.74", "6.0649", "25.08", "6.1213", "26.73", "5.2530")),
+}
+_T8_OLYMPUS_NOTE = ("column header garbled ('P11') in the Markdown; Olympus inferred: Generalist and Bicubic "
+                    "equal Tab. 3's Olympus cells")
+_T8_COMP_NOTE = "row label as printed; the caption calls it 'Comb.'"
+
+# Tab. 9 (supplementary): rows are metrics, columns Ours, ℓ1, Alex.
+_T9_METHODS = {"Ours": "EMA, Gram matrix in R_inter, VGG19 features",
+               "ℓ1": "R_inter with ℓ1 feature differences, no Gram matrix",
+               "Alex.": "AlexNet features instead of VGG19"}
+_T9 = {"psnr": ("26.42", "25.72", "24.73"), "lpips": ("0.2475", "0.2683", "0.2882")}
+_T9_NOTE = ("dataset not named in the table; NTIRE20 inferred: 'Ours' equals Tab. 2 NTIRE20 "
+            "'RealESRGAN + Ours' (26.42, 0.2475)")
+
+NOT_TRANSCRIBED = [
+    {"table": "Tab. 1", "source": "main", "what": "all cells (M_G, M_S(static), M_S(EMA) on Set14 X^L / NTIRE20 X^U)",
+     "reason": "the Markdown conversion holds only the caption; the table body is missing"},
+    {"table": "Tab. 2", "source": "main", "what": "DASR on NTIRE20 (psnr, ssim, lpips, nrqm)",
+     "reason": "printed '-' (not evaluated)"},
+    {"table": "Tab. 2", "source": "main", "what": "DASR on DRealSR-Panasonic (psnr, ssim, lpips, nrqm)",
+     "reason": "printed '-' (not evaluated)"},
+    {"table": "Tab. 2", "source": "main", "what": "DASR on DRealSR-Olympus (psnr, ssim, lpips, nrqm)",
+     "reason": "printed '-' (not evaluated)"},
+    {"table": "Tab. 2", "source": "main", "what": "printed delta of BSRGAN + Ours, Nikon PSNR (value 25.07 is kept)",
+     "reason": r"subscript garbled as '(\pm 0,280)': sign unreadable; printed_delta left NaN"},
+    {"table": "Tab. 2, Tab. 3, Tab. 7, Tab. 8", "source": "main / supplementary",
+     "what": "bold / underline (best, second best) marks",
+     "reason": "bold was lost in the conversion and only some underlines survive; marks are not data here"},
+    {"table": "Fig. 4, 6, 7, 9, 10, 13", "source": "main / supplementary",
+     "what": "improvements over the generalist, KL divergences, user-study votes, loss-term and λ1/λ2 trade-offs",
+     "reason": "plotted only; figure images are not in the Markdown (Fig. 9's axis ticks are OCR debris)"},
+]
+
+# Printed values that disagree with each other inside the paper (kept as printed).
+KNOWN_INCONSISTENCIES = [
+    {"table": "Tab. 2", "domain": "Nikon", "method": "RealESRGAN + Ours", "metric": "ssim",
+     "detail": "printed delta +0.014, but 0.7470 - 0.7406 (RealESRGAN) = +0.0064"},
+    {"table": "Tab. 2", "domain": "Nikon", "method": "BSRGAN + Ours", "metric": "ssim",
+     "detail": "printed delta -0.001, but 0.7294 - 0.7334 (BSRGAN) = -0.0040"},
+    {"table": "Tab. 2", "domain": "Olympus", "method": "RealESRGAN + Ours", "metric": "nrqm",
+     "detail": "printed delta +0.120, but 5.3722 - 5.2530 (RealESRGAN) = +0.1192 (rounding-level: would print +0.119)"},
+]
+
+# --------------------------------------------------------------------------------------
+# Supplementary A, Tab. 4 (α, ω), text (λ3), Tab. 5 (VGG19 layers of R_intra / R_inter).
+LOSS_WEIGHTS = {
+    "alpha_1": 0.5,    # wavelet loss L_wv in L_L
+    "alpha_2": 1.0,    # perceptual loss L_vgg in L_L
+    "alpha_3": 0.01,   # GAN loss on S(X^L) in L_L
+    "omega_0": 1.0,    # wavelet channel LL
+    "omega_1": 0.1,    # HL  (Tab. 4 prints one column "ω1-2" = 0.1: "the same weight 0.1 for {HL, LH}")
+    "omega_2": 0.1,    # LH
+    "omega_3": 0.001,  # HH
+    "lambda_3": 0.01,  # GAN loss on S(X^U) in L_U (stated in the text of Sec. A)
+    "r_intra_layers": {"conv2_2": 0.1, "conv3_4": 0.3, "conv4_4": 1.0, "conv5_4": 1.0},
+    "r_inter_layers": {"conv2_1": 0.25, "conv3_1": 0.25, "conv4_1": 0.25, "conv5_1": 0.25},
+}
+LOSS_WEIGHTS_NOT_STATED = {
+    "lambda_1": "no number given; Sec. D.a / Fig. 13 vary the ratio λ1/λ2 from 0.1 to 1",
+    "lambda_2": "no number given; Sec. D.a / Fig. 13 vary the ratio λ1/λ2 from 0.1 to 1",
+    "perceptual_layers": "not listed; L_vgg is 'adopted from RealESRGAN' (main Sec. 3.4)",
+}
+
+# Training settings stated in the paper (main Sec. 4.1, supplementary A), for reference.
+PAPER_SETTINGS = {
+    "scale": 4, "lr_patch": 48, "batch_size": 16, "batch_split": "equal labeled and unlabeled",
+    "adam_betas": (0.9, 0.999), "adam_eps": 1e-8, "lr": 1e-4, "lr_halved_at": 25_000,
+    "iterations_static": 50_000, "iterations_ema": 100_000, "ema_warmup_k": 5,
+    "x_l_degradation": "bicubic", "gpus": "2x RTX A5000",
+}
+
+
+# --------------------------------------------------------------------------------------
+# Building the frame
+
+
+def _row(table, domain, method, setting, metric, printed, printed_delta=None, note="", dataset=None):
+    source, caption, _ = TABLES[table]
+    return {"table": table, "source": source, "caption": caption, "dataset": dataset or _DATASET[domain],
+            "domain": domain, "method": method, "setting": setting, "metric": metric, "value": float(printed),
+            "better": METRIC_DIRECTION[metric], "printed": printed,
+            "printed_delta": float(printed_delta) if printed_delta is not None else math.nan, "note": note}
+
+
+def _rows():
+    for domain, block in _T2.items():
+        for metric, cells in block.items():
+            for i, (method, printed) in enumerate(zip(_T2_METHODS, cells, strict=True)):
+                if printed is None:
+                    continue
+                delta = None
+                if method in ("RealESRGAN + Ours", "BSRGAN + Ours"):
+                    delta = _T2_DELTAS[domain][metric][i - 7]
+                yield _row("Tab. 2", domain, method, _T2_SETTING.get(method, ""), metric, printed, delta)
+    for method, (setting, cells) in _T3.items():
+        for (domain, metric), printed in zip(_T3_COLS, cells, strict=True):
+            yield _row("Tab. 3", domain, method, setting, metric, printed)
+    for domain, block in _T6.items():
+        for method, cells in block.items():
+            for metric, printed in zip(_T6_METRICS, cells, strict=True):
+                yield _row("Tab. 6", domain, method, _T6_SETTING[method], metric, printed, note=_T6_NOTE[method])
+    for method, (setting, cells) in _T7.items():
+        for (domain, metric), printed in zip(_T7_COLS, cells, strict=True):
+            yield _row("Tab. 7", domain, method, setting, metric, printed)
+    for method, (setting, cells) in _T8.items():
+        for (domain, metric), printed in zip(_T8_COLS, cells, strict=True):
+            notes = [_T8_COMP_NOTE] if method == "Comp." else []
+            if domain == "Olympus":
+                notes.append(_T8_OLYMPUS_NOTE)
+            yield _row("Tab. 8", domain, method, setting, metric, printed, note="; ".join(notes))
+    for metric, cells in _T9.items():
+        for (method, setting), printed in zip(_T9_METHODS.items(), cells, strict=True):
+            yield _row("Tab. 9", "NTIRE20", method, setting, metric, printed, note=_T9_NOTE)
+
+
+@cache
+def _frame() -> pd.DataFrame:
+    return pd.DataFrame(list(_rows()), columns=COLUMNS)
+
+
+def table_key(table) -> str:
+    """'Tab. 2' from 'Tab. 2', 'Table 2', 'tab2', '2' or 2."""
+    m = re.fullmatch(r"\s*(?:tab(?:le)?\.?\s*)?(\d+)\s*", str(table), flags=re.IGNORECASE)
+    if not m:
+        raise ValueError(f"not a table name: {table!r}; use e.g. 'Tab. 2'")
+    return f"Tab. {int(m.group(1))}"
+
+
+def canonical_domain(domain: str) -> str:
+    """'Canon' from 'canon', 'RealSR-Canon', 'RealSR Canon'; 'NTIRE20' from 'NTIRE20-Valid' etc.
+
+    Unknown names come back unchanged.
+    """
+    key = re.sub(r"[\s_]+", "-", str(domain).strip().lower())
+    key = re.sub(r"^(d?realsr)-?", "", key)
+    key = re.sub(r"-?(valid|validation|track-?1)$", "", key)
+    key = {"ntire2020": "ntire20", "ntire-20": "ntire20"}.get(key, key)
+    for d in DOMAINS:
+        if d.lower() == key:
+            return d
+    return str(domain)
+
+
+def paper_table(table=None, **filters) -> pd.DataFrame:
+    """The paper's numbers, one row per printed cell (a copy; see ``COLUMNS``).
+
+    ``table``: 'Tab. 2' (or 2, 'Table 2'); None for all tables. ``filters``: column=value,
+    or column=[values]; ``domain`` accepts aliases ('RealSR-Canon', 'canon').
+    ``paper_table("Tab. 2", domain="Canon", metric=["psnr", "lpips"])``.
+    """
+    df = _frame()
+    if table is not None:
+        df = df[df["table"] == table_key(table)]
+    for col, want in filters.items():
+        if col not in df.columns:
+            raise KeyError(f"no column {col!r}; columns are {COLUMNS}")
+        wants = list(want) if isinstance(want, (list, tuple, set, frozenset)) else [want]
+        if col == "domain":
+            wants = [canonical_domain(w) for w in wants]
+        if col == "table":
+            wants = [table_key(w) for w in wants]
+        df = df[df[col].isin(wants)]
+    return df.reset_index(drop=True).copy()
+
+
+# --------------------------------------------------------------------------------------
+# Loss weights against pdd's defaults
+
+
+def loss_weight_agreement() -> pd.DataFrame:
+    """``LOSS_WEIGHTS`` beside pdd.losses' defaults (official-code values): one row per weight.
+
+    Columns: name, paper, ours, where (our attribute), agree. Weights the paper does not
+    state (``LOSS_WEIGHTS_NOT_STATED``) are listed with paper = None and agree = None.
+    """
+    from pdd.losses import PERCEPTUAL_LAYERS, R_INTER_LAYERS, R_INTRA_LAYERS, PDDWeights, SupervisedWeights
+
+    sw, pw = SupervisedWeights(), PDDWeights()
+    pairs = [
+        ("alpha_1", sw.wavelet, "SupervisedWeights.wavelet"),
+        ("alpha_2", sw.perceptual, "SupervisedWeights.perceptual"),
+        ("alpha_3", sw.gan, "SupervisedWeights.gan"),
+        ("omega_0", sw.band_weights[0], "SupervisedWeights.band_weights[0] (LL)"),
+        ("omega_1", sw.band_weights[1], "SupervisedWeights.band_weights[1] (HL, LH)"),
+        ("omega_2", sw.band_weights[1], "SupervisedWeights.band_weights[1] (HL, LH)"),
+        ("omega_3", sw.band_weights[2], "SupervisedWeights.band_weights[2] (HH)"),
+        ("lambda_3", pw.lambda_gan, "PDDWeights.lambda_gan"),
+        ("r_intra_layers", dict(R_INTRA_LAYERS), "losses.R_INTRA_LAYERS"),
+        ("r_intra_layers", dict(pw.intra_layers), "PDDWeights.intra_layers"),
+        ("r_inter_layers", dict(R_INTER_LAYERS), "losses.R_INTER_LAYERS"),
+        ("r_inter_layers", dict(pw.inter_layers), "PDDWeights.inter_layers"),
+    ]
+    rows = [{"name": n, "paper": LOSS_WEIGHTS[n], "ours": v, "where": w, "agree": LOSS_WEIGHTS[n] == v}
+            for n, v, w in pairs]
+    rows += [
+        {"name": "lambda_1", "paper": None, "ours": pw.lambda_intra, "where": "PDDWeights.lambda_intra", "agree": None},
+        {"name": "lambda_2", "paper": None, "ours": pw.lambda_inter, "where": "PDDWeights.lambda_inter", "agree": None},
+        {"name": "perceptual_layers", "paper": None, "ours": dict(PERCEPTUAL_LAYERS),
+         "where": "losses.PERCEPTUAL_LAYERS", "agree": None},
+    ]
+    return pd.DataFrame(rows, columns=["name", "paper", "ours", "where", "agree"])
+
+
+# --------------------------------------------------------------------------------------
+# Our results beside the paper's
+
+# Our row names (notebooks, pdd.experiments) for the common roles.
+_OURS_GENERALIST = ("generalist", "generalist (init)", "generalist (frozen G)", "RealESRGAN", "RealESRGAN_x4plus")
+_OURS_EMA = ("EMA PDD", "EMA PDD (EMA weights)")
+_OURS_STATIC = ("static PDD", "static PDD (EMA weights)")
+# table -> {role: paper row label}. Tab. 6's "Ours" is BSRGAN-based and our generalist is
+# RealESRGAN, so nothing maps there by default; Tab. 3's SingleFixed is not our static
+# configuration (which starts M_S from a bicubic specialist), so it is not mapped either.
+_ROLE_LABELS = {
+    "Tab. 2": {"generalist": "RealESRGAN", "ema": "RealESRGAN + Ours"},
+    "Tab. 3": {"generalist": "Generalist", "ema": "Ours"},
+    "Tab. 6": {},
+    "Tab. 7": {"static": "Ours"},
+    "Tab. 8": {"generalist": "Generalist", "ema": "Bicubic"},
+    "Tab. 9": {"ema": "Ours"},
+}
+
+
+def default_method_map(table) -> dict[str, str]:
+    """{our model name: the paper's row label} for the common rows of ``table``.
+
+    Generalist names -> the paper's RealESRGAN / Generalist row; "EMA PDD ..." -> the
+    paper's EMA "Ours" row on RealESRGAN; "static PDD ..." -> Tab. 7's static "Ours".
+    """
+    roles = _ROLE_LABELS.get(table_key(table), {})
+    names = {"generalist": _OURS_GENERALIST, "ema": _OURS_EMA, "static": _OURS_STATIC}
+    return {n: label for role, label in roles.items() for n in names[role]}
+
+
+def _unavailable_reason(ours: pd.DataFrame, metric: str) -> str:
+    u = ours.attrs.get("unavailable")
+    if isinstance(u, dict) and u.get(metric):
+        return f"unavailable: {u[metric]}"
+    return "unavailable"
+
+
+def _better(delta: float, metric: str) -> str:
+    if delta is None or math.isnan(delta):
+        return ""
+    if delta == 0:
+        return "tie"
+    higher = METRIC_DIRECTION.get(metric) == "higher"
+    return "yes" if (delta > 0) == higher else "no"
+
+
+def beside_paper(ours: pd.DataFrame, table: str, domain: str | None = None, method_map: dict | None = None,
+                 metrics=("psnr", "ssim", "lpips", "nrqm", "niqe"), *, test_set: str | None = None,
+                 include_paper_only: bool = True) -> pd.DataFrame:
+    """Our result table next to the paper's rows of ``table`` for one ``domain``, with deltas.
+
+    ``ours``: one row per model, a ``model`` (or ``method``) column and metric columns
+    (``pdd.evaluate.compare`` or ``pdd.experiments.summarize_methods`` output). With a
+    ``test set`` column, only ``test_set`` is kept; by default the rows whose test set
+    starts with "target" (the paper's numbers are on the real-world target domain), or all
+    rows when there are none. ``domain``: needed when the table has several ('Canon',
+    'RealSR-Canon', ...). ``method_map``: {our model name: paper row label}; None uses
+    ``default_method_map(table)``; a given map is used as is (start from the default with
+    ``{**default_method_map(t), ...}``).
+
+    One row per (our model, metric): ``ours``, ``paper``, ``delta = ours - paper`` and
+    ``better?`` ("yes"/"no"/"tie", judged by the metric's direction, blank without a delta).
+    Models without a paper row and metrics the paper does not report keep NaN and say why
+    in ``note``; a metric our table has as NaN is "unavailable" there, never a number.
+    With ``include_paper_only``, the paper's other rows for those metrics follow, with
+    ``ours`` NaN, so the whole paper table stays in view.
+    """
+    tab = table_key(table)
+    if tab not in TABLES:
+        raise ValueError(f"{tab} is not in the paper's result tables {sorted(TABLES)}")
+    paper = paper_table(tab)
+    if paper.empty:
+        why = "; ".join(n["reason"] for n in NOT_TRANSCRIBED if n["table"] == tab)
+        raise ValueError(f"{tab} has no transcribed values ({why})")
+    domains = list(dict.fromkeys(paper["domain"]))
+    if domain is None:
+        if len(domains) != 1:
+            raise ValueError(f"{tab} reports several domains {domains}: pass domain=")
+        domain = domains[0]
+    domain = canonical_domain(domain)
+    if domain not in domains:
+        raise ValueError(f"{tab} has no domain {domain!r}; it reports {domains}")
+    all_labels = set(paper["method"])
+    paper = paper[paper["domain"] == domain]
+    paper_metrics = set(paper["metric"])
+    cells = {(r.method, r.metric): r.value for r in paper.itertuples()}
+    labels = list(dict.fromkeys(paper["method"]))
+
+    model_col = next((c for c in ("model", "method") if c in ours.columns), None)
+    if model_col is None:
+        raise ValueError(f"our table needs a 'model' or 'method' column; it has {list(ours.columns)}")
+    has_set = "test set" in ours.columns
+    chosen_set = test_set
+    if has_set:
+        sets = ours["test set"].astype(str)
+        if test_set is not None:
+            ours = ours[sets == test_set]
+        elif sets.str.startswith("target").any():
+            ours = ours[sets.str.startswith("target")]
+            chosen_set = ", ".join(dict.fromkeys(ours["test set"].astype(str)))
+    mm = default_method_map(tab) if method_map is None else dict(method_map)
+
+    rows = []
+    for rec in ours.to_dict("records"):
+        model = str(rec[model_col])
+        label = mm.get(model)
+        for metric in metrics:
+            notes = []
+            if metric not in ours.columns:
+                o = math.nan
+                notes.append("not in our table")
+            else:
+                o = float(rec[metric]) if rec[metric] is not None else math.nan
+                if math.isnan(o):
+                    notes.append(_unavailable_reason(ours, metric))
+            p = math.nan
+            if label is None:
+                notes.append(f"no matching row in {tab}")
+            elif label not in all_labels:
+                notes.append(f"no row {label!r} in {tab}")
+            elif metric not in paper_metrics:
+                notes.append(f"not reported in {tab}")
+            elif (label, metric) not in cells:
+                notes.append(f"not printed in {tab} for {domain}")
+            else:
+                p = cells[(label, metric)]
+            delta = o - p
+            row = {"model": model}
+            if has_set:
+                row["test set"] = rec["test set"]
+            row.update({"paper method": label or "", "domain": domain, "metric": metric, "ours": o, "paper": p,
+                        "delta": delta, "better?": _better(delta, metric), "note": "; ".join(notes)})
+            rows.append(row)
+    if include_paper_only:
+        shown = {r["paper method"] for r in rows}
+        for label in labels:
+            if label in shown:
+                continue
+            for metric in metrics:
+                if (label, metric) not in cells:
+                    continue
+                row = {"model": ""}
+                if has_set:
+                    row["test set"] = ""
+                row.update({"paper method": label, "domain": domain, "metric": metric, "ours": math.nan,
+                            "paper": cells[(label, metric)], "delta": math.nan, "better?": "",
+                            "note": "not in our table"})
+                rows.append(row)
+    cols = ["model", *(["test set"] if has_set else []), "paper method", "domain", "metric", "ours", "paper",
+            "delta", "better?", "note"]
+    out = pd.DataFrame(rows, columns=cols)
+    for c in ("ours", "paper", "delta"):
+        out[c] = out[c].astype(float)
+    source, caption, where = TABLES[tab]
+    out.attrs.update(table=tab, source=source, caption=caption, where=where, domain=domain,
+                     test_set=chosen_set, conventions=CONVENTIONS)
+    return out
+
+
+CONVENTIONS = ("Paper: x4; PSNR/SSIM on the Y channel of YCbCr, LPIPS and NRQM, all via IQA-PyTorch; "
+               "DRealSR on non-overlapping 512x512 LR crops, other sets on full images; the method's outputs "
+               "colour-corrected (supplementary Eq. 13).")
+
+
+def to_markdown(df: pd.DataFrame) -> str:
+    """A pipe table of ``df`` (``pdd.evaluate.markdown_table``), NaN shown as blank."""
+    from pdd.evaluate import markdown_table
+
+    shown = df.astype(object).where(df.notna(), "")
+    return markdown_table(shown)
+
+
+def write_beside_paper(df: pd.DataFrame, stem) -> list[Path]:
+    """Write ``stem``.md (heading, conventions, table) and ``stem``.csv; return both paths."""
+    stem = Path(stem)
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    md_path, csv_path = stem.with_suffix(".md"), stem.with_suffix(".csv")
+    df.to_csv(csv_path, index=False)
+    a = df.attrs
+    head = []
+    if a.get("table"):
+        head.append(f"Ours beside the paper's {a['table']} ({a.get('source', '')}, {a.get('where', '')}): "
+                    f"{a.get('caption', '')}; domain {a.get('domain', '')}"
+                    + (f"; our test set: {a['test_set']}" if a.get("test_set") else "") + ".")
+    head.append("delta = ours - paper; better? follows the metric's direction (higher or lower is better). "
+                "'unavailable' = a metric our run could not compute (NaN, never a number).")
+    if a.get("conventions"):
+        head.append(a["conventions"])
+    md_path.write_text("\n\n".join(head) + "\n\n" + to_markdown(df) + "\n")
+    return [md_path, csv_path]
+
+
+__all__ = [
+    "COLUMNS", "DOMAINS", "KNOWN_INCONSISTENCIES", "LOSS_WEIGHTS", "LOSS_WEIGHTS_NOT_STATED", "METRIC_DIRECTION",
+    "NOT_TRANSCRIBED", "PAPER_FILES", "PAPER_SETTINGS", "TABLES", "beside_paper", "canonical_domain",
+    "default_method_map", "loss_weight_agreement", "paper_table", "table_key", "to_markdown", "write_beside_paper",
+]
