@@ -372,27 +372,23 @@ def generalist(preset: str = "cpu", domain: str | None = None, data_root=None, s
 
 
 def specialist(preset: str = "cpu", domain: str | None = None, data_root=None, seed: int = 0,
-               path: str | None = None, iters: int | None = None, runs_dir="runs", progress: bool = True):
+               path: str | None = None, iters: int | None = None, runs_dir="runs", progress: bool = True,
+               pretrain_iters: int | None = None):
     """The bicubic specialist: the file ``path`` when given (e.g. the official bicubic ESRGAN);
-    else under ``paper``/``cpu`` RealESRGAN fine-tuned on bicubic X^L by the companion
-    (mode ``finetune``), under ``tiny`` a small RRDBNet trained from scratch on bicubic
-    data. Companion-trained ones are cached in runs_dir (a finished run is reused)."""
+    else the generalist fine-tuned on bicubic X^L by the companion (mode ``finetune``, full
+    supervised loss with GAN) — RealESRGAN_x4plus under ``paper``/``cpu``, the tiny
+    generalist under ``tiny``. It is the same run as the "finetune control" row of
+    ``pdd.experiments`` (one training, two roles), cached in runs_dir."""
+    from .experiments import method_config
     from .weights import load_rrdbnet
 
     if path:
         return load_rrdbnet(path)
-    if preset == "tiny":
-        model, run = _tiny_pretrained("specialist", domain or make_config("tiny").domain, data_root, seed, iters,
-                                      runs_dir, progress)
-    else:
-        domain = domain or make_config(preset).domain
-        # the same run as the "finetune control" row of pdd.experiments: one training, two roles
-        cfg = make_config(preset, "finetune", data_root=data_root, seed=seed, domain=domain,
-                          out=str(Path(runs_dir) / preset / domain / f"finetune-control_s{seed}"), down="bicubic")
-        if iters:
-            cfg.iters = iters
-        run = train(cfg, progress=progress)
-        model = load_rrdbnet(str(last_weights(run)))
+    domain = domain or make_config(preset).domain
+    cfg = method_config("finetune control", preset, domain, seed, runs_dir, data_root, iters,
+                        pretrain_iters=pretrain_iters if preset == "tiny" else None)
+    run = train(cfg, progress=progress)
+    model = load_rrdbnet_like(cfg, last_weights(run))
     model.run_dir = run
     return model
 
