@@ -437,3 +437,66 @@ def markdown_table(df: pd.DataFrame, floatfmt: str = ".4f") -> str:
     lines = ["| " + " | ".join(map(str, df.columns)) + " |", "|" + "---|" * len(df.columns)]
     lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in df.itertuples(index=False)]
     return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- evidence
+def bootstrap_ci(diffs, n_boot: int = 2000, level: float = 0.95, seed: int = 0, groups=None) -> tuple[float, float, float]:
+    """Mean of ``diffs`` and a percentile bootstrap CI.
+
+    ``groups`` (same length as diffs, e.g. the image name) makes it a cluster bootstrap:
+    whole images are resampled with all their (seed, checkpoint) values, because values of
+    one image across seeds and checkpoints are not independent. Returns (mean, lo, hi).
+    """
+    d = np.asarray(diffs, dtype=float)
+    keep = np.isfinite(d)
+    d = d[keep]
+    if d.size == 0:
+        return (np.nan, np.nan, np.nan)
+    rng = np.random.default_rng(seed)
+    if groups is None:
+        idx = rng.integers(0, d.size, size=(n_boot, d.size))
+        boots = d[idx].mean(axis=1)
+    else:
+        g = np.asarray(groups)[keep]
+        uniq, inv = np.unique(g, return_inverse=True)
+        sums = np.bincount(inv, weights=d, minlength=len(uniq))
+        counts = np.bincount(inv, minlength=len(uniq)).astype(float)
+        pick = rng.integers(0, len(uniq), size=(n_boot, len(uniq)))
+        boots = sums[pick].sum(axis=1) / counts[pick].sum(axis=1)
+    a = (1 - level) / 2
+    return float(d.mean()), float(np.quantile(boots, a)), float(np.quantile(boots, 1 - a))
+
+
+def adaptation_gains(per_image: pd.DataFrame, baseline: str = "generalist", metrics=("psnr", "psnr_cc", "ssim", "niqe",
+                     "lpips", "nrqm"), target: str = "target", source: str = "source", n_boot: int = 2000,
+                     seed: int = 0) -> pd.DataFrame:
+    """Per method and metric: target gain, source gain and adaptation gain (target − source),
+    each the mean paired per-image difference to ``baseline`` with a cluster-bootstrap CI
+    over images (all seeds and checkpoints of an image resampled together).
+
+    ``per_image`` is the long frame of ``pdd.experiments.evaluate_methods`` (columns
+    method, seed, iteration, test set, name, metrics). The adaptation difference is paired
+    too: for each (seed, checkpoint, image) the target gain minus the source gain.
+    A CI that contains 0 is reported as "no effect".
+    """
+    metrics = [m for m in metrics if m in per_image.columns and per_image[m].notna().any()]
+    base = per_image[per_image.method == baseline].set_index(["test set", "name"])
+    rows = []
+    for method, grp in per_image[per_image.method != baseline].groupby("method", sort=False):
+        for m in metrics:
+            gains = {}
+            for side in (target, source):
+                g = grp[grp["test set"] == side].copy()
+                g["d"] = g[m].values - base.loc[side, m].reindex(g["name"]).values
+                gains[side] = g.set_index(["seed", "iteration", "name"])["d"]
+            both = pd.concat([gains[target].rename("t"), gains[source].rename("s")], axis=1, join="inner")
+            row = {"method": method, "metric": m, "n": len(both)}
+            for label, vals in (("target gain", both["t"]), ("source gain", both["s"]),
+                                ("adaptation gain", both["t"] - both["s"])):
+                mean, lo, hi = bootstrap_ci(vals.values, n_boot=n_boot, seed=seed,
+                                            groups=vals.index.get_level_values("name"))
+                row[label] = mean
+                row[label + " lo"], row[label + " hi"] = lo, hi
+                row[label + " verdict"] = "no effect" if lo <= 0 <= hi else ("up" if mean > 0 else "down")
+            rows.append(row)
+    return pd.DataFrame(rows)

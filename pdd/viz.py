@@ -90,3 +90,37 @@ def image_row(images, titles, size: float = 2.4, crop=None):
         ax.axis("off")
     plt.tight_layout()
     return fig
+
+
+def plot_plane(gains, x_metric: str = "niqe", y_metric: str = "psnr", ax=None, sides=("target", "source")):
+    """Fidelity–perception plane of gains over the generalist (at the origin): one point per
+    method with its bootstrap CI as error bars, target and source side by side.
+
+    ``gains`` is ``pdd.evaluate.adaptation_gains``' frame. Lower NIQE is better, so the
+    x axis is inverted: up-right is better on both axes.
+    """
+    import matplotlib.pyplot as plt
+
+    if ax is None:
+        _, ax = plt.subplots(1, len(sides), figsize=(4.2 * len(sides), 3.6), dpi=70, sharex=True, sharey=True)
+    axes = np.atleast_1d(ax)
+    for a, side in zip(axes, sides):
+        col = f"{side} gain"
+        xs = gains[gains.metric == x_metric].set_index("method")
+        ys = gains[gains.metric == y_metric].set_index("method")
+        for method in ys.index.intersection(xs.index):
+            xv, yv = xs.loc[method], ys.loc[method]
+            a.errorbar(xv[col], yv[col], xerr=[[xv[col] - xv[col + " lo"]], [xv[col + " hi"] - xv[col]]],
+                       yerr=[[yv[col] - yv[col + " lo"]], [yv[col + " hi"] - yv[col]]], fmt="o", capsize=3,
+                       label=method)
+        a.axhline(0, color="grey", lw=0.6)
+        a.axvline(0, color="grey", lw=0.6)
+        a.plot([0], [0], "k*", ms=9, label="generalist")
+        a.set_title(f"gain over the generalist: {side}", fontsize=10)
+        a.set_xlabel(f"Δ {x_metric}" + (" (lower is better →)" if x_metric in ("niqe", "lpips") else ""))
+        a.set_ylabel(f"Δ {y_metric}")
+        if x_metric in ("niqe", "lpips") and not a.xaxis_inverted():
+            a.invert_xaxis()
+    axes[-1].legend(fontsize=7, loc="best")
+    plt.tight_layout()
+    return axes
