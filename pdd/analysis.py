@@ -509,3 +509,36 @@ __all__ = [
     "low_level_features",
     "plot_embedding",
 ]
+
+
+def prediction_features(models: dict, test_sets: dict, feature_model, layer: str = "conv_body",
+                        patch: int = 50, max_images: int | None = None, progress: bool = True) -> dict:
+    """Low-level features of every model's predictions on every test set.
+
+    ``models``: {name: SR model}; ``test_sets``: {name: pairs (lr, hr, image name)}.
+    Returns {(model name, test set name): (n_patches, d) array}. Each prediction is
+    clamped to [0, 1] (as saved images would be) before ``feature_model`` sees it.
+    """
+    from tqdm.auto import tqdm
+
+    from .degradations import img2tensor
+    from .evaluate import upscale
+
+    out = {}
+    jobs = [(m, s) for m in models for s in test_sets]
+    for m, s in tqdm(jobs, desc="features", disable=not progress):
+        pairs = list(test_sets[s])[:max_images]
+        preds = [upscale(models[m], img2tensor(lr)) for lr, _, _ in pairs]
+        out[(m, s)] = low_level_features(feature_model, preds, layer=layer, patch=patch)
+    return out
+
+
+def kl_by_model(features: dict, reference: str, other: str, **kl_kw) -> "pd.DataFrame":
+    """KL(reference predictions ‖ other predictions) per model, from ``prediction_features``'
+    output: how far apart a model's outputs on the two kinds of input lie in feature space."""
+    import pandas as pd
+
+    models = list(dict.fromkeys(m for m, _ in features))
+    rows = [{"model": m, "kl": kl_divergence(features[(m, reference)], features[(m, other)], **kl_kw),
+             "n_reference": len(features[(m, reference)]), "n_other": len(features[(m, other)])} for m in models]
+    return pd.DataFrame(rows)

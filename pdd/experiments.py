@@ -55,21 +55,44 @@ def specialist_dir(preset: str, domain: str, runs_dir, seed: int) -> Path:
     return Path(runs_dir) / preset / domain / f"{_slug('finetune control')}_s{seed}"
 
 
+# Ablations of the paper (Tab. 3, 7, 8, 9; Fig. 9, 13) as (mode, overrides) on top of EMA PDD.
+# "generalist" as init_s means: start S from the generalist (SingleFixed: static mode, G = S's init).
+ABLATIONS = {
+    "EMA PDD": ("ema", {}),
+    "R_intra only": ("ema", {"pdd.lambda_inter": 0.0}),
+    "R_inter only": ("ema", {"pdd.lambda_intra": 0.0}),
+    "both, no GAN on X^U": ("ema", {"pdd.lambda_gan": 0.0}),
+    "R_intra l1 (not CE)": ("ema", {"pdd.intra_measure": "l1"}),
+    "R_inter l1 (no Gram)": ("ema", {"pdd.inter_measure": "l1"}),
+    "SingleFixed": ("static", {"init_s": "generalist"}),
+    "X^L random bicubic/bilinear/area": ("ema", {"down": "random"}),
+    "lambda1:lambda2 = 0.1": ("ema", {"pdd.lambda_intra": 0.1}),
+    "lambda1:lambda2 = 10": ("ema", {"pdd.lambda_inter": 0.1}),
+    "finetune control": ("finetune", {}),
+}
+
+
 def method_config(method: str, preset: str, domain: str, seed: int, runs_dir, data_root=None,
                   iters: int | None = None, overrides: dict | None = None,
-                  pretrain_iters: int | None = None) -> TrainConfig:
-    if method not in METHODS:
-        raise ValueError(f"unknown method {method!r}; valid: {', '.join(METHODS)}")
-    mode, extra = METHODS[method]
+                  pretrain_iters: int | None = None, variants: dict | None = None) -> TrainConfig:
+    """The TrainConfig of one row (``METHODS`` or ``variants``, e.g. ``ABLATIONS``) for one seed.
+
+    Its run directory is ``runs_dir/preset/domain/<slug>_s<seed>`` (plus a hash of
+    ``overrides``), so each distinct config trains once and is reused afterwards."""
+    table = variants or METHODS
+    if method not in table:
+        raise ValueError(f"unknown method {method!r}; valid: {', '.join(table)}")
+    mode, extra = table[method]
     g_file = generalist_file(preset, domain, runs_dir, pretrain_iters=pretrain_iters)
     name = f"{_slug(method)}_s{seed}"
     if overrides:  # a changed config must not resume another config's run
         digest = hashlib.sha1(json.dumps(overrides, sort_keys=True, default=str).encode()).hexdigest()[:8]
         name = f"{_slug(method)}-{digest}_s{seed}"
-    cfg = make_config(preset, mode, overrides={**extra, **(overrides or {})}, domain=domain, seed=seed,
-                      data_root=data_root, out=str(Path(runs_dir) / preset / domain / name),
-                      init_s=g_file, init_g=g_file)
-    if mode == "static":
+    merged = {**extra, **(overrides or {})}
+    merged = {k: (g_file if v == "generalist" else v) for k, v in merged.items()}
+    cfg = make_config(preset, mode, overrides={"init_s": g_file, "init_g": g_file, **merged}, domain=domain,
+                      seed=seed, data_root=data_root, out=str(Path(runs_dir) / preset / domain / name))
+    if mode == "static" and "init_s" not in merged:
         cfg.init_s = str(specialist_dir(preset, domain, runs_dir, seed) / "weights" / f"net_g_{_iters(preset, iters, 'finetune'):06d}.pth")
     if iters is not None:
         cfg.iters = iters
@@ -106,7 +129,7 @@ def run_methods(cfgs: list[TrainConfig], parallel: int = 2, threads: int = 1, pr
                                       "--no-progress"], cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env=env)
                 running.append((p, cfg, out))
                 if progress:
-                    print(f"[{time.time() - t0:6.0f} s] started {cfg.mode} seed {cfg.seed} -> {out}", flush=True)
+                    print(f"[{time.time() - t0:6.0f} s] started  {out.name} ({cfg.mode}, {cfg.iters} iterations)", flush=True)
             time.sleep(2)
             for item in list(running):
                 p, cfg, out = item
@@ -119,7 +142,7 @@ def run_methods(cfgs: list[TrainConfig], parallel: int = 2, threads: int = 1, pr
                         q.terminate()
                     raise RuntimeError(f"training failed ({cfg.mode}, seed {cfg.seed}, {out}):\n{tail}")
                 if progress:
-                    print(f"[{time.time() - t0:6.0f} s] finished {cfg.mode} seed {cfg.seed}", flush=True)
+                    print(f"[{time.time() - t0:6.0f} s] finished {out.name}", flush=True)
     return time.time() - t0
 
 
@@ -142,7 +165,8 @@ def _eval_cached(model_loader, weights_file: Path, cache_dir: Path, test_sets: d
 
 
 def evaluate_methods(cfgs: list[TrainConfig], test_sets: dict, metrics: dict, last_k: int = 2,
-                     runs_dir=None, progress: bool = True, pretrain_iters: int | None = None) -> pd.DataFrame:
+                     runs_dir=None, progress: bool = True, pretrain_iters: int | None = None,
+                     variants: dict | None = None) -> pd.DataFrame:
     """Per-image metrics for the generalist and for the last ``last_k`` EMA snapshots of every run.
 
     Returns a long frame: method, seed, iteration, test set, name, metric columns.
@@ -167,16 +191,17 @@ def evaluate_methods(cfgs: list[TrainConfig], test_sets: dict, metrics: dict, la
         jobs += [(cfg, s) for s in snaps[-last_k:]]
     for cfg, snap in tqdm(jobs, desc="evaluate", disable=not progress):
         df = _eval_cached(lambda c=cfg, s=snap: load_rrdbnet_like(c, s), snap, Path(cfg.out) / "eval", test_sets, metrics)
-        frames.append(df.assign(method=method_name(cfg), seed=cfg.seed, iteration=int(snap.stem.split("_")[-1])))
+        frames.append(df.assign(method=method_name(cfg, variants), seed=cfg.seed,
+                                iteration=int(snap.stem.split("_")[-1])))
     cols = ["method", "seed", "iteration", "test set", "name"]
     out = pd.concat(frames, ignore_index=True)
     return out[cols + [c for c in out.columns if c not in cols]]
 
 
-def method_name(cfg: TrainConfig) -> str:
-    for name, (mode, extra) in METHODS.items():
+def method_name(cfg: TrainConfig, variants: dict | None = None) -> str:
+    for name, (mode, extra) in (variants or METHODS).items():
         stem = Path(cfg.out).name.rsplit("_s", 1)[0]
-        if mode == cfg.mode and all(getattr(cfg, k) == v for k, v in extra.items()) and \
+        if mode == cfg.mode and \
                 (stem == _slug(name) or stem.startswith(_slug(name) + "-") and len(stem) == len(_slug(name)) + 9):
             return name
     return cfg.mode
@@ -246,7 +271,7 @@ def direction_verdict(summary: pd.DataFrame, test_set: str) -> list[str]:
 def compare_methods(preset: str = "cpu", domain: str = "Synth-Defocus", seeds=(0, 1), methods=None,
                     iters: int | None = None, last_k: int = 2, parallel: int = 2, runs_dir=None,
                     data_root=None, metrics=None, out_stem=None, progress: bool = True,
-                    pretrain_iters: int | None = None) -> dict:
+                    pretrain_iters: int | None = None, variants: dict | None = None) -> dict:
     """Train (what is missing), evaluate and summarise every method. One call for notebooks.
 
     Returns {"summary", "per_image", "verdict", "train_s", "eval_s", "configs"}; with
@@ -256,19 +281,21 @@ def compare_methods(preset: str = "cpu", domain: str = "Synth-Defocus", seeds=(0
     from .evaluate import create_metrics, markdown_table, result_record, metric_info, unavailable_note
 
     runs_dir = Path(runs_dir) if runs_dir else ROOT / "runs"
-    methods = list(methods or METHODS)
+    methods = list(methods or variants or METHODS)
     mk = lambda m, s: method_config(m, preset, domain, s, runs_dir, data_root, iters,  # noqa: E731
-                                    pretrain_iters=pretrain_iters)
+                                    pretrain_iters=pretrain_iters, variants=variants)
     cfgs = [mk(m, s) for s in seeds for m in methods]
-    if any(c.mode == "static" for c in cfgs) and "finetune control" not in methods:
-        cfgs += [mk("finetune control", s) for s in seeds]
+    if any(c.mode == "static" and c.init_s.endswith(f"net_g_{c.iters:06d}.pth") and "finetune-control" in c.init_s
+           for c in cfgs) and "finetune control" not in methods:
+        cfgs += [method_config("finetune control", preset, domain, s, runs_dir, data_root, iters,
+                               pretrain_iters=pretrain_iters) for s in seeds]
     train_s = run_methods(cfgs, parallel=parallel, progress=progress)
     dom = open_domain(domain, data_root)
     metrics = metrics or create_metrics()
     test_sets = {"target": dom.test_pairs, "source": dom.source_test_pairs}
     t0 = time.time()
     per_image = evaluate_methods(cfgs, test_sets, metrics, last_k=last_k, runs_dir=runs_dir, progress=progress,
-                                 pretrain_iters=pretrain_iters)
+                                 pretrain_iters=pretrain_iters, variants=variants)
     eval_s = time.time() - t0
     summary = summarize_methods(per_image)
     verdict = direction_verdict(summary, "target")
@@ -282,9 +309,9 @@ def compare_methods(preset: str = "cpu", domain: str = "Synth-Defocus", seeds=(0
         for c in cfgs:
             meta = Path(c.out) / "config.json"
             if meta.exists():
-                sources[method_name(c) + f" s{c.seed}"] = json.loads(meta.read_text()).get("sources")
+                sources[method_name(c, variants) + f" s{c.seed}"] = json.loads(meta.read_text()).get("sources")
         record = result_record(preset=preset, domain=domain, seeds=list(seeds), last_k_checkpoints=last_k,
-                               iters={method_name(c): c.iters for c in cfgs},
+                               iters={method_name(c, variants): c.iters for c in cfgs},
                                precision="bf16 autocast (training); fp32 evaluation" if c0.bf16 else "fp32",
                                patch=c0.patch, batch=f"{c0.batch_l}+{c0.batch_u}",
                                generalist=generalist_file(preset, domain, runs_dir, pretrain_iters=pretrain_iters),

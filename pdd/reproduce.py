@@ -27,6 +27,8 @@ def main(argv: list[str] | None = None) -> int:
     import papermill
 
     notebooks = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+    if argv:  # e.g. `python -m pdd.reproduce 02 03 04`: only these notebooks
+        notebooks = [nb for nb in notebooks if any(nb.name.startswith(a) for a in argv)]
     out_dir = ROOT / "results" / "notebooks"
     out_dir.mkdir(parents=True, exist_ok=True)
     rows, t_all, failed = [], time.time(), 0
@@ -49,6 +51,9 @@ def main(argv: list[str] | None = None) -> int:
              f"Commit `{git_commit()}`, total wall time {total / 60:.1f} min.", "",
              "| notebook | status | wall time (s) |", "|---|---|---|"]
     lines += [f"| [{n}](notebooks/{n}) | {s} | {t:.0f} |" for n, s, t in rows]
+    tables = sorted(p.relative_to(ROOT / "results") for p in (ROOT / "results").glob("*/*/*.md"))
+    if tables:
+        lines += ["", "## Tables", ""] + [f"- [{t}]({t})" for t in tables]
     (ROOT / "results" / "README.md").write_text("\n".join(lines) + "\n")
     print(f"Ran {len(rows)} notebook(s) in {total / 60:.1f} min; summary in results/README.md")
     return 1 if failed else 0
