@@ -440,6 +440,8 @@ def markdown_table(df: pd.DataFrame, floatfmt: str = ".4f") -> str:
 
 
 # --------------------------------------------------------------------------- evidence
+LOWER_IS_BETTER = {"niqe", "lpips"}
+
 def bootstrap_ci(diffs, n_boot: int = 2000, level: float = 0.95, seed: int = 0, groups=None) -> tuple[float, float, float]:
     """Mean of ``diffs`` and a percentile bootstrap CI.
 
@@ -477,7 +479,8 @@ def adaptation_gains(per_image: pd.DataFrame, baseline: str = "generalist", metr
     ``per_image`` is the long frame of ``pdd.experiments.evaluate_methods`` (columns
     method, seed, iteration, test set, name, metrics). The adaptation difference is paired
     too: for each (seed, checkpoint, image) the target gain minus the source gain.
-    A CI that contains 0 is reported as "no effect".
+    A CI that contains 0 is reported as "no effect", otherwise "better"/"worse" by the
+    metric's direction (lower NIQE/LPIPS is better).
     """
     metrics = [m for m in metrics if m in per_image.columns and per_image[m].notna().any()]
     base = per_image[per_image.method == baseline].set_index(["test set", "name"])
@@ -497,6 +500,8 @@ def adaptation_gains(per_image: pd.DataFrame, baseline: str = "generalist", metr
                                             groups=vals.index.get_level_values("name"))
                 row[label] = mean
                 row[label + " lo"], row[label + " hi"] = lo, hi
-                row[label + " verdict"] = "no effect" if lo <= 0 <= hi else ("up" if mean > 0 else "down")
+                # in words a reader cannot misread: NIQE and LPIPS are better when lower
+                row[label + " verdict"] = ("no effect" if lo <= 0 <= hi else
+                                           "better" if (mean > 0) != (m in LOWER_IS_BETTER) else "worse")
             rows.append(row)
     return pd.DataFrame(rows)

@@ -32,7 +32,7 @@ def test_bootstrap_ci_of_constant_shift_is_tight_and_of_zero_mean_noise_contains
 
 def test_equal_target_and_source_gain_is_no_adaptation():
     g = adaptation_gains(frame(0.5, 0.5), metrics=("psnr",)).iloc[0]
-    assert abs(g["target gain"] - 0.5) < 0.02 and g["target gain verdict"] == "up"
+    assert abs(g["target gain"] - 0.5) < 0.02 and g["target gain verdict"] == "better"
     assert abs(g["source gain"] - 0.5) < 0.02
     assert abs(g["adaptation gain"]) < 0.02
     assert g["adaptation gain lo"] <= 0 <= g["adaptation gain hi"]
@@ -42,7 +42,7 @@ def test_equal_target_and_source_gain_is_no_adaptation():
 def test_target_only_gain_is_adaptation_with_ci_excluding_zero():
     g = adaptation_gains(frame(0.5, 0.0), metrics=("psnr",)).iloc[0]
     assert abs(g["adaptation gain"] - 0.5) < 0.02
-    assert g["adaptation gain lo"] > 0 and g["adaptation gain verdict"] == "up"
+    assert g["adaptation gain lo"] > 0 and g["adaptation gain verdict"] == "better"
     assert g["source gain verdict"] == "no effect"
     assert g["n"] == 2 * 2 * 40  # seeds x checkpoints x images, paired
 
@@ -55,3 +55,9 @@ def test_cluster_bootstrap_is_wider_than_naive_when_values_repeat_per_image():
     _, lo_n, hi_n = bootstrap_ci(d)
     _, lo_c, hi_c = bootstrap_ci(d, groups=groups)
     assert (hi_c - lo_c) > 2 * (hi_n - lo_n)  # the naive CI pretends 200 independent values
+
+
+def test_verdict_follows_metric_direction():
+    f = frame(0.5, 0.0).rename(columns={"psnr": "niqe"})
+    g = adaptation_gains(f, metrics=("niqe",)).iloc[0]
+    assert g["adaptation gain verdict"] == "worse"   # NIQE went up on the target only
