@@ -20,7 +20,7 @@ from pdd.archs import VGG19Features, UNetDiscriminatorSN
 SIZES = {"cpu": dict(lr=32, batch=2), "paper": dict(lr=48, batch=8)}
 
 
-def unfused(vgg, s_l, s_u, y_l, g_l, g_u, disc, sup, pdd):
+def unfused(vgg, s_l, s_u, y_l, g_l, g_u, disc, sup, pdd):  # noqa: PLR0913
     fs_l, fy = vgg(s_l), vgg(y_l)
     terms = [sup.wavelet * L.wavelet_loss(s_l, y_l, sup.band_weights),
              sup.perceptual * L.perceptual_loss(fs_l, fy, sup.perceptual_layers)]
@@ -29,7 +29,7 @@ def unfused(vgg, s_l, s_u, y_l, g_l, g_u, disc, sup, pdd):
         fg_u, fg_l = vgg(g_u), vgg(g_l)
     terms += [pdd.lambda_intra * L.r_intra(fs_u, fs_l2, fg_u, fg_l, pdd.intra_layers),
               pdd.lambda_inter * L.r_inter(fs_u, fs_l2, fg_u, fg_l, pdd.inter_layers),
-              sup.gan * L.gan_loss_g(disc(torch.cat([s_l, s_u])))]
+              sup.gan * L.gan_loss_g(disc(torch.cat([s_l, s_u]))) if disc is not None else 0.0]
     return sum(terms)
 
 
@@ -55,7 +55,10 @@ def main():
     fmt = torch.channels_last if args.bf16 else torch.contiguous_format
     vgg, disc = vgg.to(memory_format=fmt), disc.to(memory_format=fmt)
     print(f"device={dev} threads={torch.get_num_threads()} bf16+channels_last={args.bf16}")
-    print(f"{'size':6} {'LR':>4} {'batch':>7} {'fused s':>9} {'unfused s':>10} {'ratio':>6}")
+    print("Full objective (VGG terms + the GAN term through D), and the VGG terms alone (D's cost is the same")
+    print("in both routes, so it dilutes the ratio):")
+    print(f"{'size':6} {'LR':>4} {'batch':>7} {'fused s':>9} {'unfused s':>10} {'ratio':>6} "
+          f"{'no-D fused':>11} {'no-D unfused':>13} {'ratio':>6}")
     for name in args.sizes:
         n, p = SIZES[name]["batch"], SIZES[name]["lr"] * 4
         g = torch.Generator().manual_seed(0)
@@ -63,20 +66,22 @@ def main():
         y_l, g_l, g_u = mk(), mk(), mk()
         s_l, s_u = mk().requires_grad_(True), mk().requires_grad_(True)
 
-        def step(kind):
+        def step(kind, d):
             def run():
                 with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=args.bf16):
                     if kind == "fused":
-                        loss = L.generator_objective(vgg, s_l, s_u, y_l, g_l, g_u, disc, sup, pdd)["total"]
+                        loss = L.generator_objective(vgg, s_l, s_u, y_l, g_l, g_u, d, sup, pdd)["total"]
                     else:
-                        loss = unfused(vgg, s_l, s_u, y_l, g_l, g_u, disc, sup, pdd)
+                        loss = unfused(vgg, s_l, s_u, y_l, g_l, g_u, d, sup, pdd)
                 loss.backward()
                 if dev.type == "cuda":
                     torch.cuda.synchronize()
             return run
 
-        tf, tu = bench(step("fused"), args.reps), bench(step("unfused"), args.reps)
-        print(f"{name:6} {p // 4:>4} {n:>3}+{n:<3} {tf:>9.3f} {tu:>10.3f} {tu / tf:>5.2f}x", flush=True)
+        tf, tu = bench(step("fused", disc), args.reps), bench(step("unfused", disc), args.reps)
+        vf, vu = bench(step("fused", None), args.reps), bench(step("unfused", None), args.reps)
+        print(f"{name:6} {p // 4:>4} {n:>3}+{n:<3} {tf:>9.3f} {tu:>10.3f} {tu / tf:>5.2f}x "
+              f"{vf:>11.3f} {vu:>13.3f} {vu / vf:>5.2f}x", flush=True)
 
 
 if __name__ == "__main__":
