@@ -281,6 +281,9 @@ def compare_methods(preset: str = "cpu", domain: str = "Synth-Defocus", seeds=(0
     from .evaluate import create_metrics, markdown_table, result_record, metric_info, unavailable_note
 
     runs_dir = Path(runs_dir) if runs_dir else ROOT / "runs"
+    if isinstance(seeds, str):  # `papermill -p seeds "[0, 1]"` passes a string
+        seeds = json.loads(seeds)
+    seeds = [int(s) for s in (seeds if isinstance(seeds, (list, tuple)) else [seeds])]
     methods = list(methods or variants or METHODS)
     mk = lambda m, s: method_config(m, preset, domain, s, runs_dir, data_root, iters,  # noqa: E731
                                     pretrain_iters=pretrain_iters, variants=variants)
