@@ -344,14 +344,15 @@ def summarize(df: pd.DataFrame) -> pd.DataFrame:
 
 def _git_commit() -> str:
     """Short hash of the checkout pdd is imported from; "-dirty" if any file differs or is untracked
-    (an untracked module that produced a result is not in the commit either)."""
+    (an untracked module that produced a result is not in the commit either). results/ is
+    left out: a run writes its own outputs there."""
     repo = Path(__file__).resolve().parent.parent
     try:
         def git(*args):
             return subprocess.run(["git", *args], cwd=repo, capture_output=True, text=True, check=True,
                                   timeout=10).stdout.strip()
         commit = git("rev-parse", "--short", "HEAD")
-        return commit + ("-dirty" if git("status", "--porcelain") else "")
+        return commit + ("-dirty" if git("status", "--porcelain", "--", ".", ":(exclude)results") else "")
     except (OSError, subprocess.SubprocessError):  # no git, not a checkout, no commit yet
         return "unknown"
 
