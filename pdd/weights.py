@@ -15,8 +15,8 @@ the offline copies are not bit-identical to the official files (fp16 RealESRGAN,
 Caffe-trained VGG19 instead of torchvision's retrained one). When every step fails,
 ``WeightsNotFoundError`` lists every place tried and why.
 
-Weight files are untrusted input: everything is read with ``torch.load(...,
-weights_only=True)``, ``np.load(..., allow_pickle=False)`` or plain byte parsing.
+Weight files are untrusted input: everything is read with torch.load in weights-only
+mode (``weights_only=True``), ``np.load(..., allow_pickle=False)`` or plain byte parsing.
 """
 from __future__ import annotations
 
