@@ -6,7 +6,6 @@ notebook's parameters cell holds the embedded default.
 """
 from __future__ import annotations
 
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -15,13 +14,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def git_commit() -> str:
-    try:
-        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
-        dirty = subprocess.run(["git", "status", "--porcelain", "--", ".", ":(exclude)results"], cwd=ROOT,
-                               capture_output=True, text=True).stdout
-        return out.stdout.strip() + ("-dirty" if dirty.strip() else "") if out.returncode == 0 else "unknown"
-    except OSError:
-        return "unknown"
+    """The same provenance string every result record carries (pdd.evaluate)."""
+    from .evaluate import _git_commit
+    return _git_commit()
 
 
 def main(argv: list[str] | None = None) -> int:
