@@ -580,6 +580,94 @@ def to_markdown(df: pd.DataFrame) -> str:
     return markdown_table(shown)
 
 
+# Our ablation rows -> (paper table, paper row label, paper baseline label). Tab. 7 is the
+# paper's *static* ablation while ours are EMA runs: the direction is comparable, the size not.
+ABLATION_ROWS = {
+    "R_intra only": ("Tab. 7", "a.", "Ours"),
+    "R_inter only": ("Tab. 7", "b.", "Ours"),
+    "R_intra l1 (not CE)": ("Tab. 3", "ℓ1", "Ours"),
+    "SingleFixed": ("Tab. 3", "SingleFixed", "Ours"),
+    "R_inter l1 (no Gram)": ("Tab. 9", "ℓ1", "Ours"),
+    "X^L random bicubic/bilinear/area": ("Tab. 8", "Comp.", "Bicubic"),
+}
+
+
+def _our_values(ours: pd.DataFrame, metrics) -> tuple[pd.DataFrame, str]:
+    """``ours`` reduced to one row per model on the target test set, indexed by model name."""
+    model_col = next((c for c in ("model", "method") if c in ours.columns), None)
+    if model_col is None:
+        raise ValueError(f"our table needs a 'model' or 'method' column; it has {list(ours.columns)}")
+    chosen = ""
+    if "test set" in ours.columns:
+        sets = ours["test set"].astype(str)
+        if sets.str.startswith("target").any():
+            ours = ours[sets.str.startswith("target")]
+            chosen = ", ".join(dict.fromkeys(ours["test set"].astype(str)))
+    cols = [m for m in metrics if m in ours.columns]
+    return ours.drop_duplicates(model_col).set_index(model_col)[cols], chosen
+
+
+def gains_beside_paper(ours: pd.DataFrame, rows: dict, our_baseline: str = "generalist",
+                       metrics=("psnr", "ssim", "lpips", "nrqm", "niqe"), our_domain: str = "") -> pd.DataFrame:
+    """Differences, not values: our change over ``our_baseline`` beside the paper's change
+    over its matching baseline row, for every domain the paper reports.
+
+    Use it when our domain is not one of the paper's (the built-in domains): absolute numbers
+    on different images cannot be compared, the direction and rough size of a change can.
+    ``ours``: ``pdd.experiments.summarize_methods`` / ``pdd.evaluate.compare`` output (the
+    target test set is used when there is a ``test set`` column). ``rows``: {our row:
+    (paper table, paper row label, paper baseline label)}, e.g. ``{"EMA PDD": ("Tab. 2",
+    "RealESRGAN + Ours", "RealESRGAN")}`` or ``ABLATION_ROWS``. One row per (our row,
+    metric, paper domain): ``ours Δ``, ``paper Δ``, and ``same direction?`` ("yes", "no",
+    or blank when either side is missing; a metric we could not compute stays NaN and is
+    noted as unavailable, never filled in).
+    """
+    vals, chosen = _our_values(ours, metrics)
+    if our_baseline not in vals.index:
+        raise ValueError(f"our baseline {our_baseline!r} is not in our table (rows: {list(vals.index)})")
+    out = []
+    for model, (table, label, base_label) in rows.items():
+        tab = table_key(table)
+        paper = paper_table(tab)
+        for metric in metrics:
+            o = math.nan
+            note = ""
+            if model not in vals.index:
+                note = "not in our table"
+            elif metric not in vals.columns or pd.isna(vals.loc[model, metric]) or pd.isna(vals.loc[our_baseline, metric]):
+                note = "unavailable in our run"
+            else:
+                o = float(vals.loc[model, metric]) - float(vals.loc[our_baseline, metric])
+            cells = paper[paper["metric"] == metric].set_index(["domain", "method"])["value"]
+            domains = list(dict.fromkeys(paper.loc[paper["metric"] == metric, "domain"]))
+            if not domains:
+                out.append(dict(model=model, metric=metric, **{"our domain": our_domain, "ours Δ": o},
+                                table=tab, **{"paper row": label, "paper baseline": base_label, "paper domain": "",
+                                              "paper Δ": math.nan, "same direction?": ""},
+                                note="; ".join(filter(None, [note, f"not reported in {tab}"]))))
+                continue
+            for dom in domains:
+                p = math.nan
+                if (dom, label) in cells.index and (dom, base_label) in cells.index:
+                    p = float(cells[(dom, label)]) - float(cells[(dom, base_label)])
+                same = ""
+                if not (math.isnan(o) or math.isnan(p)):
+                    same = "tie" if o == 0 or p == 0 else ("yes" if (o > 0) == (p > 0) else "no")
+                out.append(dict(model=model, metric=metric, **{"our domain": our_domain, "ours Δ": o}, table=tab,
+                                **{"paper row": label, "paper baseline": base_label, "paper domain": dom,
+                                   "paper Δ": p, "same direction?": same},
+                                note=note or ("" if not math.isnan(p) else f"not printed in {tab} for {dom}")))
+    df = pd.DataFrame(out, columns=["model", "metric", "our domain", "ours Δ", "table", "paper row", "paper baseline",
+                                    "paper domain", "paper Δ", "same direction?", "note"])
+    tabs = sorted({r[0] for r in rows.values()}, key=str)
+    df.attrs.update(table=", ".join(table_key(t) for t in tabs), source="main/supplementary",
+                    caption=f"differences over the baseline row (ours: {our_baseline})", where="",
+                    domain=our_domain or "", test_set=chosen,
+                    conventions="Differences on different images and domains: compare directions, not sizes. "
+                                + CONVENTIONS)
+    return df
+
+
 def write_beside_paper(df: pd.DataFrame, stem) -> list[Path]:
     """Write ``stem``.md (heading, conventions, table) and ``stem``.csv; return both paths."""
     stem = Path(stem)
@@ -603,5 +691,5 @@ def write_beside_paper(df: pd.DataFrame, stem) -> list[Path]:
 __all__ = [
     "COLUMNS", "DOMAINS", "KNOWN_INCONSISTENCIES", "LOSS_WEIGHTS", "LOSS_WEIGHTS_NOT_STATED", "METRIC_DIRECTION",
     "NOT_TRANSCRIBED", "PAPER_FILES", "PAPER_SETTINGS", "TABLES", "beside_paper", "canonical_domain",
-    "default_method_map", "loss_weight_agreement", "paper_table", "table_key", "to_markdown", "write_beside_paper",
+    "default_method_map", "gains_beside_paper", "ABLATION_ROWS", "loss_weight_agreement", "paper_table", "table_key", "to_markdown", "write_beside_paper",
 ]

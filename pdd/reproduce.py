@@ -6,6 +6,7 @@ notebook's parameters cell holds the embedded default.
 """
 from __future__ import annotations
 
+import json
 import sys
 import time
 from pathlib import Path
@@ -17,6 +18,133 @@ def git_commit() -> str:
     """The same provenance string every result record carries (pdd.evaluate)."""
     from .evaluate import _git_commit
     return _git_commit()
+
+
+def weight_files(runs_dir) -> set[str]:
+    """Every weights snapshot under ``runs_dir``: what a notebook trained is what appears."""
+    return {str(p) for p in Path(runs_dir).glob("**/weights/net_g_*.pth")}
+
+
+class NotebookClock:
+    """A notebook's wall time and whether it trained anything (new weight snapshots under
+    ``runs_dir``) or only reused finished runs, kept in ``out/timings.json`` so that a later
+    notebook can report a chain of them (``chain_report``)."""
+
+    def __init__(self, out, notebook: str, runs_dir):
+        self.out, self.notebook, self.runs_dir = Path(out), notebook, Path(runs_dir)
+        self.t0, self.before = time.time(), weight_files(runs_dir)
+
+    def stop(self) -> dict:
+        trained = sorted(weight_files(self.runs_dir) - self.before)
+        entry = {"wall_s": round(time.time() - self.t0, 1), "new_weight_snapshots": len(trained),
+                 "fresh": bool(trained), "commit": git_commit(), "finished": time.strftime("%Y-%m-%d %H:%M:%S")}
+        path = self.out / "timings.json"
+        timings = json.loads(path.read_text()) if path.exists() else {}
+        timings[self.notebook] = entry
+        self.out.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(timings, indent=2) + "\n")
+        print(f"{self.notebook}: {entry['wall_s']:.0f} s, "
+              + (f"trained {len(trained)} new weight snapshot(s)" if trained else "reused finished runs only"))
+        return entry
+
+
+def chain_report(out, notebooks, budget_s: float | None = None) -> str:
+    """One paragraph on the measured wall time of ``notebooks`` run in turn (their
+    ``NotebookClock`` entries in ``out/timings.json``): the sum, the budget, and whether it
+    is a fresh chain (every notebook trained what it needed) or partly reused runs."""
+    path = Path(out) / "timings.json"
+    timings = json.loads(path.read_text()) if path.exists() else {}
+    missing = [n for n in notebooks if n not in timings]
+    if missing:
+        return f"chain {' -> '.join(notebooks)}: no timing yet for {', '.join(missing)} (run them in order)."
+    parts = [f"{n} {timings[n]['wall_s']:.0f} s" for n in notebooks]
+    total = sum(timings[n]["wall_s"] for n in notebooks)
+    reused = [n for n in notebooks if not timings[n]["fresh"]]
+    text = f"chain {' -> '.join(notebooks)}: " + " + ".join(parts) + f" = {total:.0f} s ({total / 60:.1f} min)"
+    if budget_s is not None:
+        text += f"; budget {budget_s / 60:.0f} min: " + ("within" if total <= budget_s else "OVER")
+    if reused:
+        text += (f". Not a fresh chain: {', '.join(reused)} reused finished runs, so this is not the cost of "
+                 "training from scratch (delete the runs, or pass a new runs_dir, to measure it)")
+    return text + "."
+
+
+def extract_figures(nb_path, fig_dir) -> list[Path]:
+    """Save every PNG output of an executed notebook as ``fig_dir/<notebook>_<k>.png``."""
+    import base64
+
+    nb = json.loads(Path(nb_path).read_text())
+    paths = []
+    for cell in nb["cells"]:
+        for out in cell.get("outputs", []):
+            png = out.get("data", {}).get("image/png")
+            if png:
+                path = Path(fig_dir) / f"{Path(nb_path).stem}_{len(paths) + 1}.png"
+                path.write_bytes(base64.b64decode(png if isinstance(png, str) else "".join(png)))
+                paths.append(path)
+    return paths
+
+
+def _parameters(nb_path) -> dict:
+    nb = json.loads(Path(nb_path).read_text())
+    return nb.get("metadata", {}).get("papermill", {}).get("parameters", {})
+
+
+def record_runs(rows) -> dict:
+    """Merge this invocation's (notebook, status, seconds) rows into results/reproduce.json,
+    so that `python -m pdd.reproduce 07` updates one row instead of dropping the others."""
+    path = ROOT / "results" / "reproduce.json"
+    runs = json.loads(path.read_text()) if path.exists() else {}
+    for name, status, seconds in rows:
+        runs[name] = {"status": status, "wall_s": round(seconds, 1), "commit": git_commit(),
+                      "finished": time.strftime("%Y-%m-%d %H:%M:%S")}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(dict(sorted(runs.items())), indent=2) + "\n")
+    return runs
+
+
+def write_summary(rows, total: float) -> Path:
+    """results/README.md: what ran and how long, every table and figure, the 02->04 chain
+    time, the extra (non-default) executed notebooks with their parameters, and what could
+    not be computed offline."""
+    from .evaluate import create_metrics, unavailable_note
+
+    res = ROOT / "results"
+    out_dir, fig_dir = res / "notebooks", res / "figures"
+    fig_dir.mkdir(parents=True, exist_ok=True)
+    for old in fig_dir.glob("*.png"):
+        old.unlink()
+    runs = record_runs(rows)
+    lines = ["# Results of `make reproduce`", "",
+             f"Last invocation: {len(rows)} notebook(s), {total / 60:.1f} min wall time on this machine, commit "
+             f"`{git_commit()}` (embedded default: `cpu` preset, built-in domain; every notebook with its own "
+             "parameters cell).", "",
+             "| notebook | status | wall time (s) | commit | finished |", "|---|---|---|---|---|"]
+    lines += [f"| [{n}](notebooks/{n}) | {r['status']} | {r['wall_s']:.0f} | `{r['commit']}` | {r['finished']} |"
+              for n, r in runs.items()]
+    lines += ["", f"Sum of the table: {sum(r['wall_s'] for r in runs.values()) / 60:.1f} min."]
+    for timings in sorted(res.glob("*/*/timings.json")):
+        lines += ["", f"## 02 → 04 chain ({timings.parent.relative_to(res)})", "",
+                  chain_report(timings.parent, ["02_pretrain_check", "03_static", "04_ema"], budget_s=35 * 60)]
+    default = {n for n, _, _ in rows} | {p.name for p in (ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb")}
+    extra = sorted(p for p in out_dir.glob("*.ipynb") if p.name not in default)
+    if extra:
+        lines += ["", "## Further executed notebooks (run by hand with other parameters)", ""]
+        lines += [f"- [{p.name}](notebooks/{p.name}): parameters {json.dumps(_parameters(p))}" for p in extra]
+    tables = sorted(p.relative_to(res) for p in res.glob("*/*/*.md"))
+    if tables:
+        lines += ["", "## Tables", ""] + [f"- [{t}]({t})" for t in tables]
+    figures = []
+    for nb in sorted(out_dir.glob("*.ipynb")):
+        figures += extract_figures(nb, fig_dir)
+    if figures:
+        lines += ["", "## Figures (extracted from the executed notebooks)", ""]
+        lines += [f"- [{f.name}](figures/{f.name})" for f in figures]
+    note = unavailable_note(create_metrics(device="cpu"))
+    lines += ["", "## Unavailable offline", "", note or "Every metric was available."]
+    path = res / "README.md"
+    path.write_text("\n".join(lines) + "\n")
+    return path
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -43,14 +171,7 @@ def main(argv: list[str] | None = None) -> int:
         rows.append((nb.name, status, time.time() - t0))
         print(f"   {status} ({rows[-1][2]:.0f} s)", flush=True)
     total = time.time() - t_all
-    lines = ["# Results of `make reproduce`", "",
-             f"Commit `{git_commit()}`, total wall time {total / 60:.1f} min.", "",
-             "| notebook | status | wall time (s) |", "|---|---|---|"]
-    lines += [f"| [{n}](notebooks/{n}) | {s} | {t:.0f} |" for n, s, t in rows]
-    tables = sorted(p.relative_to(ROOT / "results") for p in (ROOT / "results").glob("*/*/*.md"))
-    if tables:
-        lines += ["", "## Tables", ""] + [f"- [{t}]({t})" for t in tables]
-    (ROOT / "results" / "README.md").write_text("\n".join(lines) + "\n")
+    write_summary(rows, total)
     print(f"Ran {len(rows)} notebook(s) in {total / 60:.1f} min; summary in results/README.md")
     return 1 if failed else 0
 

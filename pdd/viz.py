@@ -124,3 +124,89 @@ def plot_plane(gains, x_metric: str = "niqe", y_metric: str = "psnr", ax=None, s
     axes[-1].legend(fontsize=7, loc="best")
     plt.tight_layout()
     return axes
+
+
+def plot_improvement(beside, metric: str = "psnr", ax=None):
+    """Fig. 4 style: improvement over the generalist as bars, the paper's per domain (grey)
+    and ours (colour), from ``pdd.paper.gains_beside_paper``' frame. A metric our run could
+    not compute gets no bar for ours and says so in the legend, never a zero-height bar."""
+    import matplotlib.pyplot as plt
+
+    df = beside[beside.metric == metric]
+    if ax is None:
+        _, ax = plt.subplots(figsize=(1.2 + 1.1 * (df["paper domain"].nunique() + df.model.nunique()), 3), dpi=70)
+    xs, labels = 0, []
+    for model, rows in df.groupby("model", sort=False):
+        paper = rows[rows["paper domain"] != ""].dropna(subset=["paper Δ"])
+        ax.bar(range(xs, xs + len(paper)), paper["paper Δ"], color="0.7",
+               label="paper" if xs == 0 else None)
+        labels += [f"{d}\n(paper)" for d in paper["paper domain"]]
+        xs += len(paper)
+        ours = rows["ours Δ"].iloc[0]
+        dom = rows["our domain"].iloc[0] or "ours"
+        if np.isnan(ours):
+            ax.bar([xs], [0], color="none", label=f"{model}: {metric} unavailable in our run")
+        else:
+            ax.bar([xs], [ours], color="C0", label=f"{model} (ours)")
+        labels.append(f"{dom}\n({model})")
+        xs += 2  # a gap between models
+        labels.append("")
+    ax.set_xticks(range(len(labels)))
+    ax.set_xticklabels(labels, fontsize=7)
+    ax.axhline(0, color="k", lw=0.6)
+    ax.set_ylabel(f"Δ {metric} over the generalist")
+    ax.legend(fontsize=7)
+    plt.tight_layout()
+    return ax
+
+
+def crop_grid(images: dict, crop=(0, 0, 64), size: float = 2.2):
+    """Qualitative grid as in the paper's figures: the first image whole with the crop box,
+    then the same ``crop=(y, x, side)`` (HR pixels) of every image, LR images at the
+    matching LR crop, nearest-upscaled. ``images``: {title: image (tensor or HxWx3 uint8)}."""
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import Rectangle
+
+    imgs = {k: to_uint8(v) for k, v in images.items()}
+    h_max = max(i.shape[0] for i in imgs.values())
+    y, x, side = crop
+    ref_title, ref = next((k, v) for k, v in imgs.items() if v.shape[0] == h_max)
+    if not (0 <= y <= h_max - side and 0 <= x <= ref.shape[1] - side):
+        raise ValueError(f"crop {crop} does not fit a {ref.shape[0]}x{ref.shape[1]} image")
+    fig, axes = plt.subplots(1, len(imgs) + 1, figsize=(size * (len(imgs) + 1), size), dpi=60)
+    axes[0].imshow(ref)
+    axes[0].add_patch(Rectangle((x, y), side, side, fill=False, edgecolor="red", lw=1.5))
+    axes[0].set_title(ref_title, fontsize=9)
+    for ax, (title, img) in zip(axes[1:], imgs.items()):
+        f = h_max // img.shape[0]
+        c = img[y // f:(y + side) // f, x // f:(x + side) // f]
+        ax.imshow(c.repeat(f, 0).repeat(f, 1) if f > 1 else c, interpolation="nearest")
+        ax.set_title(title, fontsize=9)
+    for ax in axes:
+        ax.axis("off")
+    plt.tight_layout()
+    return fig
+
+
+def interactive_crops(images: dict, side: int = 64):
+    """``crop_grid`` with sliders (ipywidgets) that move the crop; in JupyterLab the grid
+    redraws as a slider moves. Returns the widget box (papermill/nbval just store it)."""
+    import ipywidgets as widgets
+    import matplotlib.pyplot as plt
+
+    h = max(to_uint8(v).shape[0] for v in images.values())
+    w = max(to_uint8(v).shape[1] for v in images.values())
+    ys = widgets.IntSlider(value=(h - side) // 2, min=0, max=h - side, step=4, description="y")
+    xs = widgets.IntSlider(value=(w - side) // 2, min=0, max=w - side, step=4, description="x")
+    out = widgets.Output()
+
+    def draw(*_):
+        with out:
+            out.clear_output(wait=True)
+            crop_grid(images, (ys.value, xs.value, side))
+            plt.show()
+
+    ys.observe(draw, "value")
+    xs.observe(draw, "value")
+    draw()
+    return widgets.VBox([widgets.HBox([ys, xs]), out])

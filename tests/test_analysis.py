@@ -257,3 +257,20 @@ def test_ggd_kl_closed_form_and_fit():
     # SRGA-style pooled estimate on 1-D samples reduces to the fitted GGDs' KL.
     a, b = p.rvs((20000, 1), random_state=1), q.rvs((20000, 1), random_state=2)
     assert kl_divergence(a, b, "ggd") == pytest.approx(numeric, rel=0.1)
+
+
+def test_paired_samples_break_the_bias_correction_and_the_floor_does_not():
+    # Two degradations of the same patches are paired samples: the bias-corrected estimate
+    # goes strongly negative (about -d(d+1)/(2n)), which is why notebook 06 splits images.
+    from pdd.analysis import kl_by_model
+
+    rng = np.random.default_rng(7)
+    d, n = 10, 1000
+    x = rng.standard_normal((n, d))
+    paired = x + 0.05 * rng.standard_normal((n, d))
+    assert kl_divergence(x, paired, pca_dims=None) < -0.5 * d * (d + 1) / (2 * n)
+    feats = {("m", "X^L"): x, ("m", "X^U"): rng.standard_normal((n, d)) + 0.5,  # KL = d * 0.5**2 / 2
+             ("m", "X^L, other"): rng.standard_normal((n, d))}
+    kl = kl_by_model(feats, "X^L", "X^U", floor="X^L, other", pca_dims=None).iloc[0]
+    assert kl["kl"] == pytest.approx(d * 0.25 / 2, abs=0.25)
+    assert abs(kl["kl floor"]) < 0.1 and (kl.n_reference, kl.n_other) == (n, n)

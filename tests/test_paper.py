@@ -403,3 +403,43 @@ def test_default_method_map_labels_exist():
         assert set(P.default_method_map(table).values()) <= labels, table
     assert P.default_method_map("Tab. 2")["EMA PDD (EMA weights)"] == "RealESRGAN + Ours"
     assert P.default_method_map("Tab. 7")["static PDD (EMA weights)"] == "Ours"
+
+
+# --------------------------------------------------------------------------------------
+# gains_beside_paper: differences, for domains the paper does not report
+
+
+def test_gains_beside_paper_differences_by_hand(ours):
+    rows = {"EMA PDD (EMA weights)": ("Tab. 2", "RealESRGAN + Ours", "RealESRGAN")}
+    out = P.gains_beside_paper(ours, rows, our_domain="Synth-Defocus")
+    psnr = out[out.metric == "psnr"].set_index("paper domain")
+    # ours: 26.00 - 24.50 on the target rows (the source row is ignored)
+    assert np.allclose(psnr["ours Δ"], 1.5)
+    # the paper's printed Tab. 2, Canon: 25.94 - 24.74
+    assert psnr.loc["Canon", "paper Δ"] == pytest.approx(1.20)
+    assert list(psnr.index) == ["NTIRE20", "Canon", "Nikon", "Panasonic", "Olympus"]
+    assert set(psnr["same direction?"]) == {"yes"}
+    ssim = out[(out.metric == "ssim") & (out["paper domain"] == "Canon")].iloc[0]
+    assert ssim["ours Δ"] == 0.0 and ssim["same direction?"] == "tie"
+    # lpips: our generalist could not compute it, so there is no difference, only a note
+    lp = out[out.metric == "lpips"]
+    assert lp["ours Δ"].isna().all() and (lp.note == "unavailable in our run").all()
+    assert (lp["same direction?"] == "").all() and lp["paper Δ"].notna().all()
+    # niqe is ours only
+    nq = out[out.metric == "niqe"].iloc[0]
+    assert nq["ours Δ"] == pytest.approx(-1.0) and "not reported in Tab. 2" in nq.note
+
+
+def test_gains_beside_paper_ablation_rows_and_errors(ours):
+    df = ours.replace({"model": {"naive distillation": "R_intra only", "EMA PDD (EMA weights)": "EMA PDD"}})
+    out = P.gains_beside_paper(df, {"R_intra only": P.ABLATION_ROWS["R_intra only"]}, our_baseline="EMA PDD")
+    canon = out[(out.metric == "psnr") & (out["paper domain"] == "Canon")].iloc[0]
+    assert canon["ours Δ"] == pytest.approx(25.00 - 26.00)
+    a, full = (P.paper_table("Tab. 7", domain="Canon", method=m, metric="psnr").value.iloc[0] for m in ("a.", "Ours"))
+    assert canon["paper Δ"] == pytest.approx(a - full) and a - full > 0  # R_intra alone scored higher there
+    assert canon["same direction?"] == "no"  # ours went down
+    with pytest.raises(ValueError, match="baseline"):
+        P.gains_beside_paper(df, {"R_intra only": P.ABLATION_ROWS["R_intra only"]}, our_baseline="nope")
+    for our_row, (table, label, base) in P.ABLATION_ROWS.items():
+        labels = set(P.paper_table(table).method)
+        assert {label, base} <= labels, (our_row, table)
