@@ -90,20 +90,37 @@ def _parameters(nb_path) -> dict:
     return nb.get("metadata", {}).get("papermill", {}).get("parameters", {})
 
 
-def record_runs(rows) -> dict:
+def record_runs(rows, total: float, fresh: bool) -> dict:
     """Merge this invocation's (notebook, status, seconds) rows into results/reproduce.json,
-    so that `python -m pdd.reproduce 07` updates one row instead of dropping the others."""
+    so that `python -m pdd.reproduce 07` updates one row instead of dropping the others, and
+    append the invocation itself (which notebooks, how long, whether it started without any
+    finished training run, i.e. trained everything it needed)."""
     path = ROOT / "results" / "reproduce.json"
-    runs = json.loads(path.read_text()) if path.exists() else {}
+    state = json.loads(path.read_text()) if path.exists() else {}
+    notebooks, invocations = state.get("notebooks", {}), state.get("invocations", [])
     for name, status, seconds in rows:
-        runs[name] = {"status": status, "wall_s": round(seconds, 1), "commit": git_commit(),
-                      "finished": time.strftime("%Y-%m-%d %H:%M:%S")}
+        notebooks[name] = {"status": status, "wall_s": round(seconds, 1), "commit": git_commit(),
+                           "finished": time.strftime("%Y-%m-%d %H:%M:%S")}
+    if rows:
+        invocations.append({"notebooks": [n for n, _, _ in rows], "wall_min": round(total / 60, 1), "commit": git_commit(),
+                            "finished": time.strftime("%Y-%m-%d %H:%M:%S"), "fresh": fresh})
+    state = {"notebooks": dict(sorted(notebooks.items())), "invocations": invocations}
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(dict(sorted(runs.items())), indent=2) + "\n")
-    return runs
+    path.write_text(json.dumps(state, indent=2) + "\n")
+    return state
 
 
-def write_summary(rows, total: float) -> Path:
+def _conclusions(md: Path) -> list[str]:
+    """The computed verdict/conclusion bullets of a results table, if it has any."""
+    text = md.read_text()
+    for head in ("## Conclusion (computed)", "## Verdict (computed from the numbers)"):
+        if head in text:
+            body = text.split(head, 1)[1].split("\n## ", 1)[0]
+            return [line for line in body.splitlines() if line.startswith("- ")]
+    return []
+
+
+def write_summary(rows, total: float, fresh: bool = False) -> Path:
     """results/README.md: what ran and how long, every table and figure, the 02->04 chain
     time, the extra (non-default) executed notebooks with their parameters, and what could
     not be computed offline."""
@@ -114,15 +131,20 @@ def write_summary(rows, total: float) -> Path:
     fig_dir.mkdir(parents=True, exist_ok=True)
     for old in fig_dir.glob("*.png"):
         old.unlink()
-    runs = record_runs(rows)
+    state = record_runs(rows, total, fresh)
+    runs = state["notebooks"]
     lines = ["# Results of `make reproduce`", "",
-             f"Last invocation: {len(rows)} notebook(s), {total / 60:.1f} min wall time on this machine, commit "
-             f"`{git_commit()}` (embedded default: `cpu` preset, built-in domain; every notebook with its own "
-             "parameters cell).", "",
+             "Embedded default: `cpu` preset, built-in domain, every notebook with its own parameters cell. "
+             "Each notebook's latest execution:", "",
              "| notebook | status | wall time (s) | commit | finished |", "|---|---|---|---|---|"]
     lines += [f"| [{n}](notebooks/{n}) | {r['status']} | {r['wall_s']:.0f} | `{r['commit']}` | {r['finished']} |"
               for n, r in runs.items()]
-    lines += ["", f"Sum of the table: {sum(r['wall_s'] for r in runs.values()) / 60:.1f} min."]
+    lines += ["", f"Sum of the table: {sum(r['wall_s'] for r in runs.values()) / 60:.1f} min.", "",
+              "Invocations on this machine (fresh = started with no finished training run, so it trained "
+              "everything it needed):", ""]
+    lines += [f"- {i['finished']}: {len(i['notebooks'])} notebook(s) ({', '.join(n[:2] for n in i['notebooks'])}), "
+              f"{i['wall_min']:.1f} min, commit `{i['commit']}`" + (", fresh" if i["fresh"] else ", reused runs")
+              for i in state["invocations"]]
     for timings in sorted(res.glob("*/*/timings.json")):
         lines += ["", f"## 02 → 04 chain ({timings.parent.relative_to(res)})", "",
                   chain_report(timings.parent, ["02_pretrain_check", "03_static", "04_ema"], budget_s=35 * 60)]
@@ -132,6 +154,12 @@ def write_summary(rows, total: float) -> Path:
         lines += ["", "## Further executed notebooks (run by hand with other parameters)", ""]
         lines += [f"- [{p.name}](notebooks/{p.name}): parameters {json.dumps(_parameters(p))}" for p in extra]
     tables = sorted(p.relative_to(res) for p in res.glob("*/*/*.md"))
+    found = [(t, _conclusions(res / t)) for t in tables]
+    if any(c for _, c in found):
+        lines += ["", "## Conclusions (computed by the notebooks from the numbers)"]
+        for t, bullets in found:
+            if bullets:
+                lines += ["", f"[{t}]({t}):", ""] + bullets
     if tables:
         lines += ["", "## Tables", ""] + [f"- [{t}]({t})" for t in tables]
     figures = []
@@ -156,6 +184,7 @@ def main(argv: list[str] | None = None) -> int:
     out_dir = ROOT / "results" / "notebooks"
     out_dir.mkdir(parents=True, exist_ok=True)
     rows, t_all, failed = [], time.time(), 0
+    fresh = not weight_files(ROOT / "runs")
     if not notebooks:
         print("No notebooks yet: nothing to reproduce.")
     for nb in notebooks:
@@ -171,7 +200,7 @@ def main(argv: list[str] | None = None) -> int:
         rows.append((nb.name, status, time.time() - t0))
         print(f"   {status} ({rows[-1][2]:.0f} s)", flush=True)
     total = time.time() - t_all
-    write_summary(rows, total)
+    write_summary(rows, total, fresh)
     print(f"Ran {len(rows)} notebook(s) in {total / 60:.1f} min; summary in results/README.md")
     return 1 if failed else 0
 

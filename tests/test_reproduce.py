@@ -78,3 +78,12 @@ def test_plot_improvement_draws_no_bar_for_an_unavailable_metric():
     ax = viz.plot_improvement(pd.DataFrame(rows), "lpips")
     assert [round(b.get_height(), 2) for b in ax.patches] == [1.2, 0.97, 0.0]
     assert any("unavailable" in t.get_text() for t in ax.get_legend().get_texts())
+
+
+def test_conclusions_are_lifted_from_the_computed_section_only(tmp_path):
+    md = tmp_path / "t.md"
+    md.write_text("# T\n\n- not this\n\n## Conclusion (computed)\n\n- a -> worse\n- b -> no effect\n\n"
+                  "Produced by: x\n\n## Other\n\n- not this either\n")
+    assert reproduce._conclusions(md) == ["- a -> worse", "- b -> no effect"]
+    md.write_text("# T\n\n- no computed section\n")
+    assert reproduce._conclusions(md) == []
