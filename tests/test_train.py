@@ -143,7 +143,11 @@ dist.all_gather(gathered, flat)
 if dist.get_rank() == 0:
     assert torch.equal(gathered[0], gathered[1]), "replicas differ"
     moved = (flat - torch.cat([p.flatten() for p in tr.ema.parameters()])).abs().max().item()
-    print("REPLICAS_EQUAL", moved)
+    print("REPLICAS_EQUAL", moved, flush=True)
+# as the CLI does: wait for every rank before tearing the group down (a rank that leaves
+# while the other still works makes gloo abort at exit), and drop the DDP wrapper first
+dist.barrier()
+del tr
 dist.destroy_process_group()
 """
 
