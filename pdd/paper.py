@@ -454,6 +454,13 @@ def _better(delta: float, metric: str) -> str:
     return "yes" if (delta > 0) == higher else "no"
 
 
+def _model_column(ours: pd.DataFrame) -> str:
+    col = next((c for c in ("model", "method") if c in ours.columns), None)
+    if col is None:
+        raise ValueError(f"our table needs a 'model' or 'method' column; it has {list(ours.columns)}")
+    return col
+
+
 def beside_paper(ours: pd.DataFrame, table: str, domain: str | None = None, method_map: dict | None = None,
                  metrics=("psnr", "ssim", "lpips", "nrqm", "niqe"), *, test_set: str | None = None,
                  include_paper_only: bool = True) -> pd.DataFrame:
@@ -496,9 +503,7 @@ def beside_paper(ours: pd.DataFrame, table: str, domain: str | None = None, meth
     cells = {(r.method, r.metric): r.value for r in paper.itertuples()}
     labels = list(dict.fromkeys(paper["method"]))
 
-    model_col = next((c for c in ("model", "method") if c in ours.columns), None)
-    if model_col is None:
-        raise ValueError(f"our table needs a 'model' or 'method' column; it has {list(ours.columns)}")
+    model_col = _model_column(ours)
     has_set = "test set" in ours.columns
     chosen_set = test_set
     if has_set:
@@ -594,9 +599,7 @@ ABLATION_ROWS = {
 
 def _our_values(ours: pd.DataFrame, metrics) -> tuple[pd.DataFrame, str]:
     """``ours`` reduced to one row per model on the target test set, indexed by model name."""
-    model_col = next((c for c in ("model", "method") if c in ours.columns), None)
-    if model_col is None:
-        raise ValueError(f"our table needs a 'model' or 'method' column; it has {list(ours.columns)}")
+    model_col = _model_column(ours)
     chosen = ""
     if "test set" in ours.columns:
         sets = ours["test set"].astype(str)

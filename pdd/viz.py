@@ -70,6 +70,16 @@ def to_uint8(img) -> np.ndarray:
     return np.asarray(img)
 
 
+def _crop_at_hr_scale(img: np.ndarray, h_max: int, crop=None) -> np.ndarray:
+    """``crop=(y, x, h, w)`` in HR pixels of an image that may be an LR one (``h_max`` is the HR
+    height): the matching LR region, nearest-upscaled to HR size so that panels line up."""
+    f = h_max // img.shape[0]
+    if crop is not None:
+        y, x, h, w = (v // f for v in crop)
+        img = img[y:y + h, x:x + w]
+    return img.repeat(f, 0).repeat(f, 1) if f > 1 else img
+
+
 def image_row(images, titles, size: float = 2.4, crop=None):
     """One row of images with titles; ``crop=(y, x, h, w)`` in HR pixels (LR images are
     shown at the matching LR crop, nearest-upscaled so every panel has the same size)."""
@@ -79,13 +89,7 @@ def image_row(images, titles, size: float = 2.4, crop=None):
     h_max = max(i.shape[0] for i in imgs)
     fig, axes = plt.subplots(1, len(imgs), figsize=(size * len(imgs), size), dpi=60)
     for ax, img, title in zip(np.atleast_1d(axes), imgs, titles):
-        f = h_max // img.shape[0]
-        if crop is not None:
-            y, x, h, w = (v // f for v in crop)
-            img = img[y:y + h, x:x + w]
-        if f > 1:
-            img = img.repeat(f, 0).repeat(f, 1)
-        ax.imshow(img, interpolation="nearest")
+        ax.imshow(_crop_at_hr_scale(img, h_max, crop), interpolation="nearest")
         ax.set_title(title, fontsize=9)
         ax.axis("off")
     plt.tight_layout()
@@ -178,9 +182,7 @@ def crop_grid(images: dict, crop=(0, 0, 64), size: float = 2.2):
     axes[0].add_patch(Rectangle((x, y), side, side, fill=False, edgecolor="red", lw=1.5))
     axes[0].set_title(ref_title, fontsize=9)
     for ax, (title, img) in zip(axes[1:], imgs.items()):
-        f = h_max // img.shape[0]
-        c = img[y // f:(y + side) // f, x // f:(x + side) // f]
-        ax.imshow(c.repeat(f, 0).repeat(f, 1) if f > 1 else c, interpolation="nearest")
+        ax.imshow(_crop_at_hr_scale(img, h_max, (y, x, side, side)), interpolation="nearest")
         ax.set_title(title, fontsize=9)
     for ax in axes:
         ax.axis("off")
@@ -194,8 +196,9 @@ def interactive_crops(images: dict, side: int = 64):
     import ipywidgets as widgets
     import matplotlib.pyplot as plt
 
-    h = max(to_uint8(v).shape[0] for v in images.values())
-    w = max(to_uint8(v).shape[1] for v in images.values())
+    images = {k: to_uint8(v) for k, v in images.items()}  # once, not on every slider move
+    h = max(v.shape[0] for v in images.values())
+    w = max(v.shape[1] for v in images.values())
     ys = widgets.IntSlider(value=(h - side) // 2, min=0, max=h - side, step=4, description="y")
     xs = widgets.IntSlider(value=(w - side) // 2, min=0, max=w - side, step=4, description="x")
     out = widgets.Output()
