@@ -643,8 +643,10 @@ def list_domains() -> list[str]:
 
 
 def open_domain(name: str, data_root=None, *, labeled: str = "auto", test_tile: int = 256,
-                n_test_tiles: int | None = None, regenerate: bool = False) -> Domain:
-    """Open a domain by name (case-insensitive); see `list_domains()`.
+                n_test_tiles: int | None = None, regenerate: bool = False, **folder_kw) -> Domain:
+    """Open a domain by name (case-insensitive); see `list_domains()`, or ``"folder:PATH"``:
+    a folder of your own LR photos as X^U (`pdd.photos.open_folder_domain`; labeled "auto"
+    there falls back to the packaged photos when DF2K/DIV2K are absent).
 
     data_root: argument -> $PDD_DATA_ROOT -> <repo>/data.
     labeled (real domains): "auto" (the dataset's own clean HR for NTIRE20, else
@@ -655,6 +657,12 @@ def open_domain(name: str, data_root=None, *, labeled: str = "auto", test_tile: 
         LR pixels). Built-in files are generated on first use (seconds) and whenever
         their manifest is stale; `regenerate=True` forces it.
     """
+    if str(name).lower().startswith("folder:"):
+        # A folder of the user's own LR photos (pdd.photos); folder_kw: pairs_dir, min_side, max_side.
+        from .photos import open_folder_domain
+
+        return open_folder_domain(str(name)[len("folder:"):], resolve_data_root(data_root), labeled=labeled,
+                                  **folder_kw)
     valid = list_domains()
     match = {n.lower(): n for n in valid}.get(str(name).lower())
     if match is None:
@@ -767,7 +775,10 @@ class UnlabeledPatches(torch.utils.data.Dataset):
         img = self.images[int(rng.integers(len(self.images)))]
         p = self.patch
         top, left = int(rng.integers(img.shape[0] - p + 1)), int(rng.integers(img.shape[1] - p + 1))
-        return deg.img2tensor(_augment(img[top:top + p, left:left + p], rng))[0]
+        crop = _augment(img[top:top + p, left:left + p], rng)
+        if crop.dtype == np.uint16:  # 16-bit photos of a folder domain keep their depth up to here
+            return torch.from_numpy(crop.astype(np.float32) / 65535.0).permute(2, 0, 1)
+        return deg.img2tensor(crop)[0]
 
 
 def mixed_batch(labeled: LabeledPatches, unlabeled: UnlabeledPatches, iteration: int, batch_l: int,
