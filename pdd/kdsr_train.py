@@ -1,0 +1,385 @@
+"""KDSR's three training stages on ``pdd.train.Trainer``'s loop, checkpoints and logs.
+
+Stages (spec section 3, the official KDSR-GAN configs):
+  teacher  G + E (teacher encoder, sees LR and HR) from scratch, L1.
+  student  G + E_st; G starts from the teacher's G (E_st random, as the official
+           ``strict_load_g: False``); L1 + KD(tau 0.15) against the frozen teacher's D'.
+  gan      the student fine-tuned with L1 + VGG19 perceptual + vanilla GAN (weight 1.0,
+           U-Net discriminator) + KD, the teacher still frozen.
+Every stage trains on Real-ESRGAN's second-order degradation WITHOUT unsharp masking of
+the source (``SecondOrderConfig(usm_sharpen=False)``: the official ``gt_usm: False``).
+
+``KDSRTrainer`` subclasses ``pdd.train.Trainer`` and reuses its ``fit`` (resume, atomic
+checkpoints, EMA snapshots ``weights/net_g_<iter>.pth`` in the BasicSR ``params_ema``
+layout that ``pdd.kdsr.load_kdsr`` reads, log.csv, NaN stop); it replaces the network
+set-up, ``batch`` and ``step``. Logged per iteration: l1, kd (and the other terms), total,
+``idr_l1`` (L1 between D'_S and D'_T: logged only, as the official code), and encoder
+outputs: ``d_norm`` (mean L2 norm of D), ``d_spread`` (std of D across the batch, averaged
+over channels: near 0 means D ignores the degradation), ``d_teacher_spread``.
+
+Under the ``cpu`` and ``tiny`` presets this trains a small KDSR from scratch on the
+built-in photos: NOT the released model, and not evidence about it.
+
+    python -m pdd.kdsr --stage teacher --preset tiny --out runs/kdsr/teacher
+    python -m pdd.kdsr --stage student --preset tiny --out runs/kdsr/student --teacher runs/kdsr/teacher
+    python -m pdd.kdsr --stage gan --preset tiny --out runs/kdsr/gan --teacher runs/kdsr/teacher --init runs/kdsr/student
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import dataclasses
+import json
+import os
+import sys
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from . import losses as L
+from .kdsr import TAU, KDSRStudent, KDSRTeacher, kd_loss, load_kdsr
+from .train import Trainer, ema_update
+
+STAGES = ("teacher", "student", "gan")
+PRESETS = ("paper", "cpu", "tiny")
+NOT_RELEASED = ("companion-trained small KDSR ({variant}, {iters} iterations on {data}): NOT the released "
+                "KDSR model and not evidence about it")
+
+
+@dataclass
+class KDSRTrainConfig:
+    """Every knob of a KDSR training stage; defaults are the official KDSR-GAN values."""
+
+    stage: str = "teacher"             # teacher | student | gan
+    preset: str = "paper"
+    variant: str = "gan"               # pdd.kdsr.VARIANTS
+    scale: int = 4
+    # data: HR crops from hr_dir (paper: DF2K+OST) or from a domain's clean labeled HR photos
+    domain: str = "Synth-Defocus"
+    data_root: str | None = None
+    hr_dir: str | None = None
+    patch: int = 64                    # LR patch (official HR crop 256)
+    batch: int = 9                     # per process (official: 9 per GPU on 8 GPUs)
+    usm_sharpen_source: bool = False   # official gt_usm False: the LR is made from the plain HR
+    teacher_sees_usm_hr: bool = False  # the V2 flag l1_gt_usm: only the teacher's HR input is sharpened
+    iters: int = 1_000_000
+    seed: int = 0
+    out: str = "runs/kdsr"
+    # weights: names in pdd.kdsr.RELEASED, files, or run directories (their newest EMA snapshot)
+    teacher: str | None = None         # frozen teacher for the student and gan stages
+    init: str | None = None            # starting weights of the trained network (student stage: G only)
+    vgg_weights: str | None = None
+    disc_feat: int = 64
+    # optimisation (Adam, official betas); lr halves at each milestone
+    lr: float = 1e-4
+    lr_d: float = 1e-4
+    betas: tuple = (0.9, 0.99)
+    lr_milestones: tuple = (4_000_000,)
+    lr_gamma: float = 0.5
+    ema_decay: float = 0.999
+    # loss weights
+    w_l1: float = 1.0
+    w_kd: float = 1.0
+    w_perceptual: float = 1.0
+    w_gan: float = 1.0                 # KDSR-GAN uses 1.0 (RealESRGAN_x4plus: 0.1)
+    tau: float = TAU
+    perceptual_layers: dict = field(default_factory=lambda: dict(L.PERCEPTUAL_LAYERS))
+    # engineering
+    device: str = "auto"
+    bf16: bool = False
+    channels_last: bool = False
+    threads: int | None = None
+    ckpt_every: int = 5000
+    log_every: int = 100
+
+    @property
+    def mode(self) -> str:  # Trainer.fit labels its progress bar with cfg.mode
+        return f"kdsr_{self.stage}"
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, default=str)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "KDSRTrainConfig":
+        d = dict(d)
+        for k in ("betas", "lr_milestones"):
+            if k in d:
+                d[k] = tuple(d[k])
+        return cls(**d)
+
+    def validate(self) -> "KDSRTrainConfig":
+        from .kdsr import variant_size
+
+        if self.stage not in STAGES:
+            raise ValueError(f"unknown KDSR stage {self.stage!r}; valid: {', '.join(STAGES)}")
+        if self.preset not in PRESETS:
+            raise ValueError(f"unknown preset {self.preset!r}; valid: {', '.join(PRESETS)}")
+        variant_size(self.variant)
+        if self.stage in ("student", "gan") and not self.teacher:
+            raise ValueError(f"the {self.stage} stage needs a frozen teacher: set teacher to a teacher run "
+                             f"directory, a weights file, or the released 'KDSRT-rec'")
+        if self.stage == "gan" and not self.init:
+            raise ValueError("the gan stage starts from a trained student: set init to a student run "
+                             "directory, a weights file, or the released 'KDSRS-rec'")
+        if self.preset == "paper" and not self.hr_dir:
+            raise ValueError("the paper preset trains on DF2K+OST: set hr_dir (--hr-dir) to a folder of their HR images")
+        if self.patch < 8 or self.patch % 2 or self.batch < 1 or self.iters < 0:
+            raise ValueError("patch must be an even number >= 8 (the discriminator needs HR divisible by 8), "
+                             "batch >= 1 and iters >= 0")
+        return self
+
+
+# A companion size for the cpu preset (not a released size): trains in minutes on 2 cores.
+CPU_VARIANT = "tiny"
+
+
+def make_kdsr_config(stage: str = "teacher", preset: str = "cpu", overrides: dict | None = None,
+                     **kw) -> KDSRTrainConfig:
+    """Official stage values -> preset sizes -> overrides (field names, as ``pdd.config.make_config``)."""
+    from .config import cpu_has_native_bf16, set_field
+
+    cfg = KDSRTrainConfig(stage=stage, preset=preset)
+    # Stage schedules of the official configs (spec section 3).
+    if stage == "student":
+        cfg.lr, cfg.lr_milestones = 2e-4, (600_000,)      # 2e-4 * 0.5^floor(it / 600k)
+    elif stage == "gan":
+        cfg.iters, cfg.lr_milestones = 400_000, (400_000,)
+    if preset == "paper":
+        if stage in ("student", "gan"):
+            cfg.teacher = "KDSRT-rec"
+        if stage == "gan":
+            cfg.init = "KDSRS-rec"
+    elif preset == "cpu":
+        cfg.variant, cfg.patch, cfg.batch, cfg.iters = CPU_VARIANT, 32, 2, 300
+        cfg.lr_milestones, cfg.ema_decay = (10**9,), 0.99  # a stated deviation, as the PDD cpu preset
+        cfg.ckpt_every, cfg.log_every = 50, 10
+        cfg.bf16 = cfg.channels_last = cpu_has_native_bf16()
+    elif preset == "tiny":
+        cfg.variant, cfg.patch, cfg.batch, cfg.iters, cfg.disc_feat = "tiny", 16, 2, 20, 16
+        cfg.lr_milestones, cfg.ema_decay = (10**9,), 0.9
+        cfg.ckpt_every, cfg.log_every = 10, 2
+    else:
+        raise ValueError(f"unknown preset {preset!r}; valid: {', '.join(PRESETS)}")
+    for k, v in {**(overrides or {}), **kw}.items():
+        set_field(cfg, k, v)
+    return cfg.validate()
+
+
+def _weights_arg(name_or_path: str) -> str:
+    """A run directory stands for its newest EMA snapshot."""
+    from .train import last_weights
+
+    p = Path(name_or_path).expanduser()
+    return str(last_weights(p)) if p.is_dir() else str(name_or_path)
+
+
+class KDSRTrainer(Trainer):
+    """One KDSR stage; ``fit()``, ``save()``, resume and logging are ``Trainer``'s."""
+
+    def __init__(self, cfg: KDSRTrainConfig, progress: bool = True):  # noqa: D107 -- replaces Trainer's set-up
+        from .archs import UNetDiscriminatorSN
+        from .config import resolve_device
+        from .data import ImageFolder, LabeledPatches, open_domain
+        from .weights import load_vgg19
+
+        self.cfg = cfg.validate()
+        self.progress = progress
+        if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+            raise RuntimeError("KDSR training runs single-process (no DDP yet): launch it without torchrun")
+        self.world, self.rank = 1, 0
+        self.device = resolve_device(cfg.device)
+        if cfg.threads:
+            torch.set_num_threads(cfg.threads)
+        torch.manual_seed(cfg.seed)
+        self.out = Path(cfg.out)
+        self.out.mkdir(parents=True, exist_ok=True)
+
+        # data: clean HR crops; the LR is degraded per iteration in batch()
+        if cfg.hr_dir:
+            exts = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
+            paths = sorted(p for p in Path(cfg.hr_dir).expanduser().iterdir() if p.suffix.lower() in exts)
+            if not paths:
+                raise FileNotFoundError(f"hr_dir {cfg.hr_dir} holds no images ({', '.join(sorted(exts))})")
+            hr_images, data = ImageFolder(paths), f"{len(paths)} HR images in {cfg.hr_dir}"
+        else:
+            domain = open_domain(cfg.domain, cfg.data_root)
+            hr_images, data = domain.labeled_hr, f"the clean labeled HR photos of {cfg.domain}"
+        self.labeled = LabeledPatches(hr_images, cfg.patch, cfg.scale, "bicubic", cfg.seed)
+        self.unlabeled = None
+
+        # networks
+        self.sources: dict[str, str] = {}
+        self.teacher = None
+        if cfg.stage == "teacher":
+            if cfg.init:
+                s = load_kdsr(_weights_arg(cfg.init), cfg.variant, "teacher", cfg.scale)
+                self.sources["S"] = str(s.weights_source)
+            else:
+                s = KDSRTeacher(cfg.variant, cfg.scale)
+                self.sources["S"] = "random init (seed %d)" % cfg.seed
+        else:
+            self.teacher = load_kdsr(_weights_arg(cfg.teacher), cfg.variant, "teacher", cfg.scale)
+            self.sources["teacher"] = str(self.teacher.weights_source) + " (frozen)"
+            self.teacher = self.teacher.to(self.device).eval().requires_grad_(False)
+            if cfg.init:
+                s = load_kdsr(_weights_arg(cfg.init), cfg.variant, "student", cfg.scale)
+                self.sources["S"] = str(s.weights_source)
+            else:  # the official stage 2: G from the teacher, the student encoder random
+                s = KDSRStudent(cfg.variant, cfg.scale)
+                s.G.load_state_dict(self.teacher.G.state_dict(), strict=True)
+                self.sources["S"] = "G from the teacher, E_st random init (seed %d)" % cfg.seed
+        if cfg.preset != "paper":
+            self.sources["note"] = NOT_RELEASED.format(variant=cfg.variant, iters=cfg.iters, data=data)
+        self.sources["data"] = data
+        self.s = s.to(self.device).train()
+        for name, p in self.s.named_parameters():  # MeanShift stays frozen; everything else trains
+            p.requires_grad_(not (".sub_mean." in f".{name}" or ".add_mean." in f".{name}"))
+        self.ema = copy.deepcopy(self.s).eval().requires_grad_(False)
+        self.g = None
+        self.d = self.vgg = None
+        if cfg.stage == "gan":
+            self.d = UNetDiscriminatorSN(3, cfg.disc_feat).to(self.device).train()
+            self.vgg = load_vgg19(list(cfg.perceptual_layers), path=cfg.vgg_weights).to(self.device)
+            self.sources["VGG19"] = str(self.vgg.weights_source)
+        if cfg.channels_last:
+            for m in (self.s, self.ema, self.teacher, self.d, self.vgg):
+                if m is not None:
+                    m.to(memory_format=torch.channels_last)
+
+        # optimisation
+        trainable = [p for p in self.s.parameters() if p.requires_grad]
+        self.opt_g = torch.optim.Adam(trainable, lr=cfg.lr, betas=cfg.betas)
+        self.sched_g = torch.optim.lr_scheduler.MultiStepLR(self.opt_g, list(cfg.lr_milestones), cfg.lr_gamma)
+        self.opt_d = self.sched_d = None
+        if self.d is not None:
+            self.opt_d = torch.optim.Adam(self.d.parameters(), lr=cfg.lr_d, betas=cfg.betas)
+            self.sched_d = torch.optim.lr_scheduler.MultiStepLR(self.opt_d, list(cfg.lr_milestones), cfg.lr_gamma)
+        self.iteration = 0
+        self.resumed_from = self._resume()
+
+    # ------------------------------------------------------------------ data
+    def batch(self, t: int):
+        """(lr, hr, hr_for_teacher) of iteration t: a pure function of (seed, t)."""
+        from . import degradations as deg
+
+        cfg, base = self.cfg, t - 1
+        hr = torch.cat([deg.img2tensor(self.labeled.hr_crop(base * cfg.batch + j)[0]) for j in range(cfg.batch)])
+        gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + base)
+        lr = deg.second_order(hr, deg.SecondOrderConfig(scale=cfg.scale, usm_sharpen=cfg.usm_sharpen_source), gen)
+        hr_t = torch.stack([deg.usm_sharpen(h[None])[0] for h in hr]) if cfg.teacher_sees_usm_hr else hr
+        fmt = torch.channels_last if cfg.channels_last else torch.contiguous_format
+        to = lambda x: x.float().to(self.device).contiguous(memory_format=fmt)  # noqa: E731
+        return to(lr), to(hr), to(hr_t)
+
+    # ------------------------------------------------------------------ one iteration
+    def step(self, t: int) -> dict[str, float]:
+        cfg = self.cfg
+        lr, hr, hr_t = self.batch(t)
+        autocast = torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=cfg.bf16)
+        terms: dict[str, torch.Tensor] = {}
+        with autocast:
+            if cfg.stage == "teacher":
+                sr, d, d_rich = self.s.forward_with_idr(lr, hr_t)
+                d_t = None
+            else:
+                sr, d, d_rich = self.s.forward_with_idr(lr)
+                with torch.no_grad():
+                    d_t, d_rich_t = self.teacher.idr(lr, hr_t)
+            terms["l1"] = cfg.w_l1 * F.l1_loss(sr.float(), hr)
+            if d_t is not None:
+                terms["kd"] = cfg.w_kd * kd_loss(d_rich, d_rich_t, cfg.tau)
+            if cfg.stage == "gan":
+                feats = self.vgg(sr)
+                with torch.no_grad():
+                    ref = self.vgg(hr)
+                terms["perceptual"] = cfg.w_perceptual * L.perceptual_loss(feats, ref, cfg.perceptual_layers)
+                self.d.requires_grad_(False)  # the G step must not accumulate gradients in D
+                terms["gan"] = cfg.w_gan * L.gan_loss_g(self.d(sr).float())
+            terms["total"] = sum(terms.values())
+        self._check_finite(t, terms)
+        self.opt_g.zero_grad(set_to_none=True)
+        terms["total"].backward()
+        self.opt_g.step()
+        log = {k: v.item() for k, v in terms.items()}
+        with torch.no_grad():
+            d32 = d.float()
+            log["d_norm"] = d32.norm(dim=1).mean().item()
+            log["d_spread"] = d32.std(0).mean().item() if d32.shape[0] > 1 else float("nan")
+            if d_t is not None:
+                dt32 = d_t.float()
+                log["idr_l1"] = F.l1_loss(d_rich.float(), d_rich_t.float()).item()
+                log["d_teacher_spread"] = dt32.std(0).mean().item() if dt32.shape[0] > 1 else float("nan")
+        if self.d is not None:
+            self.d.requires_grad_(True)
+            with autocast:
+                real_logits = self.d(hr)
+                fake_logits = self.d(sr.detach().to(hr.dtype))
+                l_real, l_fake = L.gan_loss_d(real_logits.float(), fake_logits.float())
+            self._check_finite(t, {"d_real": l_real, "d_fake": l_fake})
+            self.opt_d.zero_grad(set_to_none=True)
+            (l_real + l_fake).backward()
+            self.opt_d.step()
+            self.sched_d.step()
+            log.update(d_real=l_real.item(), d_fake=l_fake.item(),
+                       p_real=torch.sigmoid(real_logits.float()).mean().item(),
+                       p_fake=torch.sigmoid(fake_logits.float()).mean().item())
+        self.sched_g.step()
+        ema_update(self.ema, self.s, cfg.ema_decay)
+        return log
+
+
+def train_kdsr(cfg: KDSRTrainConfig, progress: bool = True) -> Path:
+    """Train (or resume) one stage and return its run directory."""
+    return KDSRTrainer(cfg, progress=progress).fit()
+
+
+def main(argv: list[str] | None = None) -> int:
+    from .config import set_field
+
+    ap = argparse.ArgumentParser(prog="python -m pdd.kdsr", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--stage", required=True, choices=STAGES)
+    ap.add_argument("--preset", default="cpu", choices=PRESETS)
+    ap.add_argument("--out", required=True, help="run directory (checkpoint.pt, log.csv, weights/)")
+    ap.add_argument("--variant", help="network size: gan, M, L, tiny (default: the preset's)")
+    ap.add_argument("--teacher", help="frozen teacher (student/gan stages): run directory, file, or KDSRT-rec")
+    ap.add_argument("--init", help="starting weights: run directory, file, or a released name (gan: KDSRS-rec)")
+    ap.add_argument("--domain")
+    ap.add_argument("--data-root")
+    ap.add_argument("--hr-dir", help="a folder of clean HR images (the paper preset: DF2K+OST)")
+    ap.add_argument("--iters", type=int)
+    ap.add_argument("--seed", type=int)
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="any KDSRTrainConfig field")
+    ap.add_argument("--no-progress", action="store_true")
+    args = ap.parse_args(argv)
+    given = {k: v for k, v in (("variant", args.variant), ("teacher", args.teacher), ("init", args.init),
+                                ("domain", args.domain), ("data_root", args.data_root), ("hr_dir", args.hr_dir),
+                                ("iters", args.iters), ("seed", args.seed)) if v is not None}
+    try:
+        cfg = make_kdsr_config(args.stage, args.preset, out=args.out, **given)
+    except ValueError as e:
+        ap.error(str(e))
+    for item in args.set:
+        if "=" not in item:
+            ap.error(f"--set expects KEY=VALUE, got {item!r}")
+        k, v = item.split("=", 1)
+        set_field(cfg, k.strip(), v.strip())
+    cfg.validate()
+    if cfg.preset != "paper":
+        print("NOTE: " + NOT_RELEASED.format(variant=cfg.variant, iters=cfg.iters,
+                                             data=cfg.hr_dir or f"the clean photos of {cfg.domain}"), flush=True)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step")
+        out = train_kdsr(cfg, progress=not args.no_progress)
+    print(f"done: {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,459 @@
+"""KDSR (pdd.kdsr, pdd.kdsr_train): sizes and key layout against the counts measured on the
+official code (../shared/specs/kdsr.md section 2), the dynamic convolution against an
+explicit shift-and-add computation, the KD loss against a hand-worked value, the teacher's
+input channel order, safe strict loading with named errors, and the training stages
+(frozen teacher, losses going down, exact resume). Full-size variants are built on the
+meta device only (no memory, no forward)."""
+import math
+import pickle
+from collections import OrderedDict
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+import pdd.kdsr as K
+from pdd.archs import RRDBNet, count_parameters
+from pdd.weights import WeightsError, WeightsNotFoundError
+
+torch.set_num_threads(1)
+
+# spec section 2: (G params, E_st params, student total, teacher total, state_dict keys)
+MEASURED = {
+    "gan": (14_415_131, 4_430_976, 18_846_107, 18_901_403, 220),
+    "M": (4_463_963, 1_331_136, 5_795_099, 5_822_747, 276),
+    "L": (10_055_195, 4_135_808, 14_191_003, 14_246_299, 160),
+}
+
+
+def meta(cls, variant):
+    with torch.device("meta"):
+        return cls(variant)
+
+
+@pytest.fixture(autouse=True)
+def private_hub(tmp_path, monkeypatch):
+    hub = tmp_path / "hub"
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(hub))
+    return hub
+
+
+# ----------------------------------------------------------------------------- sizes and layout
+@pytest.mark.parametrize("variant", list(MEASURED))
+def test_parameter_counts_match_the_official_networks(variant):
+    g, e_st, student_total, teacher_total, n_keys = MEASURED[variant]
+    s, t = meta(K.KDSRStudent, variant), meta(K.KDSRTeacher, variant)
+    assert count_parameters(s.G) == g
+    assert count_parameters(s.E_st) == e_st
+    assert count_parameters(s) == student_total
+    assert count_parameters(t) == teacher_total
+    # the two MeanShifts (2 x (9 + 3) values) are parameters but frozen
+    assert K.trainable_parameters(s) == student_total - 24
+    assert len(s.state_dict()) == n_keys and len(t.state_dict()) == n_keys
+
+
+def test_rrdbnet_count_for_comparison():
+    with torch.device("meta"):
+        assert count_parameters(RRDBNet()) == 16_697_987
+
+
+def test_paper_parameter_counts_round_to_the_printed_millions():
+    # paper: 5.80 M (KDSR_S-M), 14.19 M (KDSR_S-L), 18.85 M (KDSR_S-GAN)
+    for variant, printed in (("M", 5.80), ("L", 14.19), ("gan", 18.85)):
+        assert round(MEASURED[variant][2] / 1e6, 2) == printed
+
+
+def test_gan_key_layout_and_shapes():
+    sd = meta(K.KDSRStudent, "gan").state_dict()
+    keys = list(sd)
+    assert keys[:4] == ["G.sub_mean.weight", "G.sub_mean.bias", "G.add_mean.weight", "G.add_mean.bias"]
+    assert keys[-1] == "E_st.compress.0.bias"
+    shapes = {
+        "G.sub_mean.weight": (3, 3, 1, 1), "G.head.0.weight": (128, 3, 3, 3),
+        "G.body.0.body.0.da_conv1.kernel.0.weight": (128, 128),
+        "G.body.0.body.0.da_conv1.kernel.2.weight": (1152, 128),
+        "G.body.0.body.41.conv1.weight": (128, 128, 3, 3), "G.body.1.weight": (128, 128, 3, 3),
+        "G.tail.0.0.weight": (512, 128, 3, 3), "G.tail.0.2.weight": (512, 128, 3, 3),
+        "G.tail.1.weight": (3, 128, 3, 3),
+        "E_st.E.0.weight": (128, 3, 3, 3), "E_st.E.2.body.0.weight": (128, 128, 3, 3),
+        "E_st.E.7.body.2.bias": (128,), "E_st.E.8.weight": (256, 128, 3, 3),
+        "E_st.E.10.weight": (256, 256, 3, 3), "E_st.E.12.weight": (512, 256, 3, 3),
+        "E_st.mlp.0.weight": (512, 512), "E_st.mlp.2.weight": (512, 512),
+        "E_st.compress.0.weight": (128, 512),
+    }
+    for k, shape in shapes.items():
+        assert tuple(sd[k].shape) == shape, k
+    assert "G.body.0.body.42.conv1.weight" not in sd and "E_st.E.14.weight" not in sd
+    teacher = meta(K.KDSRTeacher, "gan").state_dict()
+    assert tuple(teacher["E.E.0.weight"].shape) == (128, 51, 3, 3)
+    assert [k.replace("E.", "E_st.", 1) if k.startswith("E.") else k for k in teacher] == keys
+
+
+@pytest.mark.parametrize("variant,first_enc_conv", [("M", "E_st.E.11.weight"), ("L", "E_st.E.7.weight")])
+def test_classic_variant_encoder_indices(variant, first_enc_conv):
+    # E.{2+n_res} is the C -> 2C conv: n_res = 9 (M), 5 (L)
+    sd = meta(K.KDSRStudent, variant).state_dict()
+    c = K.VARIANTS[variant].n_feats
+    assert tuple(sd[first_enc_conv].shape) == (2 * c, c, 3, 3)
+
+
+@pytest.mark.parametrize("variant", ["gan", "M", "L", "tiny"])
+def test_meta_round_trip_is_strict(variant):
+    src = meta(K.KDSRStudent, variant).state_dict()
+    dst = meta(K.KDSRStudent, variant)
+    result = dst.load_state_dict(src, strict=True, assign=True)
+    assert not result.missing_keys and not result.unexpected_keys
+
+
+# ----------------------------------------------------------------------------- building blocks
+def test_mean_shift_values_and_frozen():
+    g = K.KDSRNet(8, 1)
+    zero = torch.zeros(1, 3, 2, 2)
+    expected = -torch.tensor([0.4488, 0.4371, 0.4040]).view(1, 3, 1, 1).expand(1, 3, 2, 2)
+    torch.testing.assert_close(g.sub_mean(zero), expected, rtol=0, atol=1e-7)
+    x = torch.rand(1, 3, 4, 4)
+    torch.testing.assert_close(g.add_mean(g.sub_mean(x)), x, rtol=0, atol=1e-6)
+    assert not any(p.requires_grad for m in (g.sub_mean, g.add_mean) for p in m.parameters())
+    # still frozen when a generic trainer switches every parameter on (pdd.train.Trainer does)
+    g.requires_grad_(True)
+    g(torch.rand(1, 3, 4, 4), torch.rand(1, 8)).sum().backward()
+    assert all(p.grad is None for m in (g.sub_mean, g.add_mean) for p in m.parameters())
+    assert g.head[0].weight.grad is not None
+
+
+def _identity_ddc(c):
+    ddc = K.IDRDynamicConv(c)
+    with torch.no_grad():
+        ddc.kernel[0].weight.copy_(torch.eye(c))
+        w2 = torch.zeros(9 * c, c)
+        for ch in range(c):
+            w2[ch * 9 + 4, ch] = 1.0  # the centre tap of channel ch's 3x3 kernel
+        ddc.kernel[2].weight.copy_(w2)
+    return ddc
+
+
+def test_dynamic_conv_identity_kernel_returns_its_input():
+    c = 5
+    x = torch.randn(2, c, 6, 7)
+    out = _identity_ddc(c)(x, torch.ones(2, c))
+    assert torch.equal(out, x)
+
+
+def _explicit_depthwise(x, k):
+    """out[c, i, j] = sum_{u, v} k[c, u, v] * xpad[c, i + u, j + v], zero padding 1: written out
+    as nine shifted products, independent of any convolution routine."""
+    c, h, w = x.shape
+    xp = torch.zeros(c, h + 2, w + 2, dtype=torch.float64)
+    xp[:, 1:-1, 1:-1] = x.double()
+    out = torch.zeros(c, h, w, dtype=torch.float64)
+    for u in range(3):
+        for v in range(3):
+            out += k[:, u, v, None, None].double() * xp[:, u:u + h, v:v + w]
+    return out
+
+
+def test_dynamic_conv_equals_explicit_per_image_depthwise_conv_and_is_batch_independent():
+    torch.manual_seed(0)
+    c = 4
+    ddc = K.IDRDynamicConv(c)
+    x, d = torch.randn(3, c, 5, 6), torch.randn(3, c)
+    out = ddc(x, d)
+    for b in range(3):
+        # the per-image kernel, computed by hand from the two bias-free linear layers
+        hidden = F.leaky_relu(d[b] @ ddc.kernel[0].weight.T, 0.1)
+        k = (hidden @ ddc.kernel[2].weight.T).view(c, 3, 3)
+        torch.testing.assert_close(out[b].double(), _explicit_depthwise(x[b], k), rtol=1e-5, atol=1e-5)
+        # a batch of one gives the same (up to float rounding: BLAS takes another path for B = 1)
+        torch.testing.assert_close(ddc(x[b:b + 1], d[b:b + 1])[0], out[b], rtol=1e-6, atol=1e-7)
+    # changing the other images' inputs and D leaves image 0's output bit for bit unchanged
+    x2, d2 = x.clone(), d.clone()
+    x2[1:] = torch.randn(2, c, 5, 6)
+    d2[1:] = torch.randn(2, c)
+    assert torch.equal(ddc(x2, d2)[0], out[0])
+
+
+def test_kd_loss_hand_worked_value():
+    tau = 0.15
+    s = torch.tensor([[0.0, 0.0]], requires_grad=True)
+    t = torch.tensor([[tau * math.log(3.0), 0.0]], requires_grad=True)
+    # softmax(T/tau) = (3/4, 1/4), softmax(S/tau) = (1/2, 1/2):
+    # KL = 3/4 ln(3/4 / 1/2) + 1/4 ln(1/4 / 1/2) = 0.75 ln 1.5 + 0.25 ln 0.5
+    expected = 0.75 * math.log(1.5) + 0.25 * math.log(0.5)
+    assert abs(expected - 0.130812) < 1e-6
+    loss = K.kd_loss(s, t, tau)
+    assert abs(loss.item() - expected) < 1e-6
+    loss.backward()
+    assert t.grad is None and s.grad is not None
+    # batchmean: two copies of the row give the same value; identical inputs give 0
+    assert abs(K.kd_loss(s.detach().repeat(2, 1), t.detach().repeat(2, 1)).item() - expected) < 1e-6
+    assert K.kd_loss(t.detach(), t.detach()).item() == pytest.approx(0.0, abs=1e-7)
+
+
+def test_teacher_input_channel_order():
+    lr = torch.rand(1, 3, 2, 3)
+    hr = torch.arange(1 * 3 * 8 * 12, dtype=torch.float32).view(1, 3, 8, 12)
+    x = K.teacher_input(lr, hr, 4)
+    assert x.shape == (1, 51, 2, 3)
+    assert torch.equal(x[:, :3], lr)
+    for k in range(3):
+        for i in range(4):
+            for j in range(4):
+                for y in range(2):
+                    for xx in range(3):
+                        assert x[0, 3 + 16 * k + 4 * i + j, y, xx] == hr[0, k, 4 * y + i, 4 * xx + j]
+
+
+def test_shapes_channels_last_bf16_and_teacher_rejects_wrong_hr():
+    torch.manual_seed(0)
+    s = K.KDSRStudent("tiny").eval()
+    lr = torch.rand(2, 3, 7, 9)
+    sr = s(lr)
+    d, d_rich = s.idr(lr)
+    assert sr.shape == (2, 3, 28, 36) and d.shape == (2, 32) and d_rich.shape == (2, 128)
+    s_cl = K.KDSRStudent("tiny").eval()
+    s_cl.load_state_dict(s.state_dict())
+    s_cl.to(memory_format=torch.channels_last)
+    with torch.no_grad():
+        torch.testing.assert_close(s_cl(lr.contiguous(memory_format=torch.channels_last)), sr.detach(),
+                                   rtol=1e-4, atol=1e-5)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            sr_bf16 = s_cl(lr.contiguous(memory_format=torch.channels_last))
+    assert sr_bf16.dtype == torch.bfloat16
+    assert (sr_bf16.float() - sr).abs().max() < 0.05  # bf16 keeps ~3 significant digits
+    t = K.KDSRTeacher("tiny")
+    assert t(lr, torch.rand(2, 3, 28, 36)).shape == (2, 3, 28, 36)
+    with pytest.raises(ValueError, match="exactly 4x"):
+        t(lr, torch.rand(2, 3, 28, 35))
+    # train mode returns the image too (the official student returns a tuple there)
+    assert isinstance(s.train()(lr), torch.Tensor)
+
+
+def test_student_works_where_an_sr_network_is_expected():
+    from pdd.evaluate import upscale
+
+    s = K.KDSRStudent("tiny")
+    out = upscale(s, torch.rand(1, 3, 6, 5))
+    assert out.shape == (1, 3, 24, 20) and out.min() >= 0 and out.max() <= 1
+    assert s.training  # upscale restores the mode
+
+
+# ----------------------------------------------------------------------------- loading
+def _tiny_sd(role="student", seed=0):
+    torch.manual_seed(seed)
+    return (K.KDSRStudent if role == "student" else K.KDSRTeacher)("tiny").state_dict()
+
+
+def test_loader_reads_basicsr_container_with_module_prefix(tmp_path):
+    sd = _tiny_sd()
+    prefixed = OrderedDict(("module." + k, v) for k, v in sd.items())
+    path = tmp_path / "KDSRS-small.pth"
+    torch.save({"params_ema": prefixed, "params": OrderedDict((k, v + 1) for k, v in prefixed.items())}, path)
+    net = K.load_kdsr(path)
+    assert isinstance(net, K.KDSRStudent) and not net.training
+    assert all(torch.equal(net.state_dict()[k], v) for k, v in sd.items())  # params_ema, not params
+    assert "params_ema" in str(net.weights_source)
+    assert not any(p.requires_grad for p in net.G.sub_mean.parameters())
+    # a bare (classic) state dict of a teacher: the role is read from its keys
+    tpath = tmp_path / "teacher.pt"
+    torch.save(_tiny_sd("teacher"), tpath)
+    assert isinstance(K.load_kdsr(tpath), K.KDSRTeacher)
+
+
+def test_loader_reads_safetensors(tmp_path):
+    from safetensors.torch import save_file
+
+    sd = _tiny_sd()
+    save_file({k: v.contiguous() for k, v in sd.items()}, tmp_path / "s.safetensors")
+    net = K.load_kdsr(tmp_path / "s.safetensors")
+    assert all(torch.equal(net.state_dict()[k], v) for k, v in sd.items())
+
+
+def test_loader_names_missing_and_misshaped_keys(tmp_path):
+    sd = _tiny_sd()
+    dropped = {k: v for k, v in sd.items() if k != "G.body.1.bias"}
+    torch.save(dropped, tmp_path / "dropped.pth")
+    with pytest.raises(WeightsError, match=r"missing \(1\): G\.body\.1\.bias"):
+        K.load_kdsr(tmp_path / "dropped.pth", variant="tiny")
+    bad = dict(sd)
+    bad["E_st.compress.0.weight"] = torch.zeros(32, 64)
+    torch.save(bad, tmp_path / "shape.pth")
+    with pytest.raises(WeightsError, match=r"wrong shape.*E_st\.compress\.0\.weight: file \(32, 64\) vs model "
+                                           r"\(32, 128\)"):
+        K.load_kdsr(tmp_path / "shape.pth", variant="tiny")
+    # a file of another size: the report says what the file looks like
+    torch.save(sd, tmp_path / "tiny.pth")
+    with pytest.raises(WeightsError, match="looks like a KDSR student, variant tiny"):
+        K.load_kdsr(tmp_path / "tiny.pth", variant="M")
+
+
+class _RunsCode:
+    def __reduce__(self):
+        return (print, ("this would run",))
+
+
+def test_loader_refuses_pickled_objects_and_truncated_files(tmp_path):
+    path = tmp_path / "evil.pth"
+    torch.save({"params_ema": _tiny_sd(), "extra": _RunsCode()}, path)
+    with pytest.raises(WeightsError, match="refused to load"):
+        K.load_kdsr(path)
+    good = tmp_path / "good.pth"
+    torch.save(_tiny_sd(), good)
+    cut = tmp_path / "cut.pth"
+    cut.write_bytes(good.read_bytes()[:2000])
+    with pytest.raises(WeightsError, match="truncated or corrupt"):
+        K.load_kdsr(cut)
+    torch.save({"params": {"conv_first.weight": torch.zeros(1)}}, tmp_path / "rrdb.pth")
+    with pytest.raises(WeightsError, match="does not look like KDSR"):
+        K.load_kdsr(tmp_path / "rrdb.pth", variant="tiny")
+    torch.save({"params": [1, 2]}, tmp_path / "list.pth")
+    with pytest.raises(WeightsError, match="expected a KDSR state dict"):
+        K.load_kdsr(tmp_path / "list.pth")
+
+
+def test_resolver_hub_cache_then_error_naming_the_download_place(private_hub):
+    with pytest.raises(WeightsNotFoundError) as err:
+        K.resolve_kdsr("KDSRS-GAN")
+    msg = str(err.value)
+    assert "Google Drive" in msg and str(private_hub / "checkpoints" / "KDSRS-GAN.pth") in msg
+    assert "http" not in msg.split("README of")[0]  # no URL is tried
+    with pytest.raises(WeightsNotFoundError, match="explicit path"):
+        K.resolve_kdsr("KDSRS-GAN", path=private_hub / "nowhere.pth")
+    with pytest.raises(ValueError, match="unknown released KDSR file"):
+        K.resolve_kdsr("KDSR-S")
+    # a released name found in the hub cache: the role and size come from RELEASED
+    (private_hub / "checkpoints").mkdir(parents=True)
+    torch.save({"params_ema": _tiny_sd("teacher")}, private_hub / "checkpoints" / "KDSRT-rec.pth")
+    path, source = K.resolve_kdsr("KDSRT-rec")
+    assert source.kind == "torch hub cache" and path.name == "KDSRT-rec.pth"
+    with pytest.raises(WeightsError, match="variant tiny"):  # released KDSRT-rec is the gan size
+        K.load_kdsr("KDSRT-rec")
+    assert isinstance(K.load_kdsr("KDSRT-rec", variant="tiny"), K.KDSRTeacher)
+
+
+# ----------------------------------------------------------------------------- training
+@pytest.fixture(scope="module")
+def hr_dir(tmp_path_factory):
+    from skimage import data as skdata
+
+    from pdd.data import write_png
+
+    d = tmp_path_factory.mktemp("hr")
+    write_png(d / "astronaut.png", skdata.astronaut()[100:228, 100:228])
+    write_png(d / "chelsea.png", skdata.chelsea()[50:178, 100:228])
+    return d
+
+
+def _cfg(stage, out, hr_dir, **kw):
+    from pdd.kdsr_train import make_kdsr_config
+
+    return make_kdsr_config(stage, "tiny", out=str(out), hr_dir=str(hr_dir), **kw)
+
+
+def _fixed_batch_losses(trainer, t=1):
+    lr, hr, hr_t = trainer.batch(t)
+    with torch.no_grad():
+        if trainer.cfg.stage == "teacher":
+            sr, _, _ = trainer.s.forward_with_idr(lr, hr_t)
+            return F.l1_loss(sr, hr).item(), None
+        sr, _, d_rich = trainer.s.forward_with_idr(lr)
+        _, d_rich_t = trainer.teacher.idr(lr, hr_t)
+        return F.l1_loss(sr, hr).item(), K.kd_loss(d_rich, d_rich_t).item()
+
+
+@pytest.fixture(scope="module")
+def teacher_run(tmp_path_factory, hr_dir):
+    from pdd.kdsr_train import KDSRTrainer
+
+    out = tmp_path_factory.mktemp("teacher")
+    tr = KDSRTrainer(_cfg("teacher", out, hr_dir, iters=20, lr=5e-4), progress=False)
+    before, _ = _fixed_batch_losses(tr)
+    tr.fit()
+    after, _ = _fixed_batch_losses(tr)
+    return out, before, after
+
+
+def test_teacher_stage_lowers_l1(teacher_run):
+    out, before, after = teacher_run
+    assert after < before
+    assert (out / "weights" / "net_g_000020.pth").is_file()
+    assert isinstance(K.load_kdsr(out / "weights" / "net_g_000020.pth"), K.KDSRTeacher)
+
+
+def test_student_stage_lowers_kd_and_never_moves_the_teacher(teacher_run, hr_dir, tmp_path):
+    from pdd.kdsr_train import KDSRTrainer
+
+    tr = KDSRTrainer(_cfg("student", tmp_path, hr_dir, teacher=str(teacher_run[0]), iters=20, lr=5e-4),
+                     progress=False)
+    frozen = {k: v.clone() for k, v in tr.teacher.state_dict().items()}
+    # G starts as the teacher's G
+    assert all(torch.equal(tr.s.G.state_dict()[k], v) for k, v in tr.teacher.G.state_dict().items())
+    l1_before, kd_before = _fixed_batch_losses(tr)
+    tr.fit()
+    l1_after, kd_after = _fixed_batch_losses(tr)
+    assert kd_after < kd_before
+    assert all(torch.equal(frozen[k], v) for k, v in tr.teacher.state_dict().items())
+    assert all(p.grad is None for p in tr.teacher.parameters())
+    import csv
+
+    rows = list(csv.DictReader(open(tmp_path / "log.csv")))
+    assert {"l1", "kd", "idr_l1", "d_norm", "d_spread", "d_teacher_spread"} <= set(rows[0])
+    assert "NOT the released" in (tmp_path / "config.json").read_text()
+
+
+def test_resume_reproduces_the_uninterrupted_run(teacher_run, hr_dir, tmp_path):
+    from pdd.kdsr_train import KDSRTrainer
+
+    kw = dict(teacher=str(teacher_run[0]), iters=4, ckpt_every=2, log_every=1)
+    full = KDSRTrainer(_cfg("student", tmp_path / "full", hr_dir, **kw), progress=False)
+    full.fit()
+    half = KDSRTrainer(_cfg("student", tmp_path / "half", hr_dir, **kw), progress=False)
+    half.fit(2)
+    resumed = KDSRTrainer(_cfg("student", tmp_path / "half", hr_dir, **kw), progress=False)
+    assert resumed.resumed_from == 2
+    resumed.fit()
+    for a, b in ((full.s, resumed.s), (full.ema, resumed.ema)):
+        assert all(torch.equal(v, b.state_dict()[k]) for k, v in a.state_dict().items())
+    assert (tmp_path / "full" / "log.csv").read_text().count("\n") == (tmp_path / "half" / "log.csv").read_text().count("\n")
+
+
+def test_corrupt_checkpoint_in_a_run_gets_a_named_error(hr_dir, tmp_path):
+    from pdd.kdsr_train import KDSRTrainer
+
+    (tmp_path / "checkpoint.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(WeightsError, match="checkpoint.pt"):
+        KDSRTrainer(_cfg("teacher", tmp_path, hr_dir), progress=False)
+
+
+def test_gan_stage_runs_with_discriminator_and_perceptual_terms(teacher_run, hr_dir, tmp_path):
+    from pdd.kdsr_train import KDSRTrainer
+
+    torch.manual_seed(0)
+    vgg = tmp_path / "vgg.pth"  # random conv1_1, conv1_2 in torchvision's layout: tests the wiring, not features
+    torch.save({"features.0.weight": 0.1 * torch.randn(64, 3, 3, 3), "features.0.bias": torch.zeros(64),
+                "features.2.weight": 0.05 * torch.randn(64, 64, 3, 3), "features.2.bias": torch.zeros(64)}, vgg)
+    teacher_file = teacher_run[0] / "weights" / "net_g_000020.pth"
+    student = K.KDSRStudent("tiny")
+    student.G.load_state_dict(K.load_kdsr(teacher_file).G.state_dict())
+    torch.save({"params_ema": student.state_dict()}, tmp_path / "student.pth")
+    cfg = _cfg("gan", tmp_path / "run", hr_dir, teacher=str(teacher_file), init=str(tmp_path / "student.pth"),
+               iters=2, vgg_weights=str(vgg), perceptual_layers={"conv1_2": 0.1})
+    tr = KDSRTrainer(cfg, progress=False)
+    d0 = {k: v.clone() for k, v in tr.d.state_dict().items()}
+    log = tr.step(1)
+    assert {"l1", "kd", "perceptual", "gan", "d_real", "d_fake"} <= set(log)
+    assert all(np.isfinite(v) for v in log.values() if not (isinstance(v, float) and math.isnan(v)))
+    assert any(not torch.equal(d0[k], v) for k, v in tr.d.state_dict().items())
+
+
+def test_cli_requires_a_teacher_and_says_it_is_not_the_released_model(hr_dir, tmp_path, capsys):
+    from pdd.kdsr_train import main
+
+    with pytest.raises(SystemExit):
+        main(["--stage", "student", "--preset", "tiny", "--out", str(tmp_path / "s")])
+    assert "needs a frozen teacher" in capsys.readouterr().err
+    assert main(["--stage", "teacher", "--preset", "tiny", "--out", str(tmp_path / "t"), "--hr-dir", str(hr_dir),
+                 "--iters", "1", "--no-progress"]) == 0
+    assert "NOT the released KDSR model" in capsys.readouterr().out
+    with pytest.raises(SystemExit):  # the paper preset needs DF2K+OST
+        main(["--stage", "teacher", "--preset", "paper", "--out", str(tmp_path / "p")])
