@@ -438,13 +438,53 @@ def load_kdsr(name_or_path="KDSRS-GAN", variant: str | KDSRSize | None = None, r
     return net.eval()
 
 
+def count_macs(model: nn.Module, h: int = 16, w: int = 16) -> dict[str, float]:
+    """Multiply-accumulates of one forward pass on an (1, 3, h, w) LR input, counted with hooks.
+
+    ``conv_per_lr_px``: every nn.Conv2d (MeanShift included), per LR pixel; this is what
+    KDSR's printed FLOPs count. ``dynamic_per_lr_px``: the IDR-DDC depthwise convolutions
+    (9 MACs per output element), which the printed FLOPs leave out. ``linear_per_image``:
+    nn.Linear layers, once per image (D is one vector per image). The input is built on the
+    model's device, so a model on the meta device is counted without any arithmetic.
+    """
+    totals = {"conv_per_lr_px": 0, "dynamic_per_lr_px": 0, "linear_per_image": 0}
+
+    def conv_hook(m, _inp, out):
+        totals["conv_per_lr_px"] += out[0].numel() * (m.in_channels // m.groups) * m.kernel_size[0] * m.kernel_size[1]
+
+    def linear_hook(m, _inp, _out):
+        totals["linear_per_image"] += m.in_features * m.out_features
+
+    def dynamic_hook(_m, _inp, out):
+        totals["dynamic_per_lr_px"] += out[0].numel() * 9
+
+    hooks = []
+    for m in model.modules():
+        if isinstance(m, nn.Conv2d):
+            hooks.append(m.register_forward_hook(conv_hook))
+        elif isinstance(m, nn.Linear):
+            hooks.append(m.register_forward_hook(linear_hook))
+        elif isinstance(m, IDRDynamicConv):
+            hooks.append(m.register_forward_hook(dynamic_hook))
+    param = next(model.parameters())
+    try:
+        with torch.no_grad():
+            model(torch.zeros(1, 3, h, w, device=param.device, dtype=param.dtype))
+    finally:
+        for hook in hooks:
+            hook.remove()
+    totals["conv_per_lr_px"] /= h * w
+    totals["dynamic_per_lr_px"] /= h * w
+    return totals
+
+
 def trainable_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
 __all__ = [
     "DOWNLOAD_HINT", "IDRDynamicConv", "IDRResidualBlock", "KDIDE", "KDSRNet", "KDSRSize", "KDSRStudent",
-    "KDSRTeacher", "MeanShift", "RELEASED", "RGB_MEAN", "TAU", "VARIANTS", "extract_state_dict", "infer_size",
+    "KDSRTeacher", "MeanShift", "RELEASED", "RGB_MEAN", "TAU", "VARIANTS", "count_macs", "extract_state_dict", "infer_size",
     "kd_loss", "load_kdsr", "resolve_kdsr", "teacher_input", "trainable_parameters", "variant_size",
 ]
 

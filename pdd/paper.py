@@ -696,3 +696,151 @@ __all__ = [
     "NOT_TRANSCRIBED", "PAPER_FILES", "PAPER_SETTINGS", "TABLES", "beside_paper", "canonical_domain",
     "default_method_map", "gains_beside_paper", "ABLATION_ROWS", "loss_weight_agreement", "paper_table", "table_key", "to_markdown", "write_beside_paper",
 ]
+
+
+# ======================================================================================
+# KDSR (seed paper 002: Xia et al., ICLR 2023) -- reported tables as data.
+# Section owned by the KDSR work (issue 14); other sections go above or below this block.
+# ======================================================================================
+# Source: ../shared/specs/kdsr.md section 4, transcribed there from the images of the paper's
+# Tables 1-3 in the official repository (KDSR-classic/images/{iso,aniso}-quan.jpg,
+# KDSR-GAN/images/quan.jpg) plus a "KDSR_S-GAN-V2" row that only the repository's
+# images/results.jpg shows (not in the paper). The seed excerpt in ../shared/papers
+# (related_kdsr_002_*.txt) holds the abstract and introduction only: none of these numbers.
+# Printed strings are kept; value = float(printed).
+#
+# Conventions (spec section 4 and 7): x4; PSNR/SSIM on Y with a 4-pixel border crop; the
+# LPIPS of the real-world table is LPIPS-VGG, while PDD reports LPIPS-Alex: the two LPIPS
+# columns are NOT comparable. NTIRE2020 = Track 1 validation = the PDD paper's NTIRE20.
+#
+# FLOP-count caveat: the printed "FLOPs" are conv multiply-accumulates that leave out the
+# dynamic depthwise convolution, and the stated input "LR 180x320" holds only for KDSR_S-L:
+# the other rows reproduce (to 0.01 G) only with 180x270 = 48,600 LR pixels (the notes'
+# recount: RRDBNet 17,926,848 and KDSR-GAN 13,185,945 conv MACs per LR pixel). Values are
+# stored as printed; count MACs yourself before comparing costs.
+KDSR_SOURCE = "../shared/specs/kdsr.md section 4 (from the paper's table images in Zj-BinXia/KDSR)"
+KDSR_FLOP_CAVEAT = ("KDSR's printed FLOPs are conv MACs without the dynamic depthwise conv; '180x320' fits only "
+                    "KDSR_S-L, the other rows match 180x270 LR pixels: stored as printed, not comparable as is")
+KDSR_CONVENTIONS = ("KDSR: x4; PSNR/SSIM on Y, border crop 4; LPIPS is LPIPS-VGG (PDD's is AlexNet: not "
+                    "comparable); NTIRE2020 = Track 1 validation (PDD's NTIRE20).")
+KDSR_TABLES = {
+    "KDSR Tab. 1": "Classic blind SR, isotropic Gaussian8 kernels (sigma 1.8..3.2), PSNR/SSIM",
+    "KDSR Tab. 2": "Set14, anisotropic Gaussian kernels + noise, PSNR of KDSR_S (9 kernels in figure order)",
+    "KDSR Tab. 3": "Real-world SR: AIM2019 Track 2 valid and NTIRE2020 Track 1 valid, LPIPS-VGG/PSNR/SSIM",
+}
+KDSR_COLUMNS = ["table", "dataset", "method", "setting", "metric", "value", "better", "printed", "note"]
+
+# Tab. 3 (real world): method -> (params M, FLOPs G, runtime ms, AIM19 LPIPS, PSNR, SSIM,
+# NTIRE20 LPIPS, PSNR, SSIM).
+_KDSR_T3 = {
+    "ESRGAN": ("16.69", "871.25", "236.04", ".5558", "23.17", ".6192", ".5938", "21.14", ".3119"),
+    "BSRGAN": ("16.69", "871.25", "236.04", ".4048", "24.20", ".6904", ".3691", "26.75", ".7386"),
+    "Real-ESRGAN": ("16.69", "871.25", "236.04", ".3956", "23.89", ".6892", ".3471", "26.40", ".7431"),
+    "MM-RealSR": ("26.13", "930.54", "290.64", ".3948", "23.45", ".6889", ".3446", "25.19", ".7404"),
+    "KDSR_S-GAN": ("18.85", "640.84", "154.62", ".3758", "24.22", ".7038", ".3198", "27.12", ".7614"),
+    "KDSR_S-GAN-V2": ("18.85", "640.84", "154.62", ".2855", "23.60", ".6903", ".2353", "26.65", ".7437"),
+}
+_KDSR_T3_COLS = (("AIM2019", "lpips"), ("AIM2019", "psnr"), ("AIM2019", "ssim"),
+                 ("NTIRE20", "lpips"), ("NTIRE20", "psnr"), ("NTIRE20", "ssim"))
+_KDSR_V2_NOTE = "not in the paper: only in the repository's images/results.jpg"
+
+# Tab. 1 (Gaussian8): method -> (params M, FLOPs G, ms, then PSNR/SSIM per dataset).
+_KDSR_T1_DATASETS = ("Set5", "Set14", "B100", "Urban100", "Manga109")
+_KDSR_T1 = {
+    "KDSR_S-M": (("5.80", "191.42", "38.74"),
+                 ("32.02", ".8892", "28.46", ".7761", "27.52", ".7281", "25.96", ".7760", "30.58", ".9026")),
+    "KDSR_S-L": (("14.19", "623.61", "149.14"),
+                 ("32.11", ".8933", "28.68", ".7867", "27.64", ".7300", "26.15", ".7830", "30.99", ".9069")),
+    "DASR": (("5.84", "185.66", "44.14"),
+             ("31.46", ".8789", "28.11", ".7603", "27.44", ".7214", "25.36", ".7506", "29.39", ".8861")),
+}
+
+# Tab. 2 (Set14, aniso + noise, KDSR_S): noise sigma -> PSNR for the 9 kernels, figure order.
+_KDSR_T2 = {
+    0: ("27.67", "27.99", "28.14", "28.20", "28.12", "27.99", "27.80", "27.87", "26.52"),
+    10: ("25.74", "25.91", "25.97", "26.00", "25.96", "25.88", "25.75", "25.50", "24.67"),
+    20: ("24.72", "24.89", "24.92", "24.89", "24.92", "24.82", "24.70", "24.59", "23.84"),
+}
+
+# Reported but not transcribed / not reported at all.
+KDSR_NOT_REPORTED = ("RealSR (Canon, Nikon), DRealSR (Panasonic, Olympus) and NRQM: KDSR reports none of them; "
+                     "the official config validates on RealSR Canon during training but prints no number")
+
+
+def _kdsr_rows():
+    def row(table, dataset, method, setting, metric, printed, note=""):
+        return {"table": table, "dataset": dataset, "method": method, "setting": setting, "metric": metric,
+                "value": float(printed), "better": METRIC_DIRECTION[metric], "printed": printed, "note": note}
+
+    for method, cells in _KDSR_T3.items():
+        note = _KDSR_V2_NOTE if method.endswith("V2") else ""
+        for (dataset, metric), printed in zip(_KDSR_T3_COLS, cells[3:], strict=True):
+            extra = "LPIPS-VGG (not PDD's LPIPS-Alex)" if metric == "lpips" else ""
+            yield row("KDSR Tab. 3", dataset, method, "real-world", metric, printed, "; ".join(filter(None, [note, extra])))
+    for method, (_, cells) in _KDSR_T1.items():
+        for i, dataset in enumerate(_KDSR_T1_DATASETS):
+            yield row("KDSR Tab. 1", dataset, method, "Gaussian8", "psnr", cells[2 * i])
+            yield row("KDSR Tab. 1", dataset, method, "Gaussian8", "ssim", cells[2 * i + 1])
+    for noise, cells in _KDSR_T2.items():
+        for k, printed in enumerate(cells, start=1):
+            yield row("KDSR Tab. 2", "Set14", "KDSR_S", f"aniso kernel {k}, noise {noise}", "psnr", printed,
+                      "9 anisotropic kernels in the paper's figure order")
+
+
+@cache
+def _kdsr_frame() -> pd.DataFrame:
+    return pd.DataFrame(list(_kdsr_rows()), columns=KDSR_COLUMNS)
+
+
+def kdsr_table(table=None, **filters) -> pd.DataFrame:
+    """KDSR's reported numbers, one row per printed cell (a copy). ``table``: 'KDSR Tab. 1'
+    (or 1), 2, 3, or None for all; ``filters``: column=value or column=[values];
+    ``dataset`` accepts PDD's domain aliases for NTIRE20 ('NTIRE2020', 'ntire20')."""
+    df = _kdsr_frame()
+    if table is not None:
+        key = f"KDSR {table_key(str(table).replace('KDSR', '').strip())}"
+        if key not in KDSR_TABLES:
+            raise ValueError(f"{key} is not one of KDSR's tables {sorted(KDSR_TABLES)}")
+        df = df[df["table"] == key]
+    for col, want in filters.items():
+        if col not in df.columns:
+            raise KeyError(f"no column {col!r}; columns are {KDSR_COLUMNS}")
+        wants = list(want) if isinstance(want, (list, tuple, set, frozenset)) else [want]
+        if col == "dataset":
+            wants = [canonical_domain(w) for w in wants]
+        df = df[df[col].isin(wants)]
+    return df.reset_index(drop=True).copy()
+
+
+def kdsr_cost() -> pd.DataFrame:
+    """Printed parameters (M), FLOPs (G) and runtime (ms) of KDSR's Tab. 1 and Tab. 3 rows,
+    with the FLOP-count caveat in every row's note (``KDSR_FLOP_CAVEAT``)."""
+    rows = [{"table": "KDSR Tab. 3", "method": m, "params_M": float(c[0]), "flops_G": float(c[1]),
+             "runtime_ms": float(c[2]), "printed": " / ".join(c[:3]), "note": KDSR_FLOP_CAVEAT}
+            for m, c in _KDSR_T3.items()]
+    rows += [{"table": "KDSR Tab. 1", "method": m, "params_M": float(c[0]), "flops_G": float(c[1]),
+              "runtime_ms": float(c[2]), "printed": " / ".join(c), "note": KDSR_FLOP_CAVEAT}
+             for m, (c, _) in _KDSR_T1.items()]
+    return pd.DataFrame(rows)
+
+
+def kdsr_beside_pdd_ntire20(metrics=("psnr", "ssim", "lpips")) -> pd.DataFrame:
+    """The one domain both papers report (NTIRE20, Track 1 valid): KDSR's Tab. 3 rows beside
+    PDD's Tab. 2 rows, one row per (paper, method, metric). Real-ESRGAN is in both and shows
+    how far the two papers' protocols are apart (KDSR: 26.40 dB, PDD: 25.08 dB on the same
+    images); LPIPS differs in network (VGG vs Alex) and is kept apart by the ``lpips_net`` column."""
+    k = kdsr_table("KDSR Tab. 3", dataset="NTIRE20", metric=list(metrics))
+    k = k.assign(paper="KDSR (ICLR 2023) Tab. 3", lpips_net=k["metric"].map(lambda m: "vgg" if m == "lpips" else ""))
+    p = paper_table("Tab. 2", domain="NTIRE20", metric=list(metrics))
+    p = p.assign(paper="PDD (ECCV 2024) Tab. 2", lpips_net=p["metric"].map(lambda m: "alex" if m == "lpips" else ""))
+    cols = ["paper", "method", "metric", "lpips_net", "value", "printed", "note"]
+    out = pd.concat([k[cols], p[cols]], ignore_index=True)
+    out.attrs["conventions"] = KDSR_CONVENTIONS + " " + CONVENTIONS
+    return out
+
+
+__all__ += ["KDSR_COLUMNS", "KDSR_CONVENTIONS", "KDSR_FLOP_CAVEAT", "KDSR_NOT_REPORTED", "KDSR_SOURCE",
+            "KDSR_TABLES", "kdsr_beside_pdd_ntire20", "kdsr_cost", "kdsr_table"]
+# ======================================================================================
+# end of the KDSR section
+# ======================================================================================
