@@ -72,6 +72,10 @@ def variant_size(variant: str | KDSRSize) -> KDSRSize:
     return VARIANTS[variant]
 
 
+def _size_name(size: KDSRSize) -> str:
+    return next((k for k, v in VARIANTS.items() if v == size), str(size))
+
+
 def _conv(c_in: int, c_out: int, k: int = 3) -> nn.Conv2d:
     return nn.Conv2d(c_in, c_out, k, padding=k // 2, bias=True)
 
@@ -240,7 +244,7 @@ class KDSRStudent(nn.Module):
     def __init__(self, variant: str | KDSRSize = "gan", scale: int = 4):
         super().__init__()
         size = variant_size(variant)
-        self.variant = variant if isinstance(variant, str) else None
+        self.variant = _size_name(size)
         self.size, self.scale = size, scale
         self.G = KDSRNet(size.n_feats, size.n_blocks, scale)
         self.E_st = KDIDE(3, size.n_feats, size.n_encoder_res)
@@ -278,7 +282,7 @@ class KDSRTeacher(nn.Module):
     def __init__(self, variant: str | KDSRSize = "gan", scale: int = 4):
         super().__init__()
         size = variant_size(variant)
-        self.variant = variant if isinstance(variant, str) else None
+        self.variant = _size_name(size)
         self.size, self.scale = size, scale
         self.G = KDSRNet(size.n_feats, size.n_blocks, scale)
         self.E = KDIDE(3 + 3 * scale * scale, size.n_feats, size.n_encoder_res)
@@ -385,10 +389,6 @@ def infer_size(sd: dict) -> tuple[str, KDSRSize, int]:
     ups = [k for k in sd if re.fullmatch(r"G\.tail\.0\.\d+\.weight", k)]
     scale = 3 if sd[ups[0]].shape[0] == 9 * n_feats else 2 ** len(ups)
     return role, KDSRSize(n_feats, len(blocks), len(res)), scale
-
-
-def _size_name(size: KDSRSize) -> str:
-    return next((k for k, v in VARIANTS.items() if v == size), str(size))
 
 
 def load_kdsr(name_or_path="KDSRS-GAN", variant: str | KDSRSize | None = None, role: str | None = None,
