@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import copy
 import dataclasses
+import itertools
 import json
 import os
 import socket
@@ -36,8 +37,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
+from torch import nn
 
 from .config import resolve_device, set_field
 from .train import Trainer, ema_update, last_weights
@@ -129,14 +130,14 @@ class HRAwareConfig:
         return json.dumps(self.to_dict(), indent=2, default=str)
 
     @classmethod
-    def from_dict(cls, d: dict) -> "HRAwareConfig":
+    def from_dict(cls, d: dict) -> HRAwareConfig:
         d = {k: v for k, v in d.items() if k != "mode"}
         for k in ("betas", "hqi_vgg_layers"):
             if k in d:
                 d[k] = tuple(d[k])
         return cls(**d)
 
-    def validate(self) -> "HRAwareConfig":
+    def validate(self) -> HRAwareConfig:
         choices = {"stage": STAGES, "controller": CONTROLLER_RULES, "aligned_encoder": ("clip_rn50", "vgg19"),
                    "hqi_net": ("lpips", "vgg_cosine"), "upsample": ("torch", "matlab"),
                    "far_batch_norm": ("whole", "per_sample"), "lr_schedule": ("constant", "cosine"),
@@ -218,7 +219,7 @@ class DegradationEncoder(nn.Module):
         self.head = nn.Conv2d(3, nf, 3, 1, 1)
         self.body = nn.Sequential(*[ResBlockNoBN(nf) for _ in range(blocks)])
         widths = (nf, 2 * nf, 4 * nf, embed_dim)
-        self.down = nn.ModuleList(nn.Conv2d(a, b, 4, 2, 0) for a, b in zip(widths[:-1], widths[1:]))
+        self.down = nn.ModuleList(nn.Conv2d(a, b, 4, 2, 0) for a, b in itertools.pairwise(widths))
         self.mlp = nn.ModuleList(nn.Conv2d(embed_dim, embed_dim, 1) for _ in range(3))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -323,8 +324,8 @@ class ReconstructionNet(nn.Module):
     def __init__(self, aligned_channels: int, nf: int = 64, embed_dim: int = 512, e_deg_blocks: int = 16,
                  e_img_blocks: int = 6, r_blocks: int = 4, scale: int = 4):
         super().__init__()
-        self.arch = dict(aligned_channels=aligned_channels, nf=nf, embed_dim=embed_dim, e_deg_blocks=e_deg_blocks,
-                         e_img_blocks=e_img_blocks, r_blocks=r_blocks, scale=scale)
+        self.arch = {"aligned_channels": aligned_channels, "nf": nf, "embed_dim": embed_dim,
+                     "e_deg_blocks": e_deg_blocks, "e_img_blocks": e_img_blocks, "r_blocks": r_blocks, "scale": scale}
         self.e_deg = DegradationEncoder(nf, embed_dim, e_deg_blocks)
         self.e_img = ImageEncoder(nf, e_img_blocks)
         self.r = Reconstructor(nf, nf, embed_dim, r_blocks, scale)
@@ -529,14 +530,11 @@ class CLIPRN50Features(nn.Module):
         self.register_buffer("mean", torch.tensor(CLIP_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(CLIP_STD).view(1, 3, 1, 1), persistent=False)
         if state_dict is not None:
-            from .weights import WeightsError, check_state_dict
-            sd = {k[len("visual."):] if k.startswith("visual.") else k: v for k, v in state_dict.items()}
+            from .weights import check_state_dict
+            sd = {k.removeprefix("visual."): v for k, v in state_dict.items()}
             own = {k: v for k, v in self.state_dict().items() if not k.endswith("num_batches_tracked")}
             sd = {k: v.float() for k, v in sd.items() if k in own}
-            try:
-                check_state_dict(own, sd, "CLIP RN50 state dict")
-            except WeightsError:
-                raise
+            check_state_dict(own, sd, "CLIP RN50 state dict")  # WeightsError naming missing / mis-shaped keys
             self.load_state_dict(sd, strict=False)
         self.requires_grad_(False)
         self.eval()
@@ -621,7 +619,7 @@ def load_lpips(device="cpu") -> PyiqaLPIPS:
     socket.setdefaulttimeout(URL_TIMEOUT_S)
     try:
         metric = pyiqa.create_metric("lpips", as_loss=True, device=device, loss_reduction="none")
-    except Exception as e:  # noqa: BLE001 -- no network, bad file: the caller decides on a fallback
+    except Exception as e:
         raise WeightsNotFoundError(f"LPIPS (pyiqa 'lpips'): {type(e).__name__}: {str(e).splitlines()[0][:200]}") from e
     finally:
         socket.setdefaulttimeout(old)
@@ -664,7 +662,7 @@ def frozen_nets(cfg: HRAwareConfig, device="cpu") -> FrozenNets:
         try:
             aligned = load_clip_rn50(cfg.clip_layer, cfg.clip_weights).to(device)
             sources["FAR aligned encoder"] = f"CLIP RN50 {cfg.clip_layer}: {aligned.weights_source}"
-        except Exception as e:  # noqa: BLE001 -- reported in the deviation, or raised without fallback
+        except Exception as e:
             if not cfg.allow_fallback:
                 raise
             deviations.append(f"FAR aligned encoder: VGG19 {cfg.vgg_layer} instead of CLIP RN50 {cfg.clip_layer} "
@@ -679,7 +677,7 @@ def frozen_nets(cfg: HRAwareConfig, device="cpu") -> FrozenNets:
         try:
             distance = load_lpips(device)
             sources["HQI / L_rec distance"] = distance.weights_source
-        except Exception as e:  # noqa: BLE001
+        except Exception as e:
             if not cfg.allow_fallback:
                 raise
             deviations.append(f"HQI and L_rec distance: un-learned VGG19 cosine distance on {list(cfg.hqi_vgg_layers)} "
@@ -762,7 +760,7 @@ class HRAwareTrainer(Trainer):
             self.s = ReconstructionNet(self.nets.aligned.channels, cfg.rec_feat, cfg.embed_dim, cfg.e_deg_blocks,
                                        cfg.e_img_blocks, cfg.r_blocks, cfg.scale).to(self.device)
             self.sources["reconstruction net"] = f"trained here from scratch (stage A, seed {cfg.seed})"
-            paper_arch = dict(rec_feat=64, embed_dim=512, e_deg_blocks=16, e_img_blocks=6, r_blocks=4)
+            paper_arch = {"rec_feat": 64, "embed_dim": 512, "e_deg_blocks": 16, "e_img_blocks": 6, "r_blocks": 4}
             ours = {k: getattr(cfg, k) for k in paper_arch}
             if ours != paper_arch:
                 deviations.append(f"reconstruction network reduced: {ours} (paper / [rec]: {paper_arch})")
@@ -785,7 +783,8 @@ class HRAwareTrainer(Trainer):
             self._check_stage_a_match(info)
             deviations += [f"(stage A) {d}" for d in info.get("deviations", [])]
             self.sources["reconstruction net"] = f"stage-A EMA weights {info['weights']}"
-            arch = dict(num_feat=cfg.num_feat, num_block=cfg.num_block, num_grow_ch=cfg.num_grow_ch, scale=cfg.scale)
+            arch = {"num_feat": cfg.num_feat, "num_block": cfg.num_block, "num_grow_ch": cfg.num_grow_ch,
+                    "scale": cfg.scale}
             if cfg.init_m:
                 m = load_rrdbnet(cfg.init_m, **arch)
                 self.sources["M"] = str(m.weights_source)

@@ -88,7 +88,7 @@ def test_upsample_constant_stays_constant_and_probe_endpoints():
 
 
 def test_vgg_cosine_distance_on_hand_worked_pixels():
-    identity = lambda x: {"rgb": x}  # noqa: E731 -- "features" = the pixels themselves
+    identity = lambda x: {"rgb": x}
     dist = H.VGGCosineDistance(identity, ["rgb"])
     a = torch.tensor([[1.0, 1.0], [0.0, 0.0], [0.0, 0.0]]).view(1, 3, 1, 2)   # pixels (1,0,0), (1,0,0)
     b = torch.tensor([[0.0, 1.0], [1.0, 0.0], [0.0, 0.0]]).view(1, 3, 1, 2)   # pixels (0,1,0), (1,0,0)
@@ -291,3 +291,55 @@ def test_config_validation_names_the_problem():
     b = H.make_hr_config("B", "paper", rec_net="x")
     assert (b.iters, b.lr, b.embed_dim, b.e_deg_blocks, b.e_img_blocks) == (600, 5e-6, 512, 16, 6)
     assert H.HRAwareConfig.from_dict(json.loads(b.to_json())) == b
+
+
+# ------------------------------------------------------------------ the paper's tables (pdd.paper, HR-aware section)
+def _paper_text():
+    from pathlib import Path
+
+    from pdd import paper as P
+    path = Path(__file__).resolve().parents[2] / "shared" / "papers" / P.HR_AWARE_PAPER_FILE
+    if not path.is_file():
+        pytest.skip(f"{path} not found: the transcription check needs ../shared/papers")
+    return path.read_text()
+
+
+def test_hr_aware_tables_match_the_paper_text():
+    import re
+
+    from pdd import paper as P
+    text = _paper_text()
+    # Tab. 1 lines look like "NTIRE20 PSNR\uparrow 26.11 16.20 ..." and "SSIM\uparrow 0.6841 ...",
+    # one dataset block after another, in the order NTIRE20, AIM2019, Canon, Nikon
+    start = text.index("Datasets Metrics ZSSR")
+    lines = [ln for ln in text[start:text.index("Table 1:", start)].splitlines() if "\\uparrow" in ln
+             or "\\downarrow" in ln]
+    assert len(lines) == 16
+    for k, line in enumerate(lines):
+        domain, metric = ("NTIRE20", "AIM2019", "Canon", "Nikon")[k // 4], P._HRA_METRICS[k % 4]
+        printed = re.findall(r"\d+\.\d+", line)
+        got = P.hr_aware_table("Tab. 1", domain=domain, metric=metric)
+        assert list(got["printed"]) == printed, (domain, metric)
+    t2 = P.hr_aware_table("Tab. 2", metric="nrqm")
+    assert list(t2["printed"]) == ["4.511", "4.979", "6.113", "6.099"]
+    for table, row in (("Tab. 3", "VGG 25.55 0.7112 0.2460 6.102"), ("Tab. 4", "25.79 0.7196 0.237 6.128")):
+        assert row in text
+        assert " ".join(row.split()[-4:]) in " ".join(P.hr_aware_table(table)["printed"])
+    assert P.hr_aware_table(3, setting="CLIP RN50", metric="psnr")["value"].item() == 25.87
+    assert P.hr_aware_table("Tab. 1", domain="RealSR-Canon", method="RealESRGAN+ + Ours",
+                            metric="lpips")["value"].item() == 0.2510
+
+
+def test_hr_aware_realesrgan_row_equals_pdd_but_for_nikon_ssim():
+    from pdd import paper as P
+    cmp = P.hr_aware_baseline_vs_pdd()
+    assert len(cmp) == 12  # NTIRE20, Canon, Nikon x 4 metrics (AIM2019 is not in PDD)
+    differing = cmp[~cmp["equal_when_rounded"]]
+    assert [(r.domain, r.metric, r.printed_hr_aware, r.printed_pdd) for r in differing.itertuples()] == [
+        ("Nikon", "ssim", "0.7334", "0.7406")]
+    assert P.HR_AWARE_VS_PDD_BASELINE[0]["hr_aware"] == "0.7334"
+    # 0.7334 is PDD's BSRGAN Nikon SSIM, and with it PDD's printed +0.014 delta holds
+    bsrgan = P.paper_table("Tab. 2", domain="Nikon", method="BSRGAN", metric="ssim")["value"].item()
+    ours = P.paper_table("Tab. 2", domain="Nikon", method="RealESRGAN + Ours", metric="ssim")
+    assert bsrgan == 0.7334
+    assert round(ours["value"].item() - 0.7334, 3) == ours["printed_delta"].item() == 0.014
