@@ -63,11 +63,11 @@ def read_state_dict(path) -> dict:
     if not path.is_file():
         raise WeightsError(f"{path}: no such weights file")
     if path.suffix.lower() == ".safetensors":
-        from safetensors import SafetensorsError
+        from safetensors import SafetensorError
         from safetensors.torch import load_file
         try:
             obj = load_file(str(path), device="cpu")
-        except (SafetensorsError, OSError, ValueError) as e:
+        except (SafetensorError, OSError, ValueError) as e:
             raise WeightsError(f"{path}: not a readable safetensors file: {e}") from e
     elif path.suffix.lower() in (".pth", ".pt", ".ckpt", ".bin"):
         obj = load_state_dict(path)

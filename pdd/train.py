@@ -66,7 +66,11 @@ def _atomic_save(obj, path: Path) -> None:
 class Trainer:
     """Builds data, networks, optimisers from a TrainConfig; ``fit()`` trains and resumes."""
 
-    def __init__(self, cfg: TrainConfig, progress: bool = True):
+    def __init__(self, cfg: TrainConfig, progress: bool = True, domain=None, model: torch.nn.Module | None = None):
+        """``domain``: a ready `pdd.data.Domain` instead of opening ``cfg.domain`` (pdd.adapt
+        passes the folder it scanned). ``model``: the initial S instead of ``cfg.init_s``, any SR
+        network mapping (N,3,H,W) to (N,3,sH,sW) with s = cfg.scale (e.g. loaded by spandrel);
+        static/naive then use a frozen copy of it as G unless ``cfg.init_g`` is set."""
         from .data import LabeledPatches, UnlabeledPatches, open_domain
         from .weights import load_rrdbnet, load_vgg19
 
@@ -88,7 +92,7 @@ class Trainer:
         self.out.mkdir(parents=True, exist_ok=True)
 
         # data
-        self.domain = open_domain(cfg.domain, cfg.data_root)
+        self.domain = domain if domain is not None else open_domain(cfg.domain, cfg.data_root)
         down = "bicubic" if cfg.down == "second_order" else cfg.down
         self.labeled = LabeledPatches(self.domain.labeled_hr, cfg.patch, cfg.scale, down, cfg.seed)
         self.unlabeled = (UnlabeledPatches(self.domain.unlabeled_lr, cfg.patch, cfg.seed)
@@ -97,7 +101,10 @@ class Trainer:
         # networks
         arch = dict(num_feat=cfg.num_feat, num_block=cfg.num_block, num_grow_ch=cfg.num_grow_ch, scale=cfg.scale)
         self.sources = {}
-        if cfg.init_s:
+        if model is not None:
+            s = model
+            self.sources["S"] = str(getattr(model, "weights_source", type(model).__name__ + " given to the Trainer"))
+        elif cfg.init_s:
             s = load_rrdbnet(cfg.init_s, **arch)
             self.sources["S"] = str(s.weights_source)
         else:
