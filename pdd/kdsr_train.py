@@ -339,6 +339,56 @@ def train_kdsr(cfg: KDSRTrainConfig, progress: bool = True) -> Path:
     return KDSRTrainer(cfg, progress=progress).fit()
 
 
+def kdsr_generalist(preset: str = "cpu", domain: str | None = None, data_root=None, seed: int = 0,
+                    iters: int | None = None, runs_dir="runs", progress: bool = True, weights=None,
+                    gan_stage: bool = False, **overrides):
+    """A KDSR student to use as M_G (or as the network PDD adapts), in eval mode.
+
+    ``weights`` (a file or a name in ``pdd.kdsr.RELEASED``) is loaded as given. Otherwise the
+    ``paper`` preset loads the released ``KDSRS-GAN`` (an error says where to download it), and
+    ``cpu`` does too when it is in the torch hub cache. Else (``tiny``, or ``cpu`` without the
+    file) a small KDSR is trained here: teacher, then student (then the GAN stage with
+    ``gan_stage``), ``iters`` iterations each (default: the preset's), cached under
+    ``runs_dir/<preset>/<domain>/kdsr-<stage>_s<seed>`` and reused; its ``weights_source``
+    says plainly that it is not the released model. ``overrides`` go to every stage's config.
+    The result has ``weights_source`` and, when trained here, ``run_dir``.
+    """
+    from .kdsr import resolve_kdsr
+    from .weights import WeightsNotFoundError, WeightsSource
+
+    if weights is not None:
+        return load_kdsr(weights)
+    if preset == "paper":
+        return load_kdsr("KDSRS-GAN")
+    if preset == "cpu":
+        try:
+            resolve_kdsr("KDSRS-GAN")
+            return load_kdsr("KDSRS-GAN")
+        except WeightsNotFoundError:
+            pass  # no released file here: train the small one below
+    domain = domain or KDSRTrainConfig.domain
+    base = Path(runs_dir) / preset / domain
+    common = dict(domain=domain, data_root=data_root, seed=seed, **overrides)
+    if iters is not None:
+        common["iters"] = iters
+    previous = {}
+    for stage in ("teacher", "student") + (("gan",) if gan_stage else ()):
+        # each stage starts from the runs before it: student <- teacher; gan <- teacher + student
+        links = {"teacher": {}, "student": {"teacher": previous.get("teacher")},
+                 "gan": {"teacher": previous.get("teacher"), "init": previous.get("student")}}[stage]
+        cfg = make_kdsr_config(stage, preset, out=str(base / f"kdsr-{stage}_s{seed}"), **links, **common)
+        previous[stage] = str(train_kdsr(cfg, progress=progress))
+    run = Path(previous["gan" if gan_stage else "student"])
+    from .train import last_weights
+
+    model = load_kdsr(last_weights(run))
+    note = NOT_RELEASED.format(variant=cfg.variant, iters=f"{cfg.iters} per stage",
+                               data=cfg.hr_dir or f"the clean photos of {domain}")
+    model.weights_source = WeightsSource(f"KDSR student ({preset})", "companion-trained", str(last_weights(run)), note)
+    model.run_dir = run
+    return model
+
+
 def main(argv: list[str] | None = None) -> int:
     from .config import set_field
 

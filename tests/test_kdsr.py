@@ -557,3 +557,19 @@ def test_kdsr_values_and_the_shared_domain_with_pdd():
     if seed:
         text = seed[0].read_text(encoding="utf-8")
         assert "27.12" not in text and "640.84" not in text
+
+
+def test_kdsr_generalist_trains_once_then_reuses_and_says_it_is_not_released(hr_dir, tmp_path):
+    from pdd.kdsr_train import kdsr_generalist
+
+    kw = dict(runs_dir=tmp_path, iters=2, hr_dir=str(hr_dir), progress=False)
+    g = kdsr_generalist("tiny", **kw)
+    assert isinstance(g, K.KDSRStudent) and not g.training
+    assert g.weights_source.kind == "companion-trained" and "NOT the released" in g.weights_source.detail
+    snap = g.run_dir / "weights" / "net_g_000002.pth"
+    stamp = snap.stat().st_mtime_ns
+    again = kdsr_generalist("tiny", **kw)
+    assert snap.stat().st_mtime_ns == stamp  # reused, not retrained
+    assert all(torch.equal(v, again.state_dict()[k]) for k, v in g.state_dict().items())
+    with pytest.raises(WeightsNotFoundError, match="Google Drive"):
+        kdsr_generalist("paper")
