@@ -7,7 +7,10 @@ Stages (spec section 3, the official KDSR-GAN configs):
   gan      the student fine-tuned with L1 + VGG19 perceptual + vanilla GAN (weight 1.0,
            U-Net discriminator) + KD, the teacher still frozen.
 Every stage trains on Real-ESRGAN's second-order degradation WITHOUT unsharp masking of
-the source (``SecondOrderConfig(usm_sharpen=False)``: the official ``gt_usm: False``).
+the source (``SecondOrderConfig(usm_sharpen=False)``: the official ``gt_usm: False``), or,
+for the classic variants (teacher and student stages only), on KDSR's classic blur +
+bicubic + noise pipeline (``degradation="classic_iso" | "classic_aniso"``,
+``pdd.kdsr_degradations``).
 
 ``KDSRTrainer`` subclasses ``pdd.train.Trainer`` and reuses its ``fit`` (resume, atomic
 checkpoints, EMA snapshots ``weights/net_g_<iter>.pth`` in the BasicSR ``params_ema``
@@ -44,6 +47,7 @@ from .kdsr import TAU, KDSRStudent, KDSRTeacher, kd_loss, load_kdsr
 from .train import Trainer, ema_update
 
 STAGES = ("teacher", "student", "gan")
+DEGRADATIONS = ("second_order", "classic_iso", "classic_aniso")
 PRESETS = ("paper", "cpu", "tiny")
 NOT_RELEASED = ("companion-trained small KDSR ({variant}, {iters} iterations on {data}): NOT the released "
                 "KDSR model and not evidence about it")
@@ -63,6 +67,8 @@ class KDSRTrainConfig:
     hr_dir: str | None = None
     patch: int = 64                    # LR patch (official HR crop 256)
     batch: int = 9                     # per process (official: 9 per GPU on 8 GPUs)
+    degradation: str = "second_order"  # second_order (KDSR-GAN) | classic_iso | classic_aniso (KDSR_S-M/L)
+    classic_noise_max: float = 0.0     # classic: noise level ~ U[0, this] / 255 (25 for aniso + noise)
     usm_sharpen_source: bool = False   # official gt_usm False: the LR is made from the plain HR
     teacher_sees_usm_hr: bool = False  # the V2 flag l1_gt_usm: only the teacher's HR input is sharpened
     iters: int = 1_000_000
@@ -121,6 +127,10 @@ class KDSRTrainConfig:
         if self.preset not in PRESETS:
             raise ValueError(f"unknown preset {self.preset!r}; valid: {', '.join(PRESETS)}")
         variant_size(self.variant)
+        if self.degradation not in DEGRADATIONS:
+            raise ValueError(f"unknown degradation {self.degradation!r}; valid: {', '.join(DEGRADATIONS)}")
+        if self.degradation != "second_order" and self.stage == "gan":
+            raise ValueError("the gan stage is the real-world stage: it trains on the second-order pipeline")
         if self.stage in ("student", "gan") and not self.teacher:
             raise ValueError(f"the {self.stage} stage needs a frozen teacher: set teacher to a teacher run "
                              f"directory, a weights file, or the released 'KDSRT-rec'")
@@ -271,7 +281,14 @@ class KDSRTrainer(Trainer):
         cfg, base = self.cfg, t - 1
         hr = torch.cat([deg.img2tensor(self.labeled.hr_crop(base * cfg.batch + j)[0]) for j in range(cfg.batch)])
         gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + base)
-        lr = deg.second_order(hr, deg.SecondOrderConfig(scale=cfg.scale, usm_sharpen=cfg.usm_sharpen_source), gen)
+        if cfg.degradation == "second_order":
+            lr = deg.second_order(hr, deg.SecondOrderConfig(scale=cfg.scale, usm_sharpen=cfg.usm_sharpen_source), gen)
+        else:
+            from .kdsr_degradations import ClassicConfig, classic_degrade
+
+            classic = ClassicConfig(mode=cfg.degradation.removeprefix("classic_"), noise_max=cfg.classic_noise_max,
+                                    scale=cfg.scale)
+            lr = classic_degrade(hr, classic, gen)
         hr_t = torch.stack([deg.usm_sharpen(h[None])[0] for h in hr]) if cfg.teacher_sees_usm_hr else hr
         fmt = torch.channels_last if cfg.channels_last else torch.contiguous_format
         to = lambda x: x.float().to(self.device).contiguous(memory_format=fmt)  # noqa: E731

@@ -573,3 +573,58 @@ def test_kdsr_generalist_trains_once_then_reuses_and_says_it_is_not_released(hr_
     assert all(torch.equal(v, again.state_dict()[k]) for k, v in g.state_dict().items())
     with pytest.raises(WeightsNotFoundError, match="Google Drive"):
         kdsr_generalist("paper")
+
+
+# ----------------------------------------------------------------------------- classic degradation
+def test_classic_kernels_sum_to_one_and_have_the_stated_covariance():
+    from pdd.kdsr_degradations import gaussian_kernel
+
+    for args in ((2.0,), (1.5, 0.7, math.pi / 6), (0.5, 2.0, 2.0)):
+        k = gaussian_kernel(21, *args).double()
+        assert abs(k.sum().item() - 1) < 1e-6
+        # second moments of the kernel = R diag(l1^2, l2^2) R^T, written out by hand
+        l1, l2, th = (args[0], args[0], 0.0) if len(args) == 1 else args
+        c, s = math.cos(th), math.sin(th)
+        cxx = c * c * l1 ** 2 + s * s * l2 ** 2
+        cyy = s * s * l1 ** 2 + c * c * l2 ** 2
+        cxy = c * s * (l1 ** 2 - l2 ** 2)
+        ax = torch.arange(-10, 11, dtype=torch.float64)
+        y, x = torch.meshgrid(ax, ax, indexing="ij")
+        # <= 2.0 px std inside a 21-px window: truncation changes the moments by < 1e-4
+        assert abs((k * x * x).sum().item() - cxx) < 1e-3
+        assert abs((k * y * y).sum().item() - cyy) < 1e-3
+        assert abs((k * x * y).sum().item() - cxy) < 1e-3
+        assert abs((k * x).sum().item()) < 1e-9 and abs((k * y).sum().item()) < 1e-9  # centred
+
+
+def test_classic_degradation_limits_quantisation_and_seeding():
+    from pdd import degradations as deg
+    from pdd.kdsr_degradations import ClassicConfig, blur_down, classic_degrade, gaussian_kernel
+
+    torch.manual_seed(0)
+    hr = torch.rand(2, 3, 32, 40)
+    # sigma -> 0: the kernel is a delta (exp(-1/(2 * 0.05^2)) underflows), so plain MATLAB bicubic
+    assert torch.equal(blur_down(hr, gaussian_kernel(21, 0.05)), deg.bicubic_down(hr, 4))
+    cfg = ClassicConfig(mode="aniso", noise_max=25)
+    lr = classic_degrade(hr, cfg, 7)
+    assert lr.shape == (2, 3, 8, 10)
+    assert torch.equal(lr * 255, torch.round(lr * 255)) and lr.min() >= 0 and lr.max() <= 1
+    assert torch.equal(classic_degrade(hr, cfg, 7), lr)
+    assert not torch.equal(classic_degrade(hr, cfg, 8), lr)
+    # per image draws: two copies of one image get different LR
+    twins = classic_degrade(hr[:1].repeat(2, 1, 1, 1), cfg, 7)
+    assert not torch.equal(twins[0], twins[1])
+    with pytest.raises(ValueError, match="unknown classic mode"):
+        classic_degrade(hr, ClassicConfig(mode="motion"))
+
+
+def test_classic_degradation_trains_the_teacher_stage(hr_dir, tmp_path):
+    from pdd.kdsr_train import KDSRTrainer
+
+    tr = KDSRTrainer(_cfg("teacher", tmp_path, hr_dir, iters=1, degradation="classic_aniso", classic_noise_max=25),
+                     progress=False)
+    lr, hr, _ = tr.batch(1)
+    assert lr.shape == (2, 3, 16, 16) and hr.shape == (2, 3, 64, 64)
+    assert np.isfinite(tr.step(1)["l1"])
+    with pytest.raises(ValueError, match="second-order"):
+        _cfg("gan", tmp_path, hr_dir, teacher="x", init="y", degradation="classic_iso")
