@@ -60,6 +60,16 @@ def _tiny_generalist(cfg) -> tuple[torch.nn.Module, ModelInfo]:
                           parameters=sum(t.numel() for t in net.parameters()))
 
 
+def generalist_model(generalist: str | None = None, preset: str = "cpu", seed: int = 0):
+    """(model, ModelInfo) of the generalist `adapt` starts from: the name or file given, else
+    RealESRGAN_x4plus, except at the `tiny` preset, whose default is a seeded random RRDBNet."""
+    if generalist is None and preset == "tiny":
+        model, info = _tiny_generalist(make_config("tiny", seed=seed))
+    else:
+        model, info = load_upscaler(generalist or "RealESRGAN_x4plus")
+    return model.eval(), info
+
+
 def plan(lr_dir, out, generalist: str | None = None, preset: str = "cpu", mode: str = "ema",
          iters: int | None = None, hr_dir=None, pairs_dir=None, data_root=None, seed: int = 0,
          overrides: dict | None = None) -> Plan:
@@ -74,10 +84,7 @@ def plan(lr_dir, out, generalist: str | None = None, preset: str = "cpu", mode: 
     run = Path(out)
     cfg = make_config(preset, mode, seed=seed, out=str(run / "train"), domain=f"folder:{Path(lr_dir)}",
                       data_root=None if data_root is None else str(data_root))
-    if generalist is None and preset == "tiny":
-        model, info = _tiny_generalist(cfg)
-    else:
-        model, info = load_upscaler(generalist or "RealESRGAN_x4plus")
+    model, info = generalist_model(generalist, preset, seed)
     # the config describes the network actually trained (recorded in config.json)
     cfg.scale = info.scale
     if info.rrdbnet_args:
@@ -365,8 +372,10 @@ def adapt(lr_dir, out, generalist: str | None = None, preset: str = "cpu", mode:
         nr = no_reference_scores(comps)
         pr = pairs_table(base, adapted, p.domain.test_pairs) if p.domain.test_pairs else None
         write_report(run, p.info, comps, nr, pr, meta)
-        meta["report"] = {"niqe_diff_mean_ci": list(nr[1]), "pairs": None if pr is None else
-                          {k: list(v) for k, v in pr[1].items()}}
+        meta["report"] = {"niqe_per_photo": nr[0].to_dict("records"), "niqe_diff_mean_ci": list(nr[1]),
+                          "niqe_unavailable": nr[2] or None,
+                          "pairs_means": None if pr is None else pr[0].to_dict(),
+                          "pairs_gain_mean_ci": None if pr is None else {k: list(v) for k, v in pr[1].items()}}
     tmp = run / ".model.json.tmp"
     tmp.write_text(json.dumps(meta, indent=2, default=str))
     tmp.replace(done)  # written last: its presence means the run finished
