@@ -31,6 +31,7 @@ mismatch report). Training stages live in ``pdd.kdsr_train`` (CLI ``python -m pd
 """
 from __future__ import annotations
 
+import contextlib
 import re
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -248,10 +249,24 @@ class KDSRStudent(nn.Module):
         self.size, self.scale = size, scale
         self.G = KDSRNet(size.n_feats, size.n_blocks, scale)
         self.E_st = KDIDE(3, size.n_feats, size.n_encoder_res)
+        self._shared_d: torch.Tensor | None = None  # set only inside shared_idr()
 
     def idr(self, lr: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         _check_lr(lr)
         return self.E_st(lr)
+
+    @contextlib.contextmanager
+    def shared_idr(self, lr: torch.Tensor):
+        """Inside this block ``forward`` uses the D of the whole ``lr`` batch for any input of
+        that batch size: for tiled inference, where each tile would otherwise estimate its own
+        D (D is a global per-image vector). ``with net.shared_idr(lr): upscale(net, lr, tile=64)``."""
+        with torch.no_grad():
+            d, _ = self.idr(lr)
+        self._shared_d = d
+        try:
+            yield d
+        finally:
+            self._shared_d = None
 
     def sr_from_idr(self, lr: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
         return self.G(lr, d)
@@ -262,6 +277,10 @@ class KDSRStudent(nn.Module):
         return self.G(lr, d), d, d_rich
 
     def forward(self, lr: torch.Tensor) -> torch.Tensor:
+        if self._shared_d is not None:
+            if self._shared_d.shape[0] != lr.shape[0]:
+                raise ValueError(f"shared_idr holds D for {self._shared_d.shape[0]} images, the input has {lr.shape[0]}")
+            return self.G(lr, self._shared_d.to(lr.device))
         d, _ = self.idr(lr)
         return self.G(lr, d)
 

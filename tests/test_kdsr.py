@@ -628,3 +628,27 @@ def test_classic_degradation_trains_the_teacher_stage(hr_dir, tmp_path):
     assert np.isfinite(tr.step(1)["l1"])
     with pytest.raises(ValueError, match="second-order"):
         _cfg("gan", tmp_path, hr_dir, teacher="x", init="y", degradation="classic_iso")
+
+
+def test_tiled_inference_can_share_the_whole_image_d():
+    from pdd.evaluate import upscale
+
+    torch.manual_seed(0)
+    net = K.KDSRStudent("tiny").eval()
+    lr = torch.rand(1, 3, 12, 12)
+    whole = upscale(net, lr, clamp=False)
+    # tiles of 6 px with an overlap covering the whole image: every tile sees all of it, so
+    # only D can differ from the whole-image run -- and with the shared D nothing does
+    with net.shared_idr(lr) as d:
+        tiled = upscale(net, lr, tile=6, overlap=12, clamp=False)
+        torch.testing.assert_close(d, net.idr(lr)[0])
+    torch.testing.assert_close(tiled, whole, rtol=1e-5, atol=1e-6)
+    assert net._shared_d is None  # restored after the block
+    # without it, each tile pools D over its own crop: with no overlap those D differ from
+    # the whole image's, and so do the outputs
+    own = upscale(net, lr, tile=6, overlap=0, clamp=False)
+    with net.shared_idr(lr):
+        shared = upscale(net, lr, tile=6, overlap=0, clamp=False)
+    assert not torch.allclose(own, shared)
+    with net.shared_idr(lr), pytest.raises(ValueError, match="shared_idr holds D for 1"):
+        net(torch.rand(2, 3, 6, 6))
