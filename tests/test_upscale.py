@@ -114,3 +114,15 @@ def test_cli_mirrors_the_tree_skips_existing_and_overwrites(tmp_path, capsys):
     assert (out / "sub" / "a_out.png").stat().st_mtime_ns == before
     U.main(argv + ["--overwrite", "-s", "2", "--suffix", ""])
     assert Image.open(out / "sub" / "a.png").size == (20, 24)
+
+
+def test_color_correct_gives_the_output_the_inputs_channel_statistics():
+    class Tinted(Nearest):  # x2 nearest with a colour cast the correction must undo
+        def forward(self, x):
+            return super().forward(x) * torch.tensor([0.5, 1.0, 1.0]).view(1, 3, 1, 1) + 0.1
+
+    img = np.random.default_rng(3).random((16, 12, 3)).astype(np.float32) * 0.8 + 0.1
+    out = U.upscale_image(Tinted(2), img, 2, color_correct=True)
+    # nearest x2 repeats every pixel 4 times: the same mean and (almost) the same std per channel
+    np.testing.assert_allclose(out.mean(axis=(0, 1)), img.mean(axis=(0, 1)), atol=1e-4)
+    np.testing.assert_allclose(out.std(axis=(0, 1)), img.std(axis=(0, 1)), rtol=0.02)
