@@ -153,19 +153,21 @@ def test_adapt_cli_end_to_end_with_resume_and_reuse(tmp_path, monkeypatch, capsy
     assert "reusing it" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("arch", ["Compact", "SPAN"])
-def test_trainer_adapts_a_spandrel_network(arch, tmp_path):
-    """EMA PDD needs only that S maps (N,3,H,W) to (N,3,sH,sW): Compact x2 and SPAN x4 train
-    for two iterations and come back out as the same architecture, with changed weights."""
+@pytest.mark.parametrize("arch,mode", [("Compact", "ema"), ("SPAN", "ema"), ("Compact", "static")])
+def test_trainer_adapts_a_spandrel_network(arch, mode, tmp_path):
+    """PDD needs only that S maps (N,3,H,W) to (N,3,sH,sW): Compact x2 and SPAN x4 train
+    for two iterations and come back out as the same architecture, with changed weights
+    (static: G is a frozen copy of the generalist)."""
     import spandrel
 
     make, scale = _spandrel_archs()[arch]
     torch.manual_seed(0)
     gen = _save(make(), tmp_path / "g.safetensors")
-    run = A.adapt(_photos(tmp_path / "ph"), tmp_path / "run", generalist=str(gen), preset="tiny", iters=2,
+    run = A.adapt(_photos(tmp_path / "ph"), tmp_path / "run", generalist=str(gen), preset="tiny", mode=mode, iters=2,
                   data_root=tmp_path / "nodata", progress=False, estimate=False, report=False, log=lambda s: None)
     meta = json.loads((run / "model.json").read_text())
     assert meta["architecture"] == arch and meta["scale"] == scale and meta["iterations"] == 2
+    assert meta["mode"] == mode and (mode != "static" or "copy of S" in meta["sources"]["G"])
     back = spandrel.ModelLoader().load_from_file(str(run / "model.safetensors"))
     assert back.architecture.id == arch and back.scale == scale
     before = spandrel.ModelLoader().load_from_file(str(gen)).model.state_dict()
