@@ -18,7 +18,8 @@ layout that ``pdd.kdsr.load_kdsr`` reads, log.csv, NaN stop); it replaces the ne
 set-up, ``batch`` and ``step``. Logged per iteration: l1, kd (and the other terms), total,
 ``idr_l1`` (L1 between D'_S and D'_T: logged only, as the official code), and encoder
 outputs: ``d_norm`` (mean L2 norm of D), ``d_spread`` (std of D across the batch, averaged
-over channels: near 0 means D ignores the degradation), ``d_teacher_spread``.
+over channels: near 0 means D ignores the degradation), ``d_teacher_spread``; and at every
+checkpoint the EMA encoder's D and D' on a fixed probe batch (``idr/idr_<iter>.npz``).
 
 Under the ``cpu`` and ``tiny`` presets this trains a small KDSR from scratch on the
 built-in photos: NOT the released model, and not evidence about it.
@@ -349,6 +350,28 @@ class KDSRTrainer(Trainer):
         self.sched_g.step()
         ema_update(self.ema, self.s, cfg.ema_decay)
         return log
+
+
+    # ------------------------------------------------------------------ checkpoints
+    def save(self) -> None:
+        """Trainer's checkpoint and EMA snapshot, plus the encoder's outputs on a fixed probe
+        batch (iteration 1's LR, and its HR for the teacher): ``idr/idr_<iter>.npz`` with the
+        EMA network's D and D' (and the frozen teacher's, in the student and gan stages), so
+        the representation's evolution can be read back without rerunning anything."""
+        super().save()
+        import numpy as np
+
+        lr, _, hr_t = self.batch(1)
+        with torch.no_grad():
+            arrays = dict(zip(("d", "d_rich"), self.ema.idr(lr, hr_t) if self.cfg.stage == "teacher"
+                              else self.ema.idr(lr)))
+            if self.teacher is not None:
+                arrays.update(zip(("d_teacher", "d_rich_teacher"), self.teacher.idr(lr, hr_t)))
+        folder = self.out / "idr"
+        folder.mkdir(exist_ok=True)
+        tmp = folder / f".idr_{self.iteration:06d}.npz"
+        np.savez(tmp, iteration=self.iteration, **{k: v.float().cpu().numpy() for k, v in arrays.items()})
+        os.replace(tmp, folder / f"idr_{self.iteration:06d}.npz")
 
 
 def train_kdsr(cfg: KDSRTrainConfig, progress: bool = True) -> Path:

@@ -416,6 +416,13 @@ def test_resume_reproduces_the_uninterrupted_run(teacher_run, hr_dir, tmp_path):
     for a, b in ((full.s, resumed.s), (full.ema, resumed.ema)):
         assert all(torch.equal(v, b.state_dict()[k]) for k, v in a.state_dict().items())
     assert (tmp_path / "full" / "log.csv").read_text().count("\n") == (tmp_path / "half" / "log.csv").read_text().count("\n")
+    # the encoder's outputs on the probe batch are kept at every checkpoint
+    for it in (2, 4):
+        z = np.load(tmp_path / "full" / "idr" / f"idr_{it:06d}.npz")
+        assert z["d"].shape == (2, 32) and z["d_rich"].shape == (2, 128) and z["d_teacher"].shape == (2, 32)
+        assert int(z["iteration"]) == it
+    z_half = np.load(tmp_path / "half" / "idr" / "idr_000004.npz")
+    assert np.array_equal(z_half["d"], np.load(tmp_path / "full" / "idr" / "idr_000004.npz")["d"])
 
 
 def test_corrupt_checkpoint_in_a_run_gets_a_named_error(hr_dir, tmp_path):
