@@ -401,3 +401,22 @@ def test_cli_from_a_config_file(data_root, tmp_path, monkeypatch, capsys):
     printed = capsys.readouterr().out
     assert "NOT the paper's 500,000-iteration" in printed and "deviation: FAR aligned encoder: VGG19" in printed
     assert (tmp_path / "run" / "weights" / "net_g_000001.pth").is_file()
+
+
+def test_hr_aware_gains_beside_the_paper():
+    import pandas as pd
+
+    from pdd import paper as P
+    paper = P.hr_aware_paper_gains().set_index(["model", "paper domain", "metric"])["paper Δ"]
+    assert paper[("HR-aware fine-tuning", "NTIRE20", "psnr")] == pytest.approx(25.87 - 25.08)
+    assert paper[("HR-aware: controller only", "Canon", "lpips")] == pytest.approx(0.2434 - 0.2607)
+    assert paper[("HR-aware: FAR only", "Canon", "nrqm")] == pytest.approx(6.113 - 6.065)
+    ours = pd.DataFrame({"model": ["generalist", "HR-aware fine-tuning"], "test set": ["target (X^U)"] * 2,
+                         "psnr": [24.0, 24.5], "ssim": [0.70, 0.69], "lpips": [float("nan")] * 2,
+                         "nrqm": [5.0, 5.1]})
+    df = P.hr_aware_gains_beside_paper(ours, our_domain="Synth-Defocus")
+    row = df[(df["model"] == "HR-aware fine-tuning") & (df["paper domain"] == "NTIRE20")].set_index("metric")
+    assert row.loc["psnr", "ours Δ"] == pytest.approx(0.5) and row.loc["psnr", "same direction?"] == "yes"
+    assert row.loc["ssim", "same direction?"] == "no"          # ours −0.01, paper +0.0143
+    assert math.isnan(row.loc["lpips", "ours Δ"]) and row.loc["lpips", "note"] == "unavailable in our run"
+    assert set(df[df["model"] == "HR-aware: FAR only"]["note"]) == {"not in our table"}
