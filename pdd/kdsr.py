@@ -411,12 +411,12 @@ def infer_size(sd: dict) -> tuple[str, KDSRSize, int]:
 
 
 def load_kdsr(name_or_path="KDSRS-GAN", variant: str | KDSRSize | None = None, role: str | None = None,
-              scale: int = 4):
+              scale: int | None = None):
     """A KDSR network in eval mode with ``.weights_source``, loaded strictly.
 
     ``name_or_path``: a name in ``RELEASED`` (resolved by ``resolve_kdsr``) or a file path
-    (.pth/.pt read with ``weights_only=True``, or .safetensors). ``variant``/``role``
-    default to the released file's, or are inferred from the file's shapes for a path.
+    (.pth/.pt read with ``weights_only=True``, or .safetensors). ``variant``/``role``/``scale``
+    default to the released file's, or are inferred from the file's shapes (scale 4 if not).
     A file that does not match raises ``WeightsError`` listing missing, unexpected and
     mis-shaped keys and the size the file looks like; nothing is loaded non-strictly.
     """
@@ -437,6 +437,7 @@ def load_kdsr(name_or_path="KDSRS-GAN", variant: str | KDSRSize | None = None, r
     except (KeyError, IndexError, AttributeError):
         guessed_role, guessed_size, guessed_scale, hint = None, None, None, " (the file does not look like KDSR)"
     role = role or guessed_role or "student"
+    scale = scale or guessed_scale or 4
     if role not in ("student", "teacher"):
         raise ValueError(f"role must be 'student' or 'teacher', got {role!r}")
     variant = variant or guessed_size

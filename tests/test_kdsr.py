@@ -659,3 +659,11 @@ def test_tiled_inference_can_share_the_whole_image_d():
     assert not torch.allclose(own, shared)
     with net.shared_idr(lr), pytest.raises(ValueError, match="shared_idr holds D for 1"):
         net(torch.rand(2, 3, 6, 6))
+
+
+def test_loader_infers_the_scale_of_an_x2_file(tmp_path):
+    torch.manual_seed(0)
+    net = K.KDSRStudent("tiny", scale=2)
+    torch.save(net.state_dict(), tmp_path / "x2.pth")
+    loaded = K.load_kdsr(tmp_path / "x2.pth")
+    assert loaded.scale == 2 and loaded(torch.rand(1, 3, 5, 6)).shape == (1, 3, 10, 12)
