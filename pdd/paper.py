@@ -853,7 +853,7 @@ __all__ += ["KDSR_COLUMNS", "KDSR_CONVENTIONS", "KDSR_FLOP_CAVEAT", "KDSR_NOT_RE
 # (COLUMNS), source "hr_aware"; read them with ``hr_aware_table``.
 # --------------------------------------------------------------------------------------
 
-from decimal import ROUND_HALF_UP, Decimal  # noqa: E402 -- kept inside this section
+from decimal import ROUND_HALF_UP, Decimal  # kept inside this section
 
 HR_AWARE_PAPER_FILE = "related_hr_aware_003_4bcc3bd5cbd579f7.txt"
 HR_AWARE_SOURCE = "hr_aware"
@@ -1047,7 +1047,8 @@ def hr_aware_gains_beside_paper(ours: pd.DataFrame, our_baseline: str = "general
     return df
 
 
-__all__ += ["HR_AWARE_PAPER_FILE", "HR_AWARE_TABLES", "HR_AWARE_VS_PDD_BASELINE", "HR_AWARE_GAIN_ROWS",
-            "hr_aware_table", "hr_aware_baseline_vs_pdd", "hr_aware_paper_gains", "hr_aware_gains_beside_paper"]
+__all__ += ["HR_AWARE_CONVENTIONS", "HR_AWARE_GAIN_ROWS", "HR_AWARE_PAPER_FILE", "HR_AWARE_TABLES",
+            "HR_AWARE_VS_PDD_BASELINE", "hr_aware_baseline_vs_pdd", "hr_aware_gains_beside_paper",
+            "hr_aware_paper_gains", "hr_aware_table"]
 # END HR-AWARE SECTION
 # ======================================================================================
