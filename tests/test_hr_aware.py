@@ -82,6 +82,8 @@ def test_upsample_constant_stays_constant_and_probe_endpoints():
     up = H.upsample(x, 4)
     assert up.shape == (2, 3, 20, 24)
     torch.testing.assert_close(up, torch.full_like(up, 0.3))
+    up = H.upsample(torch.full((1, 3, 6, 6), 0.3), 4, method="matlab")
+    torch.testing.assert_close(up, torch.full((1, 3, 24, 24), 0.3))
     x, y = torch.rand(1, 3, 4, 4), torch.rand(1, 3, 16, 16)
     torch.testing.assert_close(H.interpolation_probe(x, y, 0.0), y)
     torch.testing.assert_close(H.interpolation_probe(x, y, 1.0), F.interpolate(x, scale_factor=4, mode="bicubic"))
@@ -220,6 +222,10 @@ def test_stage_b_step_changes_only_m(data_root, stage_a_run, tmp_path):
     hr = tr.s(x)
     s, _ = tr._s(x, hr, 2, "B")
     assert not s.requires_grad
+    tr.cfg.detach_hqi = False  # the undetached variant lets M feel the controller
+    s, _ = tr._s(x, hr, 2, "B")
+    assert s.requires_grad
+    tr.cfg.detach_hqi = True
     # its noise is a pure function of (seed, t)
     torch.testing.assert_close(torch.randn(4, generator=tr.noise_generator(5)),
                                torch.randn(4, generator=tr.noise_generator(5)))
