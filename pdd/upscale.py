@@ -70,22 +70,28 @@ def run_tiled(model, x: torch.Tensor, scale: int, tile: int = 0, tile_pad: int =
     if tile <= 0 or (h <= tile and w <= tile):
         return _forward(model, x, scale, multiple)
     out = torch.zeros(1, c, h * scale, w * scale)
-    wsum = torch.zeros(1, 1, h * scale, w * scale)
     ramp = 2 * tile_pad * scale
-    for y0 in range(0, h, tile):
-        for x0 in range(0, w, tile):
-            cy0, cy1 = max(y0 - tile_pad, 0), min(y0 + tile + tile_pad, h)
-            cx0, cx1 = max(x0 - tile_pad, 0), min(x0 + tile + tile_pad, w)
+
+    def spans(n):  # per tile row (or column): extended LR span and its 1-D weights
+        return [(max(a - tile_pad, 0), min(a + tile + tile_pad, n)) for a in range(0, n, tile)]
+
+    rows, cols = spans(h), spans(w)
+    wrows = [_ramp((b - a) * scale, a > 0, b < h, ramp) for a, b in rows]
+    wcols = [_ramp((b - a) * scale, a > 0, b < w, ramp) for a, b in cols]
+    # The tiles form a full grid and each weight is wy(y) * wx(x), so the total weight is
+    # separable too: (sum of row ramps)(y) * (sum of column ramps)(x). No full-size weight map.
+    sy, sx = torch.zeros(h * scale), torch.zeros(w * scale)
+    for (a, b), wy in zip(rows, wrows):
+        sy[a * scale:b * scale] += wy
+    for (a, b), wx in zip(cols, wcols):
+        sx[a * scale:b * scale] += wx
+    for (cy0, cy1), wy in zip(rows, wrows):
+        for (cx0, cx1), wx in zip(cols, wcols):
             piece = _forward(model, x[..., cy0:cy1, cx0:cx1], scale, multiple)
-            wy = _ramp((cy1 - cy0) * scale, cy0 > 0, cy1 < h, ramp)
-            wx = _ramp((cx1 - cx0) * scale, cx0 > 0, cx1 < w, ramp)
-            wt = (wy[:, None] * wx[None, :])[None, None]
-            ys, xs = slice(cy0 * scale, cy1 * scale), slice(cx0 * scale, cx1 * scale)
-            out[..., ys, xs] += piece * wt
-            wsum[..., ys, xs] += wt
+            out[..., cy0 * scale:cy1 * scale, cx0 * scale:cx1 * scale] += piece * (wy[:, None] * wx[None, :])
             if on_tile is not None:
                 on_tile()
-    return out / wsum
+    return out.div_(sy[:, None] * sx[None, :])
 
 
 def n_tiles(h: int, w: int, tile: int) -> int:
