@@ -110,14 +110,27 @@ def _decode(path: Path, data: bytes) -> np.ndarray:
     if ext in (".tif", ".tiff"):
         import tifffile  # a dependency of scikit-image; reads 16-bit RGB TIFF that Pillow cannot
 
-        a = tifffile.imread(io.BytesIO(data), key=0)
-        if a.ndim == 3 and a.shape[0] in (1, 2, 3, 4) and a.shape[2] not in (1, 2, 3, 4):
-            a = np.moveaxis(a, 0, -1)  # planar (C,H,W) storage
-        if a.dtype == np.uint8 or a.dtype == np.uint16:
-            return a
-        if a.dtype == bool:
-            return a.astype(np.uint8) * 255
-        raise PhotoError(f"{path}: {a.dtype} TIFF is not supported (expected 8 or 16 bit integers)")
+        try:
+            a = tifffile.imread(io.BytesIO(data), key=0)
+        except ValueError as e:
+            # LZW / JPEG compression need the optional imagecodecs; Pillow decodes those, but
+            # only up to 8 bits per colour channel, so 16-bit colour must not go that way.
+            if "imagecodecs" not in str(e):
+                raise
+            with tifffile.TiffFile(io.BytesIO(data)) as tf:
+                page = tf.pages[0]
+                if page.bitspersample > 8 and page.samplesperpixel > 1:
+                    raise PhotoError(f"{path}: {page.bitspersample}-bit colour TIFF with {page.compression.name} "
+                                     f"compression: pip install imagecodecs to read it at full depth") from e
+            a = None  # 8-bit, or 16-bit grey: Pillow below
+        if a is not None:
+            if a.ndim == 3 and a.shape[0] in (1, 2, 3, 4) and a.shape[2] not in (1, 2, 3, 4):
+                a = np.moveaxis(a, 0, -1)  # planar (C,H,W) storage
+            if a.dtype == np.uint8 or a.dtype == np.uint16:
+                return a
+            if a.dtype == bool:
+                return a.astype(np.uint8) * 255
+            raise PhotoError(f"{path}: {a.dtype} TIFF is not supported (expected 8 or 16 bit integers)")
     if ext in HEIC_EXTS:
         if not heif_available():
             raise PhotoError(f"{path}: HEIC/HEIF needs the optional package pillow-heif "

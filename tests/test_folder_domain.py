@@ -92,7 +92,8 @@ def test_rgba_alpha_split_and_grayscale_replicated(tmp_path):
 
 def test_common_formats_are_read(tmp_path):
     a = np.random.default_rng(3).integers(0, 256, (16, 24, 3), dtype=np.uint8)
-    for ext, kw in ((".jpg", {"quality": 100, "subsampling": 0}), (".webp", {"lossless": True}), (".bmp", {}), (".tiff", {})):
+    for ext, kw in ((".jpg", {"quality": 100, "subsampling": 0}), (".webp", {"lossless": True}), (".bmp", {}),
+                    (".tiff", {}), (".tif", {"compression": "tiff_lzw"})):  # LZW: Pillow's decoder, not tifffile's
         Image.fromarray(a).save(tmp_path / f"x{ext}", **kw)
         got = P.read_photo(tmp_path / f"x{ext}").pixels
         assert got.shape == a.shape and got.dtype == np.uint8
