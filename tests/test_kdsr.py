@@ -686,3 +686,15 @@ def test_bf16_autocast_loss_terms_agree_with_fp32(teacher_run, hr_dir, tmp_path)
             terms[bf16] = (F.l1_loss(sr.float(), hr).item(), K.kd_loss(d_rich, d_rich_t).item())
     for fp32, bf16 in zip(terms[False], terms[True]):
         assert abs(bf16 - fp32) <= 0.01 * abs(fp32)
+
+
+def test_v2_flag_sharpens_only_the_teachers_hr(hr_dir, tmp_path):
+    from pdd import degradations as deg
+    from pdd.kdsr_train import KDSRTrainer
+
+    plain = KDSRTrainer(_cfg("teacher", tmp_path / "v1", hr_dir), progress=False).batch(3)
+    v2 = KDSRTrainer(_cfg("teacher", tmp_path / "v2", hr_dir, teacher_sees_usm_hr=True), progress=False).batch(3)
+    assert torch.equal(plain[0], v2[0]) and torch.equal(plain[1], v2[1])  # LR and the loss target unchanged
+    assert torch.equal(plain[2], plain[1])
+    torch.testing.assert_close(v2[2], torch.cat([deg.usm_sharpen(h[None]) for h in v2[1]]))
+    assert not torch.equal(v2[2], v2[1])
