@@ -739,6 +739,10 @@ class HRAwareTrainer(Trainer):
 
         self.cfg = cfg.validate()
         self.progress = progress
+        if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # every rank would write the same run directory
+            raise RuntimeError("pdd.hr_aware trains in one process; run it without torchrun (no DDP support yet)")
+        if cfg.bf16 or cfg.channels_last:
+            raise ValueError("pdd.hr_aware runs in fp32 with the default memory format: set bf16/channels_last False")
         self.world, self.rank = 1, 0
         self.device = resolve_device(cfg.device)
         if cfg.threads:
