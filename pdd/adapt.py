@@ -109,13 +109,12 @@ def plan(lr_dir, out, generalist: str | None = None, preset: str = "cpu", mode: 
 
 def describe(p: Plan) -> str:
     rep = p.domain.unlabeled_lr.report
-    sizes = p.domain.unlabeled_lr.sizes
-    areas = sorted(h * w for h, w in sizes)
+    sizes = sorted(p.domain.unlabeled_lr.sizes, key=lambda s: (s[0] * s[1], s))
     lines = [
         f"generalist: {p.info.name} ({p.info.architecture}, x{p.info.scale}, {p.info.parameters / 1e6:.2f} M parameters)",
         f"  from {p.info.source}",
         f"your photos (X^U): {len(rep.used)} used as {len(sizes)} patches, {len(rep.skipped)} skipped, "
-        f"{len(rep.system)} system files ignored; patch sizes {min(areas)}..{max(areas)} px",
+        f"{len(rep.system)} system files ignored; patches from {sizes[0][1]}x{sizes[0][0]} to {sizes[-1][1]}x{sizes[-1][0]} px",
         *[f"  skipped {f}: {why}" for f, why in rep.skipped[:20]],
         *([f"  ... and {len(rep.skipped) - 20} more"] if len(rep.skipped) > 20 else []),
         f"labeled source (X^L = bicubic of Y^L): {len(p.domain.labeled_hr)} HR images <- {p.domain.sources['labeled']}",
