@@ -109,9 +109,18 @@ def test_adapt_cli_end_to_end_with_resume_and_reuse(tmp_path, monkeypatch, capsy
     (photos / "broken.jpg").write_bytes(b"\xff\xd8 not really")
     torch.manual_seed(0)
     torch.save({"params_ema": RRDBNet(**TINY).state_dict()}, tmp_path / "gen.pth")
+    pairs = tmp_path / "pairs"
+    rng = np.random.default_rng(1)
+    for name in ("a", "b"):
+        hr = rng.integers(0, 256, (96, 96, 3), dtype=np.uint8)
+        (pairs / "hr").mkdir(parents=True, exist_ok=True)
+        (pairs / "lr").mkdir(exist_ok=True)
+        Image.fromarray(hr).save(pairs / "hr" / f"{name}.png")
+        Image.fromarray(hr).resize((24, 24), Image.BICUBIC).save(pairs / "lr" / f"{name}.png")
     run = tmp_path / "run"
     argv = ["--lr-dir", str(photos), "--out", str(run), "--generalist", str(tmp_path / "gen.pth"), "--preset", "tiny",
-            "--iters", "4", "--set", "ckpt_every=2", "--no-progress", "--data-root", str(tmp_path / "nodata")]
+            "--iters", "4", "--set", "ckpt_every=2", "--no-progress", "--data-root", str(tmp_path / "nodata"),
+            "--pairs-dir", str(pairs)]
 
     real_step = Trainer.step
 
@@ -147,7 +156,10 @@ def test_adapt_cli_end_to_end_with_resume_and_reuse(tmp_path, monkeypatch, capsy
         assert torch.allclose(sp.model.eval()(x), ours.eval()(x), atol=1e-5)
     html = (run / "report.html").read_text()
     assert "data:image/png;base64," in html and "src='http" not in html and "not evidence" in html
-    assert "Training curves" in html and "NIQE" in html
+    assert "Training curves" in html and "NIQE" in html and "Held-out pairs (full reference)" in html
+    gains = meta["report"]["pairs_gain_mean_ci"]
+    assert set(gains) == {"psnr", "ssim", "psnr_cc"} and all(np.isfinite(v).all() for v in gains.values())
+    assert set(meta["report"]["pairs_means"]) == {"generalist", "adapted"}
 
     assert A.main(argv) == 0
     assert "reusing it" in capsys.readouterr().err
