@@ -140,21 +140,21 @@ def _decode(path: Path, data: bytes) -> np.ndarray:
     im.load()  # decode now, so truncation surfaces here
     mode = im.mode
     if mode in ("I;16", "I;16L", "I;16B", "I;16N"):
-        return np.asarray(im).astype(np.uint16)
+        return np.array(im).astype(np.uint16)
     if mode == "I":
-        a = np.asarray(im)
+        a = np.array(im)
         if a.min() < 0 or a.max() > 65535:
             raise PhotoError(f"{path}: 32-bit integer image with values outside 0..65535 is not supported")
         return a.astype(np.uint16)
     if mode == "F":
         raise PhotoError(f"{path}: floating-point images are not supported (expected 8 or 16 bit)")
     if mode in ("RGB", "L", "RGBA", "LA"):
-        return np.asarray(im)
+        return np.array(im)
     if mode == "1":
-        return np.asarray(im.convert("L"))
+        return np.array(im.convert("L"))
     if mode in ("P", "PA"):
-        return np.asarray(im.convert("RGBA" if "transparency" in im.info or mode == "PA" else "RGB"))
-    return np.asarray(im.convert("RGB"))  # CMYK, YCbCr, LAB, ...
+        return np.array(im.convert("RGBA" if "transparency" in im.info or mode == "PA" else "RGB"))
+    return np.array(im.convert("RGB"))  # CMYK, YCbCr, LAB, ...
 
 
 def read_photo(path) -> Photo:
