@@ -22,6 +22,7 @@ import logging
 import os
 import sys
 import warnings
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -278,14 +279,15 @@ class PhotoSet(Sequence):
         self.items = list(items)  # (path, (top, left, bottom, right))
         self.report, self.eight_bit = report, eight_bit
         self.paths = [p for p, _ in self.items]
-        self.names = [f"{p.relative_to(report.root)}" + (f"#{k}" if self._multi(p) else "")
-                      for k, (p, _) in enumerate(self.items)]
+        per_photo = Counter(self.paths)
+        seen: Counter = Counter()
+        self.names = []
+        for p in self.paths:  # "photo.jpg", or "photo.jpg#k" for patch k of a photo cut into several
+            self.names.append(f"{p.relative_to(report.root)}" + (f"#{seen[p]}" if per_photo[p] > 1 else ""))
+            seen[p] += 1
         total = sum((b[2] - b[0]) * (b[3] - b[1]) for _, b in self.items)
         self.cache_all = total <= CACHE_PIXELS
         self._decoded: dict[Path, np.ndarray] = {}
-
-    def _multi(self, p):
-        return sum(q == p for q in self.paths) > 1
 
     def __len__(self):
         return len(self.items)

@@ -167,7 +167,7 @@ def test_large_photo_is_cut_into_patches_not_resized(tmp_path):
     assert len(s) == 6 and s.sizes == [(100, 100)] * 6
     np.testing.assert_array_equal(s[0], a[:100, :100])
     np.testing.assert_array_equal(s[5], a[200:, 100:])
-    assert s.names[0] == "big.png#0"
+    assert s.names[0] == "big.png#0" and s.names[5] == "big.png#5"
 
 
 def test_folder_domain_trains_on_16bit_values(tmp_path):
