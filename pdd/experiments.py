@@ -21,38 +21,75 @@ import numpy as np
 import pandas as pd
 
 from . import ROOT
-from .config import TrainConfig, make_config
-from .train import last_weights, load_rrdbnet_like
+from .config import FROM_SCRATCH, TrainConfig, make_config, pretrain_config, pretrain_run_name
+from .train import load_rrdbnet_like
 
 # row name -> (mode, config overrides). The control has the same supervised loss as PDD,
 # GAN term included; the GAN-free control shows what the GAN term does on its own.
+# "generalist"/"specialist" as init_s mean the starting model's weights file.
 METHODS = {
     "finetune control": ("finetune", {}),
     "finetune control, no GAN": ("finetune", {"gan": False}),
     "naive distillation": ("naive", {}),
     "static PDD": ("static", {}),
     "EMA PDD": ("ema", {}),
+    # From-scratch presets: static PDD starts from a pretrained specialist, so its control is
+    # that specialist trained on with the same supervised loss (under cpu the specialist IS
+    # the finetune control, so the row would repeat it).
+    "specialist finetune control": ("finetune", {"init_s": "specialist"}),
 }
 GENERALIST = "generalist"
+SPECIALIST = "specialist"
+
+
+def default_methods(preset: str) -> list[str]:
+    return [m for m in METHODS if preset in FROM_SCRATCH or m != "specialist finetune control"]
 
 
 def _slug(text: str) -> str:
     return "".join(c if c.isalnum() else "-" for c in text.lower()).strip("-")
 
 
+def pretrain_dir(preset: str, domain: str, runs_dir, role: str, seed: int, iters: int | None = None) -> Path:
+    return Path(runs_dir) / preset / domain / pretrain_run_name(preset, role, seed, iters)
+
+
+def pretrain_configs(preset: str, domain: str, seeds, runs_dir, data_root=None,
+                     pretrain_iters: int | None = None) -> list[TrainConfig]:
+    """The from-scratch presets' pretraining runs (generalist + specialist per seed); [] otherwise."""
+    if preset not in FROM_SCRATCH:
+        return []
+    return [pretrain_config(preset, role, domain, s, str(pretrain_dir(preset, domain, runs_dir, role, s, pretrain_iters)),
+                            data_root, pretrain_iters) for s in seeds for role in ("generalist", "specialist")]
+
+
+def _pretrained_file(preset, domain, runs_dir, role, seed, pretrain_iters) -> str:
+    cfg = pretrain_config(preset, role, domain, seed, str(pretrain_dir(preset, domain, runs_dir, role, seed, pretrain_iters)),
+                          iters=pretrain_iters)
+    f = Path(cfg.out) / "weights" / f"net_g_{cfg.iters:06d}.pth"
+    if not f.exists():  # not pretrained yet (compare_methods pretrains in parallel first)
+        from .train import pretrained
+        pretrained(role, preset, domain, seed=seed, iters=pretrain_iters, runs_dir=runs_dir, progress=False)
+    return str(f)
+
+
 def generalist_file(preset: str, domain: str, runs_dir, seed: int = 0, pretrain_iters: int | None = None) -> str:
-    """The generalist's weights name/path: RealESRGAN_x4plus, or the tiny one the companion trains."""
-    if preset != "tiny":
+    """The generalist's weights name/path: RealESRGAN_x4plus, or the small one the companion
+    pretrains from scratch under ``scratch``/``tiny`` (one per seed)."""
+    if preset not in FROM_SCRATCH:
         return "RealESRGAN_x4plus"
-    from .train import generalist
-    return str(last_weights(generalist("tiny", domain, runs_dir=runs_dir, seed=seed, iters=pretrain_iters,
-                                       progress=False).run_dir))
+    return _pretrained_file(preset, domain, runs_dir, "generalist", seed, pretrain_iters)
 
 
-def specialist_dir(preset: str, domain: str, runs_dir, seed: int) -> Path:
-    """Under paper/cpu the bicubic specialist IS the fine-tune control run (RealESRGAN
-    fine-tuned on bicubic X^L); static PDD starts from it."""
-    return Path(runs_dir) / preset / domain / f"{_slug('finetune control')}_s{seed}"
+def specialist_file(preset: str, domain: str, runs_dir, seed: int, iters: int | None = None,
+                    pretrain_iters: int | None = None) -> str:
+    """The bicubic specialist static PDD starts from: under ``scratch``/``tiny`` the one
+    pretrained from scratch on bicubic X^L; under ``paper``/``cpu`` the fine-tune control run
+    (RealESRGAN fine-tuned on bicubic X^L: one training, two roles)."""
+    if preset in FROM_SCRATCH:
+        return _pretrained_file(preset, domain, runs_dir, "specialist", seed, pretrain_iters)
+    return str(Path(runs_dir) / preset / domain / f"{_slug('finetune control')}_s{seed}" / "weights"
+               / f"net_g_{_iters(preset, iters, 'finetune'):06d}.pth")
 
 
 # Ablations of the paper (Tab. 3, 7, 8, 9; Fig. 9, 13) as (mode, overrides) on top of EMA PDD.
@@ -83,17 +120,19 @@ def method_config(method: str, preset: str, domain: str, seed: int, runs_dir, da
     if method not in table:
         raise ValueError(f"unknown method {method!r}; valid: {', '.join(table)}")
     mode, extra = table[method]
-    g_file = generalist_file(preset, domain, runs_dir, pretrain_iters=pretrain_iters)
+    g_file = generalist_file(preset, domain, runs_dir, seed, pretrain_iters)
     name = f"{_slug(method)}_s{seed}"
     if overrides:  # a changed config must not resume another config's run
         digest = hashlib.sha1(json.dumps(overrides, sort_keys=True, default=str).encode()).hexdigest()[:8]
         name = f"{_slug(method)}-{digest}_s{seed}"
     merged = {**extra, **(overrides or {})}
-    merged = {k: (g_file if v == "generalist" else v) for k, v in merged.items()}
+    if mode == "static" and "init_s" not in merged:  # paper Fig. 3a: the specialist is adapted
+        merged["init_s"] = "specialist"
+    starts = {"generalist": lambda: g_file,
+              "specialist": lambda: specialist_file(preset, domain, runs_dir, seed, iters, pretrain_iters)}
+    merged = {k: (starts[v]() if isinstance(v, str) and v in starts else v) for k, v in merged.items()}
     cfg = make_config(preset, mode, overrides={"init_s": g_file, "init_g": g_file, **merged}, domain=domain,
                       seed=seed, data_root=data_root, out=str(Path(runs_dir) / preset / domain / name))
-    if mode == "static" and "init_s" not in merged:
-        cfg.init_s = str(specialist_dir(preset, domain, runs_dir, seed) / "weights" / f"net_g_{_iters(preset, iters, 'finetune'):06d}.pth")
     if iters is not None:
         cfg.iters = iters
     return cfg
@@ -112,7 +151,10 @@ def run_methods(cfgs: list[TrainConfig], parallel: int = 2, threads: int = 1, pr
     for their specialist. Returns the wall time in seconds. A failed job raises with its log."""
     t0 = time.time()
     todo = [c for c in cfgs if not is_finished(c)]
+    # static runs of the cpu preset start from the finetune control: they wait for the first wave
     waves = [[c for c in todo if c.mode != "static"], [c for c in todo if c.mode == "static"]]
+    if all(c.preset in FROM_SCRATCH for c in todo):  # their starting models are pretrained already
+        waves = [todo, []]
     for wave in waves:
         running: list[tuple[subprocess.Popen, TrainConfig, Path]] = []
         queue = list(wave)
@@ -177,12 +219,20 @@ def evaluate_methods(cfgs: list[TrainConfig], test_sets: dict, metrics: dict, la
     frames = []
     c0 = cfgs[0]
     runs_dir = Path(runs_dir) if runs_dir else Path(c0.out).parents[2]
-    g_file = generalist_file(c0.preset, c0.domain, runs_dir, pretrain_iters=pretrain_iters)
     arch = dict(num_feat=c0.num_feat, num_block=c0.num_block, num_grow_ch=c0.num_grow_ch)
-    g_key = Path(g_file).stem if g_file != "RealESRGAN_x4plus" else "RealESRGAN_x4plus"
-    df = _eval_cached(lambda: load_rrdbnet(g_file, **arch), Path(g_key),
-                      runs_dir / c0.preset / c0.domain / "generalist_eval", test_sets, metrics)
-    frames.append(df.assign(method=GENERALIST, seed=-1, iteration=0))
+    if c0.preset in FROM_SCRATCH:
+        # one pretrained generalist and specialist per seed: rows carry their seed, and gains
+        # pair each run with the starting models of its own seed
+        for seed in sorted({c.seed for c in cfgs}):
+            for role, fn in ((GENERALIST, generalist_file), (SPECIALIST, specialist_file)):
+                f = Path(fn(c0.preset, c0.domain, runs_dir, seed, pretrain_iters=pretrain_iters))
+                df = _eval_cached(lambda f=f: load_rrdbnet(str(f), **arch), f, f.parents[1] / "eval", test_sets, metrics)
+                frames.append(df.assign(method=role, seed=seed, iteration=0))
+    else:
+        g_file = generalist_file(c0.preset, c0.domain, runs_dir, pretrain_iters=pretrain_iters)
+        df = _eval_cached(lambda: load_rrdbnet(g_file, **arch), Path("RealESRGAN_x4plus"),
+                          runs_dir / c0.preset / c0.domain / "generalist_eval", test_sets, metrics)
+        frames.append(df.assign(method=GENERALIST, seed=-1, iteration=0))
     jobs = []
     for cfg in cfgs:
         snaps = sorted((Path(cfg.out) / "weights").glob("net_g_*.pth"))
@@ -214,58 +264,179 @@ def summarize_methods(per_image: pd.DataFrame, metrics=("psnr", "psnr_cc", "ssim
     then taken over those runs (std NaN with one run), ``runs`` counts them. ``gain`` is
     the mean paired per-image difference to the generalist on the same images.
     """
+    from .evaluate import baseline_values
+
     metrics = [m for m in metrics if m in per_image.columns]
-    g = per_image[per_image.method == GENERALIST].set_index(["test set", "name"])[metrics]
     rows = []
     for (method, test_set), grp in per_image.groupby(["method", "test set"], sort=False):
         run_means = grp.groupby(["seed", "iteration"])[metrics].mean()
         row = {"method": method, "test set": test_set, "runs": len(run_means)}
-        base = g.loc[test_set]
         for m in metrics:
             row[m] = run_means[m].mean()
             row[m + " std"] = run_means[m].std() if len(run_means) > 1 else np.nan
-            diffs = grp.set_index("name")[m] - base[m].reindex(grp["name"]).values
-            row[m + " gain"] = diffs.mean()
+            row[m + " gain"] = (grp[m].values - baseline_values(per_image, GENERALIST, test_set, grp, m)).mean()
         rows.append(row)
     return pd.DataFrame(rows)
 
 
-def direction_verdict(summary: pd.DataFrame, test_set: str) -> list[str]:
-    """Sentences, computed from the numbers, on whether the paper's direction holds here:
-    EMA and static PDD above the generalist AND the control in PSNR; naive distillation
-    worse perceptually (higher NIQE) than PDD. A difference no larger than the spread
-    between runs (std over seeds x checkpoints, at least 0.02 dB) is called unresolved."""
-    s = summary[summary["test set"] == test_set].set_index("method")
+def starting_models(preset: str, domain: str, seeds=(0,), runs_dir=None, data_root=None, metrics=None,
+                    pretrain_iters: int | None = None, iters: int | None = None, specialist_path: str | None = None,
+                    parallel: int = 2, progress: bool = True) -> dict:
+    """The paper's Table 1 on a domain: train what is missing of the generalist and the bicubic
+    specialist of every seed, evaluate both on the target test set and the source protocol.
+
+    Under ``scratch``/``tiny`` both are pretrained here from scratch, one pair per seed; under
+    ``paper``/``cpu`` the generalist is RealESRGAN_x4plus and the specialist the fine-tune
+    control run of each seed (or ``specialist_path`` for every seed).
+    Returns {"per_image" (method generalist/specialist), "runs" {(role, seed): run dir}, "train_s"}.
+    """
+    from .data import open_domain
+    from .evaluate import create_metrics
+    from .weights import load_rrdbnet
+
+    runs_dir = Path(runs_dir) if runs_dir else ROOT / "runs"
+    seeds = _seed_list(seeds)
+    if preset in FROM_SCRATCH:
+        cfgs = pretrain_configs(preset, domain, seeds, runs_dir, data_root, pretrain_iters)
+    else:
+        cfgs = [] if specialist_path else [method_config("finetune control", preset, domain, s, runs_dir, data_root,
+                                                         iters) for s in seeds]
+    train_s = run_methods(cfgs, parallel=parallel, progress=progress)
+    dom = open_domain(domain, data_root)
+    metrics = metrics or create_metrics()
+    test_sets = {"target": dom.test_pairs, "source": dom.source_test_pairs}
+    arch = dict(num_feat=make_config(preset).num_feat, num_block=make_config(preset).num_block,
+                num_grow_ch=make_config(preset).num_grow_ch)
+    files = {}
+    for s in seeds:
+        files[(GENERALIST, s if preset in FROM_SCRATCH else -1)] = generalist_file(preset, domain, runs_dir, s, pretrain_iters)
+        files[(SPECIALIST, s if not specialist_path else -1)] = (
+            specialist_path or specialist_file(preset, domain, runs_dir, s, iters, pretrain_iters))
+    frames = []
+    for (role, s), f in files.items():
+        # a run's weights cache beside the run; a released name or a user's file under runs/
+        inside = Path(f).exists() and Path(f).resolve().is_relative_to(runs_dir.resolve())
+        cache = Path(f).parents[1] / "eval" if inside else runs_dir / preset / domain / f"{role}_eval"
+        df = _eval_cached(lambda f=f: load_rrdbnet(str(f), **arch), Path(f), cache, test_sets, metrics)
+        frames.append(df.assign(method=role, seed=s, iteration=0))
+    runs = {(role, s): Path(f).parents[1] for (role, s), f in files.items() if Path(f).exists()}
+    cols = ["method", "seed", "iteration", "test set", "name"]
+    per_image = pd.concat(frames, ignore_index=True)
+    return {"per_image": per_image[cols + [c for c in per_image.columns if c not in cols]], "runs": runs,
+            "train_s": train_s}
+
+
+def _seed_list(seeds) -> list[int]:
+    if isinstance(seeds, str):  # `papermill -p seeds "[0, 1]"` passes a string
+        seeds = json.loads(seeds)
+    return [int(s) for s in (seeds if isinstance(seeds, (list, tuple)) else [seeds])]
+
+
+# (method, the models it is compared with): the adapted specialist against both starting models
+# and its control; EMA PDD against the generalist and its control.
+CLAIM_PAIRS = (("static PDD", (SPECIALIST, GENERALIST, "specialist finetune control")),
+               ("EMA PDD", (GENERALIST, "finetune control")),
+               ("naive distillation", (GENERALIST,)))
+
+
+def claim_table(per_image: pd.DataFrame, metrics=("psnr", "niqe"), sides=("target", "source"),
+                n_boot: int = 2000) -> pd.DataFrame:
+    """Paired per-image differences with cluster-bootstrap CIs for ``CLAIM_PAIRS``: "adapted
+    specialist vs specialist vs generalist vs control", on the target and the source."""
+    from .evaluate import paired_difference
+
+    present = set(per_image.method)
+    spec = SPECIALIST if SPECIALIST in present else "finetune control"  # cpu: the control IS the specialist
+    rows = []
+    for method, bases in CLAIM_PAIRS:
+        for base in bases:
+            base = spec if base == SPECIALIST else base
+            if method not in present or base not in present or base == method:
+                continue
+            for m in metrics:
+                if m in per_image.columns and per_image[m].notna().any():
+                    rows += [paired_difference(per_image, method, base, side, m, n_boot=n_boot) for side in sides]
+    return pd.DataFrame(rows).drop_duplicates(subset=["method", "baseline", "test set", "metric"])
+
+
+def claim_verdict(per_image: pd.DataFrame, test_set: str = "target", source: str = "source",
+                  n_boot: int = 2000) -> list[str]:
+    """Sentences, computed from paired per-image differences with cluster-bootstrap CIs, on
+    the paper's claim: the adapted specialist (static PDD, Fig. 3a) beats BOTH starting
+    models on the target without losing the specialist's source quality; EMA PDD beats the
+    generalist; each beats the control trained with the same supervised loss and no
+    distillation (else a gain is supervised fine-tuning, not distillation)."""
+    from .evaluate import paired_difference
+
+    present = set(per_image.method)
+    spec = SPECIALIST if SPECIALIST in present else "finetune control"  # cpu: the control IS the specialist
     out = []
 
-    def val(m, k):
-        return float(s.loc[m, k]) if m in s.index and k in s.columns else np.nan
+    def cmp(m, base, side=test_set, metric="psnr"):
+        r = paired_difference(per_image, m, base, side, metric, n_boot=n_boot)
+        unit = " dB" if metric.startswith("psnr") else ""
+        return r, f"{r['difference']:+.2f}{unit} [{r['lo']:+.2f}, {r['hi']:+.2f}] vs the {base} ({r['verdict']})"
 
-    def noise(a, b, k):
-        return max(np.nan_to_num(val(a, k + " std")), np.nan_to_num(val(b, k + " std")), 0.02)
-
-    def word(d, n):
-        return "unresolved (within run spread)" if abs(d) <= n else ("higher" if d > 0 else "lower")
-
-    for m in ("EMA PDD", "static PDD"):
-        if m not in s.index:
-            continue
-        d_g = val(m, "psnr") - val(GENERALIST, "psnr")
-        d_c = val(m, "psnr") - val("finetune control", "psnr")
-        n_g, n_c = noise(m, GENERALIST, "psnr"), noise(m, "finetune control", "psnr")
-        holds = d_g > n_g and d_c > n_c
-        out.append(f"{m} PSNR on {test_set}: {d_g:+.2f} dB vs the generalist ({word(d_g, n_g)}), "
-                   f"{d_c:+.2f} dB vs the fine-tune control ({word(d_c, n_c)}) -> the paper's direction "
+    if "static PDD" in present:
+        vs_s, t_s = cmp("static PDD", spec)
+        vs_g, t_g = cmp("static PDD", GENERALIST)
+        holds = vs_s["verdict"] == "better" and vs_g["verdict"] == "better"
+        line = f"static PDD (the adapted specialist), PSNR on {test_set}: {t_s}, {t_g}"
+        if "specialist finetune control" in present:
+            line += ", " + cmp("static PDD", "specialist finetune control")[1]
+        out.append(line + f" -> the paper's claim (beats both starting models) {'HOLDS' if holds else 'does NOT hold'} here.")
+        out.append(f"static PDD on the {source} protocol (the specialist's sharpness kept?): {cmp('static PDD', spec, source)[1]}.")
+    if "EMA PDD" in present:
+        vs_g, t_g = cmp("EMA PDD", GENERALIST)
+        vs_c, t_c = cmp("EMA PDD", "finetune control") if "finetune control" in present else (None, "no control run")
+        holds = vs_g["verdict"] == "better" and vs_c is not None and vs_c["verdict"] == "better"
+        out.append(f"EMA PDD, PSNR on {test_set}: {t_g}, {t_c} -> the paper's direction "
                    f"{'holds' if holds else 'does NOT hold'} here.")
-    if "naive distillation" in s.index and "niqe" in s.columns:
+    if "naive distillation" in present and per_image.get("niqe") is not None and per_image["niqe"].notna().any():
         for m in ("EMA PDD", "static PDD"):
-            if m in s.index:
-                d = val("naive distillation", "niqe") - val(m, "niqe")
-                n = noise("naive distillation", m, "niqe")
-                verdict = ("unresolved (within run spread)" if abs(d) <= n else
-                           "as the paper says" if d > 0 else "NOT as the paper says")
-                out.append(f"naive distillation NIQE {d:+.2f} vs {m} (positive = naive perceptually worse): {verdict}.")
+            if m in present:
+                r, t = cmp("naive distillation", m, metric="niqe")
+                said = {"worse": "as the paper says", "better": "NOT as the paper says"}.get(r["verdict"], "unresolved")
+                out.append(f"naive distillation NIQE on {test_set}: {t} (the paper: naive is perceptually worse): {said}.")
     return out
+
+
+def conclusion_header(results_dir, domain: str, preset: str, cfgs=()) -> list[str]:
+    """The first lines of every later notebook's conclusions: the premise gate written by 02,
+    then whether the GAN term did anything in each trained run with a discriminator (the
+    paper's perceptual claims rest on that term)."""
+    from .evaluate import d_separation, premise_banner
+
+    lines = [premise_banner(results_dir, domain, preset)]
+    seps = {}
+    for c in cfgs:
+        if c.gan and c.sup.gan > 0 and (Path(c.out) / "log.csv").exists():
+            seps[f"{method_name(c)} s{c.seed}"] = d_separation(c.out)
+    if seps:
+        inert = [k for k, v in seps.items() if not v["separated"]]
+        spread = ", ".join(f"{k} {v['mean']:+.3f}±{v['std']:.3f}" for k, v in seps.items())
+        lines.append((f"GAN term inert in {len(inert)} of {len(seps)} runs ({', '.join(inert)}): D never separated real "
+                      "from fake, so no perceptual effect of the GAN term is tested here." if inert else
+                      f"D separated real from fake in all {len(seps)} runs with a GAN term.")
+                     + f" p_real - p_fake over the last half of each run: {spread}.")
+    return lines
+
+
+def static_conclusion(table: pd.DataFrame, metric: str = "psnr") -> list[str]:
+    """Notebook 03's sentences from its one-seed ``evaluate.compare`` table (rows named
+    "generalist …", "specialist …", "static PDD …"): mean differences, no CIs (04/07 have them)."""
+    def val(prefix, side):
+        rows = table[table.model.str.startswith(prefix) & table["test set"].str.startswith(side)]
+        return float(rows[metric].iloc[0]) if len(rows) else np.nan
+
+    t = {m: val(m, "target") for m in ("generalist", "specialist", "static PDD")}
+    src = val("static PDD", "source") - val("specialist", "source")
+    both = t["static PDD"] > t["specialist"] and t["static PDD"] > t["generalist"]
+    return [f"static PDD (the adapted specialist), {metric.upper()} on the target: "
+            f"{t['static PDD'] - t['specialist']:+.2f} vs the specialist, {t['static PDD'] - t['generalist']:+.2f} vs the "
+            f"generalist -> {'above both starting models' if both else 'NOT above both starting models'} in this one run "
+            f"(means; paired CIs in 04/07).",
+            f"On the source protocol: {src:+.2f} vs the specialist (the paper: its sharpness is kept)."]
 
 
 def compare_methods(preset: str = "cpu", domain: str = "Synth-Defocus", seeds=(0, 1), methods=None,
@@ -281,18 +452,19 @@ def compare_methods(preset: str = "cpu", domain: str = "Synth-Defocus", seeds=(0
     from .evaluate import create_metrics, markdown_table, result_record, metric_info, unavailable_note
 
     runs_dir = Path(runs_dir) if runs_dir else ROOT / "runs"
-    if isinstance(seeds, str):  # `papermill -p seeds "[0, 1]"` passes a string
-        seeds = json.loads(seeds)
-    seeds = [int(s) for s in (seeds if isinstance(seeds, (list, tuple)) else [seeds])]
-    methods = list(methods or variants or METHODS)
+    seeds = _seed_list(seeds)
+    methods = list(methods or variants or default_methods(preset))
+    # from-scratch presets: the starting models first (in parallel), every method starts from them
+    train_s = run_methods(pretrain_configs(preset, domain, seeds, runs_dir, data_root, pretrain_iters),
+                          parallel=parallel, progress=progress)
     mk = lambda m, s: method_config(m, preset, domain, s, runs_dir, data_root, iters,  # noqa: E731
                                     pretrain_iters=pretrain_iters, variants=variants)
     cfgs = [mk(m, s) for s in seeds for m in methods]
-    if any(c.mode == "static" and c.init_s.endswith(f"net_g_{c.iters:06d}.pth") and "finetune-control" in c.init_s
-           for c in cfgs) and "finetune control" not in methods:
+    if preset not in FROM_SCRATCH and any(c.mode == "static" and "finetune-control" in c.init_s for c in cfgs) \
+            and "finetune control" not in methods:
         cfgs += [method_config("finetune control", preset, domain, s, runs_dir, data_root, iters,
                                pretrain_iters=pretrain_iters) for s in seeds]
-    train_s = run_methods(cfgs, parallel=parallel, progress=progress)
+    train_s += run_methods(cfgs, parallel=parallel, progress=progress)
     dom = open_domain(domain, data_root)
     metrics = metrics or create_metrics()
     test_sets = {"target": dom.test_pairs, "source": dom.source_test_pairs}
@@ -301,7 +473,9 @@ def compare_methods(preset: str = "cpu", domain: str = "Synth-Defocus", seeds=(0
                                  pretrain_iters=pretrain_iters, variants=variants)
     eval_s = time.time() - t0
     summary = summarize_methods(per_image)
-    verdict = direction_verdict(summary, "target")
+    # the premise gate (02) and the discriminator's verdict lead; premise.json sits beside the tables
+    header = conclusion_header(Path(out_stem).parent, domain, preset, cfgs) if out_stem else []
+    verdict = header + claim_verdict(per_image)
     result = {"summary": summary, "per_image": per_image, "verdict": verdict, "train_s": train_s,
               "eval_s": eval_s, "configs": cfgs}
     if out_stem:
@@ -317,7 +491,7 @@ def compare_methods(preset: str = "cpu", domain: str = "Synth-Defocus", seeds=(0
                                iters={method_name(c, variants): c.iters for c in cfgs},
                                precision="bf16 autocast (training); fp32 evaluation" if c0.bf16 else "fp32",
                                patch=c0.patch, batch=f"{c0.batch_l}+{c0.batch_u}",
-                               generalist=generalist_file(preset, domain, runs_dir, pretrain_iters=pretrain_iters),
+                               generalist=generalist_file(preset, domain, runs_dir, seeds[0], pretrain_iters),
                                sources=sources,
                                metrics=metric_info(metrics), train_wall_s=round(train_s), eval_wall_s=round(eval_s))
         summary.to_csv(stem.with_suffix(".csv"), index=False, float_format="%.4f")
@@ -348,6 +522,7 @@ def main(argv=None) -> int:
     ap.add_argument("--domain", default="Synth-Defocus")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     ap.add_argument("--methods", nargs="+", choices=list(METHODS))
+    ap.add_argument("--pretrain-iters", type=int)
     ap.add_argument("--iters", type=int)
     ap.add_argument("--last-k", type=int, default=2)
     ap.add_argument("--parallel", type=int, default=2)
@@ -355,7 +530,7 @@ def main(argv=None) -> int:
     ap.add_argument("--out", help="output stem, e.g. results/Synth-Defocus/cpu/methods")
     a = ap.parse_args(argv)
     r = compare_methods(a.preset, a.domain, a.seeds, a.methods, a.iters, a.last_k, a.parallel, a.runs_dir,
-                        out_stem=a.out)
+                        out_stem=a.out, pretrain_iters=a.pretrain_iters)
     print(r["summary"].round(3).to_string(index=False))
     print("\n".join(r["verdict"]))
     print(f"train {r['train_s']:.0f} s, evaluate {r['eval_s']:.0f} s")

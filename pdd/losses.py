@@ -170,11 +170,12 @@ class SupervisedWeights:
 
 def supervised_loss(pred: torch.Tensor, target: torch.Tensor, pred_feats: Features, target_feats: Features,
                     w: SupervisedWeights = SupervisedWeights()) -> dict[str, torch.Tensor]:
-    """Wavelet L1 and perceptual terms of L_L (the GAN term needs D: see generator_objective)."""
-    return {
-        "wavelet": w.wavelet * wavelet_loss(pred, target, w.band_weights),
-        "perceptual": w.perceptual * perceptual_loss(pred_feats, target_feats, w.perceptual_layers),
-    }
+    """Wavelet L1 and perceptual terms of L_L (the GAN term needs D: see generator_objective).
+    Without perceptual layers (pixel-only pretraining) the perceptual term is absent."""
+    terms = {"wavelet": w.wavelet * wavelet_loss(pred, target, w.band_weights)}
+    if w.perceptual_layers:
+        terms["perceptual"] = w.perceptual * perceptual_loss(pred_feats, target_feats, w.perceptual_layers)
+    return terms
 
 
 def naive_distillation(s_u: torch.Tensor, g_u: torch.Tensor, s_l: torch.Tensor, y_l: torch.Tensor,
@@ -240,6 +241,14 @@ def generator_objective(vgg, s_l: torch.Tensor, s_u: torch.Tensor | None, y_l: t
     naive = naive_lambda is not None
     use_pdd = not naive and distill and pdd is not None and (pdd.lambda_intra > 0 or pdd.lambda_inter > 0)
     n_l = s_l.shape[0]
+    if vgg is None:  # pixel-only objective (cheap from-scratch pretraining): no feature terms at all
+        if use_pdd or naive or sup.perceptual_layers:
+            raise ValueError("generator_objective: VGG features are needed (perceptual, naive or PDD terms)")
+        terms = supervised_loss(s_l, y_l, {}, {}, sup)
+        if disc is not None and sup.gan > 0:
+            terms["gan"] = _gan_term(disc, s_l, None, sup.gan, 0.0)
+        terms["total"] = sum(terms.values())
+        return terms
     s_feats = vgg(torch.cat([s_l, s_u]) if (use_pdd or naive) else s_l)
     with torch.no_grad():
         if use_pdd:

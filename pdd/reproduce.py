@@ -12,6 +12,8 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+# What `make reproduce` runs within its 45-minute budget on a 2-core CPU.
+DEFAULT_CHAIN = ("01", "02", "03", "04", "05", "06", "07")
 
 
 def git_commit() -> str:
@@ -120,6 +122,37 @@ def _conclusions(md: Path) -> list[str]:
     return []
 
 
+SETTING_LABELS = {
+    "scratch": "the premise setting: small RRDBNets pretrained here from scratch (embedded default)",
+    "cpu": "the paper's own networks (RealESRGAN_x4plus) at CPU length: too short a schedule for the premise",
+    "tiny": "a smoke tier, not evidence",
+    "paper": "the paper's configuration",
+}
+
+
+def lead_lines(res: Path) -> list[str]:
+    """The top of results/README.md: per setting with a premise gate, the gate's verdict and the
+    answer to the paper's claim there — every sentence read from the committed result files
+    (premise.json of notebook 02, the computed verdict of the method comparison with the most
+    seeds)."""
+    lines = []
+    for gate in sorted(res.glob("*/*/premise.json"), key=lambda p: (p.parent.name != "scratch", str(p))):
+        folder = gate.parent
+        domain, preset = folder.parent.name, folder.name
+        premise = json.loads(gate.read_text())
+        lines += ["", f"### {domain}, `{preset}` preset — {SETTING_LABELS.get(preset, preset)}", "",
+                  f"- {premise['sentence']}"]
+        comparisons = sorted(folder.glob("methods_seeds*.json"), key=lambda p: (len(p.stem.split("-")), p.stem))
+        if comparisons:
+            cmp = comparisons[-1]
+            verdict = [v for v in json.loads(cmp.read_text()).get("verdict", []) if not v.startswith(("Premise", "PREMISE"))]
+            lines += [f"- {v}" for v in verdict]
+            lines.append(f"- (from [{cmp.relative_to(res).with_suffix('.md')}]({cmp.relative_to(res).with_suffix('.md')}))")
+    if lines:
+        lines = ["## The premise and the paper's claim, per setting (computed from the committed numbers)"] + lines
+    return lines
+
+
 def write_summary(rows, total: float, fresh: bool = False) -> Path:
     """results/README.md: what ran and how long, every table and figure, the 02->04 chain
     time, the extra (non-default) executed notebooks with their parameters, and what could
@@ -133,9 +166,10 @@ def write_summary(rows, total: float, fresh: bool = False) -> Path:
         old.unlink()
     state = record_runs(rows, total, fresh)
     runs = state["notebooks"]
-    lines = ["# Results of `make reproduce`", "",
-             "Embedded default: `cpu` preset, built-in domain, every notebook with its own parameters cell. "
-             "Each notebook's latest execution:", "",
+    lines = ["# Results of `make reproduce`", ""] + lead_lines(res) + ["",
+             "## What ran", "",
+             "Embedded default: `scratch` preset on the built-in domain Synth-ISO, every notebook with its own "
+             "parameters cell. Each notebook's latest execution:", "",
              "| notebook | status | wall time (s) | commit | finished |", "|---|---|---|---|---|"]
     lines += [f"| [{n}](notebooks/{n}) | {r['status']} | {r['wall_s']:.0f} | `{r['commit']}` | {r['finished']} |"
               for n, r in runs.items()]
@@ -150,9 +184,11 @@ def write_summary(rows, total: float, fresh: bool = False) -> Path:
                   chain_report(timings.parent, ["02_pretrain_check", "03_static", "04_ema"], budget_s=35 * 60)]
     default = {n for n, _, _ in rows} | {p.name for p in (ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb")}
     extra = sorted(p for p in out_dir.glob("*.ipynb") if p.name not in default)
+    extra += sorted(out_dir.glob("*/*.ipynb"))  # committed second runs, e.g. cpu-Synth-Defocus/
     if extra:
         lines += ["", "## Further executed notebooks (run by hand with other parameters)", ""]
-        lines += [f"- [{p.name}](notebooks/{p.name}): parameters {json.dumps(_parameters(p))}" for p in extra]
+        lines += [f"- [{p.relative_to(out_dir)}](notebooks/{p.relative_to(out_dir)}): parameters {json.dumps(_parameters(p))}"
+                  for p in extra]
     tables = sorted(p.relative_to(res) for p in res.glob("*/*/*.md"))
     found = [(t, _conclusions(res / t)) for t in tables]
     if any(c for _, c in found):
@@ -179,8 +215,10 @@ def main(argv: list[str] | None = None) -> int:
     import papermill
 
     notebooks = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
-    if argv:  # e.g. `python -m pdd.reproduce 02 03 04`: only these notebooks
+    if argv:  # e.g. `python -m pdd.reproduce 02 03 04` or `... 08 09 10`: only these notebooks
         notebooks = [nb for nb in notebooks if any(nb.name.startswith(a) for a in argv)]
+    else:  # the PDD chain on the embedded default; 08-10 (own photos, the seed papers' methods) on request
+        notebooks = [nb for nb in notebooks if nb.name[:2] in DEFAULT_CHAIN]
     out_dir = ROOT / "results" / "notebooks"
     out_dir.mkdir(parents=True, exist_ok=True)
     rows, t_all, failed = [], time.time(), 0

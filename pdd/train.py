@@ -125,8 +125,11 @@ class Trainer:
         if cfg.gan and cfg.sup.gan > 0:
             self.d = UNetDiscriminatorSN(3, cfg.disc_feat).to(self.device).train()
         pdd = cfg.pdd if cfg.mode in ("static", "ema") else None
-        self.vgg = load_vgg19(L.vgg_layers_needed(cfg.sup, pdd), path=cfg.vgg_weights).to(self.device)
-        self.sources["VGG19"] = str(self.vgg.weights_source)
+        layers = L.vgg_layers_needed(cfg.sup, pdd)
+        self.vgg = None  # pixel-only pretraining (no perceptual layers) needs no VGG at all
+        if layers:
+            self.vgg = load_vgg19(layers, path=cfg.vgg_weights).to(self.device)
+            self.sources["VGG19"] = str(self.vgg.weights_source)
         if cfg.channels_last:
             for m in (self.s, self.ema, self.g, self.d, self.vgg):
                 if m is not None:
@@ -151,13 +154,16 @@ class Trainer:
     def batch(self, t: int):
         """(x_l, y_l, x_u) for iteration t on this rank: a pure function of (seed, t, rank)."""
         cfg, base = self.cfg, (t - 1) * self.world + self.rank
-        items = [self.labeled[base * cfg.batch_l + j] for j in range(cfg.batch_l)]
-        x_l = torch.stack([a for a, _ in items])
-        y_l = torch.stack([b for _, b in items])
-        if cfg.down == "second_order":
-            from .degradations import second_order, SecondOrderConfig
+        idx = [base * cfg.batch_l + j for j in range(cfg.batch_l)]
+        if cfg.down == "second_order":  # the same HR crops; X^L from the batch's own draws (no bicubic made and dropped)
+            from .degradations import img2tensor, second_order, SecondOrderConfig
+            y_l = torch.cat([img2tensor(self.labeled.hr_crop(i)[0]) for i in idx])
             gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + base)
             x_l = second_order(y_l, SecondOrderConfig(), gen)
+        else:
+            items = [self.labeled[i] for i in idx]
+            x_l = torch.stack([a for a, _ in items])
+            y_l = torch.stack([b for _, b in items])
         x_u = None
         if self.unlabeled is not None:
             x_u = torch.stack([self.unlabeled[base * cfg.batch_u + j] for j in range(cfg.batch_u)])
@@ -354,46 +360,53 @@ def load_rrdbnet_like(cfg: TrainConfig, path):
                         num_grow_ch=cfg.num_grow_ch, scale=cfg.scale)
 
 
-def _tiny_pretrained(role: str, domain, data_root, seed, iters, runs_dir, progress):
-    down = "second_order" if role == "generalist" else "bicubic"
-    cfg = make_config("tiny", "supervised", domain=domain, data_root=data_root, seed=seed,
-                      out=str(Path(runs_dir) / "tiny" / f"{role}_{down}_s{seed}"), down=down,
-                      iters=iters or 300, ckpt_every=100, log_every=10)
-    run = train(cfg, progress=progress)
-    return load_rrdbnet_like(cfg, last_weights(run)), run
+def pretrained(role: str, preset: str, domain: str, data_root=None, seed: int = 0, iters: int | None = None,
+               runs_dir="runs", progress: bool = True):
+    """A from-scratch preset's generalist or bicubic specialist (``config.pretrain_config``),
+    trained once into ``runs_dir/preset/domain/pretrained-<role>_s<seed>`` and reused (resumed
+    if interrupted). Eval mode, with ``weights_source`` and ``run_dir``."""
+    from .config import pretrain_config, pretrain_run_name
+
+    out = Path(runs_dir) / preset / domain / pretrain_run_name(preset, role, seed, iters)
+    cfg = pretrain_config(preset, role, domain, seed, str(out), data_root, iters)
+    run = out if (out / "weights" / f"net_g_{cfg.iters:06d}.pth").exists() else train(cfg, progress=progress)
+    model = load_rrdbnet_like(cfg, run / "weights" / f"net_g_{cfg.iters:06d}.pth")
+    model.run_dir = run
+    return model
 
 
 def generalist(preset: str = "cpu", domain: str | None = None, data_root=None, seed: int = 0,
                iters: int | None = None, runs_dir="runs", progress: bool = True):
-    """M_G: RealESRGAN_x4plus under ``paper``/``cpu``; under ``tiny`` a small RRDBNet trained
-    from scratch on the second-order pipeline (cached in runs_dir). Eval mode, with
-    ``weights_source`` (and ``run_dir`` when the companion trained it)."""
+    """M_G: RealESRGAN_x4plus under ``paper``/``cpu``; under ``scratch``/``tiny`` a small
+    RRDBNet pretrained here from scratch on the second-order pipeline (cached in runs_dir).
+    Eval mode, with ``weights_source`` (and ``run_dir`` when the companion trained it)."""
+    from .config import FROM_SCRATCH
     from .weights import load_rrdbnet
 
-    if preset != "tiny":
+    if preset not in FROM_SCRATCH:
         return load_rrdbnet("RealESRGAN_x4plus")
-    model, run = _tiny_pretrained("generalist", domain or make_config("tiny").domain, data_root, seed, iters,
-                                  runs_dir, progress)
-    model.run_dir = run
-    return model
+    return pretrained("generalist", preset, domain or make_config(preset).domain, data_root, seed, iters,
+                      runs_dir, progress)
 
 
 def specialist(preset: str = "cpu", domain: str | None = None, data_root=None, seed: int = 0,
                path: str | None = None, iters: int | None = None, runs_dir="runs", progress: bool = True,
                pretrain_iters: int | None = None):
     """The bicubic specialist: the file ``path`` when given (e.g. the official bicubic ESRGAN);
-    else the generalist fine-tuned on bicubic X^L by the companion (mode ``finetune``, full
-    supervised loss with GAN) — RealESRGAN_x4plus under ``paper``/``cpu``, the tiny
-    generalist under ``tiny``. It is the same run as the "finetune control" row of
-    ``pdd.experiments`` (one training, two roles), cached in runs_dir."""
+    under ``scratch``/``tiny`` a small RRDBNet pretrained here from scratch on bicubic X^L;
+    under ``paper``/``cpu`` RealESRGAN_x4plus fine-tuned on bicubic X^L by the companion
+    (mode ``finetune``, full supervised loss with GAN, ``iters`` iterations) — the same run
+    as the "finetune control" row of ``pdd.experiments`` (one training, two roles)."""
+    from .config import FROM_SCRATCH
     from .experiments import method_config
     from .weights import load_rrdbnet
 
     if path:
         return load_rrdbnet(path)
     domain = domain or make_config(preset).domain
-    cfg = method_config("finetune control", preset, domain, seed, runs_dir, data_root, iters,
-                        pretrain_iters=pretrain_iters if preset == "tiny" else None)
+    if preset in FROM_SCRATCH:
+        return pretrained("specialist", preset, domain, data_root, seed, pretrain_iters, runs_dir, progress)
+    cfg = method_config("finetune control", preset, domain, seed, runs_dir, data_root, iters)
     run = train(cfg, progress=progress)
     model = load_rrdbnet_like(cfg, last_weights(run))
     model.run_dir = run
@@ -403,7 +416,7 @@ def specialist(preset: str = "cpu", domain: str | None = None, data_root=None, s
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m pdd.train", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--preset", default="cpu", choices=["paper", "cpu", "tiny"])
+    ap.add_argument("--preset", default="cpu", choices=["paper", "cpu", "scratch", "tiny"])
     ap.add_argument("--mode", default="ema", choices=["supervised", "finetune", "naive", "static", "ema"])
     ap.add_argument("--domain")
     ap.add_argument("--data-root")

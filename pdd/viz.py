@@ -1,25 +1,13 @@
 """Figures for the notebooks: loss curves, image rows and crop grids (small, diffable)."""
 from __future__ import annotations
 
-import csv
-import math
-from pathlib import Path
 
 import numpy as np
 
+from .evaluate import d_separation, read_log  # noqa: F401  (notebooks call them as viz.*)
+
 LOSS_TERMS = ("total", "wavelet", "perceptual", "gan", "r_intra", "r_inter",
               "pseudo_wavelet", "pseudo_perceptual")
-
-
-def read_log(run_dir) -> dict[str, np.ndarray]:
-    """log.csv of a run as {column: array}; missing values are NaN."""
-    path = Path(run_dir) / "log.csv"
-    if not path.exists():
-        raise FileNotFoundError(f"no training log at {path}; train first (pdd.train.train)")
-    with open(path) as f:
-        rows = list(csv.DictReader(f))
-    cols = list(dict.fromkeys(k for r in rows for k in r))
-    return {k: np.array([float(r[k]) if r.get(k) not in (None, "", "nan") else math.nan for r in rows]) for k in cols}
 
 
 def plot_losses(run_dir, ax=None, title: str | None = None):
@@ -51,13 +39,30 @@ def plot_losses(run_dir, ax=None, title: str | None = None):
     return axes
 
 
-def d_left_chance(run_dir, tol: float = 0.05) -> bool:
-    """Whether D's real/fake probabilities ever moved more than ``tol`` away from 0.5."""
-    log = read_log(run_dir)
-    if "p_real" not in log:
-        return False
-    dev = np.nanmax(np.abs(np.concatenate([log["p_real"], log["p_fake"]]) - 0.5))
-    return bool(dev > tol)
+def plot_training_curves(runs: dict, term: str = "wavelet", ax=None, title: str | None = None):
+    """One loss term of several runs on one axis (e.g. the pretrained generalist and
+    specialist of each seed), iterations on x, the weighted term on a log y axis."""
+    import matplotlib.pyplot as plt
+
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6.5, 3.2), dpi=100)
+    for label, run_dir in runs.items():
+        log = read_log(run_dir)
+        if term in log:
+            ax.plot(log["iter"], log[term], label=str(label), lw=1.2)
+    ax.set_yscale("log")
+    ax.set_xlabel("iteration")
+    ax.set_ylabel(f"{term} loss (weighted, lower is better)")
+    ax.set_title(title or f"training curves: {term} loss")
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3, which="both", lw=0.5)
+    plt.tight_layout()
+    return ax
+
+
+def d_left_chance(run_dir, min_sep: float = 0.05) -> bool:
+    """Whether D separated real from fake at the end of the run (see `d_separation`)."""
+    return d_separation(run_dir, min_sep=min_sep)["separated"]
 
 
 def to_uint8(img) -> np.ndarray:

@@ -218,3 +218,36 @@ def test_chroma_noise_mostly_in_chroma():
     y = deg.chroma_noise(x, torch.Generator().manual_seed(0), 1 / 255, 10 / 255, 1.0)
     d = kc.rgb_to_ycbcr(y) - kc.rgb_to_ycbcr(x)
     assert d[0, 0].std() < d[0, 1].std() and d[0, 0].std() < d[0, 2].std()
+
+
+def test_sensor_noise_follows_the_poisson_gaussian_law_in_linear_light():
+    # A flat mid-grey patch: in linear light the noise std must be sqrt(k*L + r^2),
+    # worked out here from the sRGB transfer curve independently of the module.
+    srgb = 0.5
+    lin = ((srgb + 0.055) / 1.055) ** 2.4  # 0.2140
+    k, r = 0.027, 0.018
+    x = torch.full((1, 3, 256, 256), srgb, dtype=torch.float64)
+    y = deg.sensor_noise(x, torch.Generator().manual_seed(0), k, r)
+    y_lin = torch.where(y <= 0.04045, y / 12.92, ((y + 0.055) / 1.055) ** 2.4)
+    expected = math.sqrt(k * lin + r * r)
+    assert abs(y_lin.std().item() - expected) / expected < 0.03
+    assert abs(y_lin.mean().item() - lin) < 0.003
+    # channels draw independently (colour noise), the same seed gives the same noise
+    c = torch.corrcoef(y_lin[0].reshape(3, -1))
+    assert c[0, 1].abs() < 0.05 and c[1, 2].abs() < 0.05
+    assert torch.equal(y, deg.sensor_noise(x, torch.Generator().manual_seed(0), k, r))
+
+
+def test_training_code_never_imports_the_hidden_degradations():
+    # The target's degradation is written into the domain's files once; nothing that trains
+    # may read it (the generalist and PDD only ever see the LR files).
+    import ast
+    from pathlib import Path
+    root = Path(deg.__file__).parent
+    hidden = {"DOMAIN_DEGRADATIONS", "domain_iso", "domain_defocus", "domain_bayer", "IsoRecipe",
+              "DefocusRecipe", "BayerRecipe", "sensor_noise"}
+    for name in ("train.py", "losses.py", "experiments.py", "config.py", "evaluate.py"):
+        tree = ast.parse((root / name).read_text())
+        used = {n.attr for n in ast.walk(tree) if isinstance(n, ast.Attribute)} | \
+               {a.name for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) for a in n.names}
+        assert not used & hidden, (name, used & hidden)

@@ -61,3 +61,99 @@ def test_verdict_follows_metric_direction():
     f = frame(0.5, 0.0).rename(columns={"psnr": "niqe"})
     g = adaptation_gains(f, metrics=("niqe",)).iloc[0]
     assert g["adaptation gain verdict"] == "worse"   # NIQE went up on the target only
+
+
+# --------------------------------------------------------------------------- the premise gate
+def starting_pair(gaps: dict, n_images=30, noise=0.05, seed=0):
+    """Generalist and specialist per seed (one pair per seed, as under `scratch`); the specialist
+    is the generalist of its seed shifted by gaps[seed] = (source shift, target shift)."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for s, (src, tgt) in gaps.items():
+        for side, shift in (("source", src), ("target", tgt)):
+            base = rng.normal(24 + s, 2, n_images)   # each seed's generalist differs
+            for i in range(n_images):
+                rows.append(dict(method="generalist", seed=s, iteration=0, name=f"im{i}", psnr=base[i], **{"test set": side}))
+                rows.append(dict(method="specialist", seed=s, iteration=0, name=f"im{i}",
+                                 psnr=base[i] + shift + rng.normal(0, noise), **{"test set": side}))
+    return pd.DataFrame(rows)
+
+
+def test_premise_holds_with_margin_when_every_seed_does():
+    from pdd.evaluate import premise_check
+    c = premise_check(starting_pair({0: (1.5, -1.0), 1: (1.2, -0.8)}))
+    assert c["holds"] and c["with_margin"]
+    t = c["table"].set_index("seed")
+    assert abs(t.loc[0, "source gap"] - 1.5) < 0.03 and abs(t.loc[1, "target gap"] + 0.8) < 0.03
+    assert "HOLDS with margin" in c["sentence"]
+
+
+def test_premise_fails_when_one_seed_fails_and_margin_is_separate():
+    from pdd.evaluate import premise_check
+    # seed 1's specialist also wins on the target: the premise fails for the domain
+    c = premise_check(starting_pair({0: (1.5, -1.0), 1: (1.2, +0.3)}))
+    assert not c["holds"] and not c["with_margin"]
+    assert c["table"].set_index("seed").loc[0, "holds"] and not c["table"].set_index("seed").loc[1, "holds"]
+    assert "does NOT hold" in c["sentence"]
+    # holds, but a 0.2 dB target loss is inside the 0.5 dB margin
+    c = premise_check(starting_pair({0: (1.5, -0.2)}))
+    assert c["holds"] and not c["with_margin"]
+
+
+def test_premise_gate_round_trip_and_banner(tmp_path):
+    from pdd.evaluate import premise_banner, premise_check, read_premise, write_premise
+    assert "NOT CHECKED" in premise_banner(tmp_path)
+    write_premise(premise_check(starting_pair({0: (1.0, 0.5)})), tmp_path, preset="x")
+    assert read_premise(tmp_path)["holds"] is False
+    assert premise_banner(tmp_path, "D", "p").startswith("PREMISE FAILS on D (p)")
+
+
+def test_per_seed_baseline_pairs_each_run_with_its_own_seed():
+    from pdd.evaluate import adaptation_gains
+    f = starting_pair({0: (1.0, 2.0), 1: (1.0, 2.0)}, noise=0.0)
+    g = adaptation_gains(f.rename(columns={}), baseline="generalist", metrics=("psnr",)).iloc[0]
+    # paired with the wrong seed's generalist the gains would be off by the seeds' 1 dB offset
+    assert abs(g["target gain"] - 2.0) < 1e-9 and abs(g["source gain"] - 1.0) < 1e-9
+
+
+def test_paired_difference_averages_the_baselines_checkpoints():
+    from pdd.evaluate import paired_difference
+    f = frame(0.7, 0.0, noise=0.0)   # method m, 2 seeds x 2 checkpoints, against a seed -1 generalist
+    ctrl = f[f.method == "m"].assign(method="control")
+    ctrl.loc[ctrl.iteration == 250, "psnr"] -= 0.2   # the control's two checkpoints: -0.2 and 0
+    r = paired_difference(pd.concat([f, ctrl]), "m", "control", "target")
+    assert abs(r["difference"] - 0.1) < 1e-9 and r["verdict"] == "better"
+    r = paired_difference(pd.concat([f, ctrl]), "m", "generalist", "source")
+    assert abs(r["difference"]) < 1e-9 and r["verdict"] == "no effect"
+
+
+# --------------------------------------------------------------------------- the discriminator's verdict
+def write_log(path, p_real, p_fake):
+    import csv
+    path.mkdir(parents=True, exist_ok=True)
+    with open(path / "log.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["iter", "p_real", "p_fake"])
+        for i, (a, b) in enumerate(zip(p_real, p_fake)):
+            w.writerow([10 * (i + 1), a, b])
+
+
+def test_d_separation_at_chance_is_inert_even_when_single_values_stray(tmp_path):
+    from pdd.evaluate import d_separation
+    rng = np.random.default_rng(0)
+    # the issue's case: means 0.500 / 0.494, single values 0.41-0.54 -> D never separated them
+    common = rng.uniform(-0.08, 0.04, 30)
+    write_log(tmp_path / "chance", 0.5 + common + 0.003, 0.494 + common)
+    r = d_separation(tmp_path / "chance")
+    assert not r["separated"] and "GAN term inert" in r["verdict"]
+    assert abs(r["mean"] - 0.009) < 1e-6 and r["n"] == 15   # the last half of the logged rows
+
+
+def test_d_separation_detects_a_discriminator_that_separates(tmp_path):
+    from pdd.evaluate import d_separation
+    rng = np.random.default_rng(1)
+    write_log(tmp_path / "sep", 0.7 + rng.normal(0, 0.02, 20), 0.3 + rng.normal(0, 0.02, 20))
+    r = d_separation(tmp_path / "sep")
+    assert r["separated"] and abs(r["mean"] - 0.4) < 0.03
+    write_log(tmp_path / "nod", [float("nan")] * 3, [float("nan")] * 3)
+    assert not d_separation(tmp_path / "nod")["separated"]

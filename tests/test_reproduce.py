@@ -87,3 +87,21 @@ def test_conclusions_are_lifted_from_the_computed_section_only(tmp_path):
     assert reproduce._conclusions(md) == ["- a -> worse", "- b -> no effect"]
     md.write_text("# T\n\n- no computed section\n")
     assert reproduce._conclusions(md) == []
+
+
+def test_results_readme_leads_with_the_premise_and_the_claim_per_setting(tmp_path):
+    import json
+    from pdd.reproduce import lead_lines
+    for preset, holds, verdict in (("scratch", True, ["EMA PDD: the claim ..."]), ("cpu", False, ["static PDD: ..."])):
+        d = tmp_path / "Dom" / preset
+        d.mkdir(parents=True)
+        (d / "premise.json").write_text(json.dumps({"holds": holds, "sentence": f"Premise {preset} sentence."}))
+        (d / "methods_seeds0.json").write_text(json.dumps({"verdict": ["Premise holds ...", "old"]}))
+        (d / "methods_seeds0-1.json").write_text(json.dumps({"verdict": ["PREMISE FAILS ...", *verdict]}))
+    lines = lead_lines(tmp_path)
+    text = "\n".join(lines)
+    assert lines[0].startswith("## The premise")
+    assert text.index("`scratch`") < text.index("`cpu`")            # the premise setting first
+    assert "Premise scratch sentence." in text and "EMA PDD: the claim ..." in text
+    assert "old" not in text and "methods_seeds0-1.md" in text        # the comparison with the most seeds
+    assert "PREMISE FAILS ..." not in text                             # the gate is stated once, from premise.json

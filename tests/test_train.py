@@ -161,3 +161,40 @@ def test_ddp_two_cpu_processes_keep_identical_replicas(data_root, tmp_path):
                        timeout=300)
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-3000:]
     assert "REPLICAS_EQUAL" in r.stdout
+
+
+def test_pretrain_configs_of_the_scratch_preset():
+    from pdd.config import SCRATCH_ARCH, pretrain_config
+    g = pretrain_config("scratch", "generalist", "Synth-ISO", 1, "runs/x")
+    s = pretrain_config("scratch", "specialist", "Synth-ISO", 1, "runs/y", iters=40)
+    assert (g.down, s.down) == ("second_order", "bicubic")
+    assert (g.num_feat, g.num_block, g.num_grow_ch) == SCRATCH_ARCH and g.init_s is None
+    assert g.sup.perceptual_layers == {} and not g.gan and g.batch_l == 8 and g.mode == "supervised"
+    assert s.iters == 40 and s.lr_milestones == (30,) and s.seed == 1
+    with pytest.raises(ValueError, match="released weights"):
+        pretrain_config("cpu", "generalist", "Synth-ISO", 0, "runs/z")
+    with pytest.raises(ValueError, match="role"):
+        pretrain_config("scratch", "teacher", "Synth-ISO", 0, "runs/z")
+
+
+def test_pixel_only_objective_by_hand():
+    # A prediction off by a constant c: the orthonormal Haar LL band differs by 2c, the
+    # other bands by 0, so L = 0.5 * 1 * 2c = c, with no VGG and no GAN term at all.
+    from pdd.config import pretrain_config
+    cfg = pretrain_config("scratch", "specialist", "Synth-ISO", 0, "runs/y")
+    y = torch.rand(2, 3, 16, 16)
+    terms = L.generator_objective(None, y + 0.1, None, y, sup=cfg.sup, pdd=None, distill=False,
+                                  gan_on_unlabeled=False)
+    assert set(terms) == {"wavelet", "total"} and abs(terms["total"].item() - 0.1) < 1e-6
+    with pytest.raises(ValueError, match="VGG features"):
+        L.generator_objective(None, y, None, y)   # the default weights need perceptual features
+
+
+def test_scratch_pretraining_runs_without_vgg_or_d(data_root, tmp_path):
+    from pdd.config import pretrain_config
+    cfg = pretrain_config("scratch", "generalist", "Synth-ISO", 0, str(tmp_path / "g"), iters=2)
+    cfg.batch_l, cfg.patch = 2, 16
+    tr = Trainer(cfg, progress=False)
+    assert tr.vgg is None and tr.d is None and "VGG19" not in tr.sources
+    tr.fit()
+    assert (tmp_path / "g" / "weights" / "net_g_000002.pth").exists()
