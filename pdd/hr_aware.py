@@ -40,7 +40,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .config import resolve_device, set_field
+from .config import set_field
 from .train import Trainer, ema_update, last_weights
 
 STAGES = ("A", "B")
@@ -737,19 +737,11 @@ class HRAwareTrainer(Trainer):
     def __init__(self, cfg: HRAwareConfig, progress: bool = True, nets: FrozenNets | None = None):
         from .data import LabeledPatches, UnlabeledPatches, open_domain
 
-        self.cfg = cfg.validate()
-        self.progress = progress
-        if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # every rank would write the same run directory
-            raise RuntimeError("pdd.hr_aware trains in one process; run it without torchrun (no DDP support yet)")
         if cfg.bf16 or cfg.channels_last:
             raise ValueError("pdd.hr_aware runs in fp32 with the default memory format: set bf16/channels_last False")
-        self.world, self.rank = 1, 0
-        self.device = resolve_device(cfg.device)
-        if cfg.threads:
-            torch.set_num_threads(cfg.threads)
-        torch.manual_seed(cfg.seed)
-        self.out = Path(cfg.out)
-        self.out.mkdir(parents=True, exist_ok=True)
+        # one process: under torchrun every rank would write the same run directory
+        self._start(cfg, progress, single_process="pdd.hr_aware trains in one process; run it without torchrun "
+                                                  "(no DDP support yet)")
         self.domain = open_domain(cfg.domain, cfg.data_root)
         self.nets = nets or frozen_nets(cfg, self.device)
         self.nets.aligned.to(self.device)

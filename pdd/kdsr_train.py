@@ -197,21 +197,11 @@ class KDSRTrainer(Trainer):
     def __init__(self, cfg: KDSRTrainConfig, progress: bool = True):
         # Replaces Trainer's set-up (RRDBNet, PDD data); keeps the attributes its fit/save/_resume use.
         from .archs import UNetDiscriminatorSN
-        from .config import resolve_device
         from .data import ImageFolder, LabeledPatches, open_domain
         from .weights import load_vgg19
 
-        self.cfg = cfg.validate()
-        self.progress = progress
-        if int(os.environ.get("WORLD_SIZE", "1")) > 1:
-            raise RuntimeError("KDSR training runs single-process (no DDP yet): launch it without torchrun")
-        self.world, self.rank = 1, 0
-        self.device = resolve_device(cfg.device)
-        if cfg.threads:
-            torch.set_num_threads(cfg.threads)
-        torch.manual_seed(cfg.seed)
-        self.out = Path(cfg.out)
-        self.out.mkdir(parents=True, exist_ok=True)
+        self._start(cfg, progress, single_process="KDSR training runs single-process (no DDP yet): "
+                                                  "launch it without torchrun")
 
         # data: clean HR crops; the LR is degraded per iteration in batch()
         if cfg.hr_dir:
@@ -266,15 +256,7 @@ class KDSRTrainer(Trainer):
                     m.to(memory_format=torch.channels_last)
 
         # optimisation
-        trainable = [p for p in self.s.parameters() if p.requires_grad]
-        self.opt_g = torch.optim.Adam(trainable, lr=cfg.lr, betas=cfg.betas)
-        self.sched_g = torch.optim.lr_scheduler.MultiStepLR(self.opt_g, list(cfg.lr_milestones), cfg.lr_gamma)
-        self.opt_d = self.sched_d = None
-        if self.d is not None:
-            self.opt_d = torch.optim.Adam(self.d.parameters(), lr=cfg.lr_d, betas=cfg.betas)
-            self.sched_d = torch.optim.lr_scheduler.MultiStepLR(self.opt_d, list(cfg.lr_milestones), cfg.lr_gamma)
-        self.iteration = 0
-        self.resumed_from = self._resume()
+        self._optimisers([p for p in self.s.parameters() if p.requires_grad])
 
     # ------------------------------------------------------------------ data
     def batch(self, t: int):

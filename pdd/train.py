@@ -74,22 +74,7 @@ class Trainer:
         from .data import LabeledPatches, UnlabeledPatches, open_domain
         from .weights import load_rrdbnet, load_vgg19
 
-        self.cfg = cfg.validate()
-        self.progress = progress
-        self.world, self.rank = 1, 0
-        if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # launched by torchrun
-            if not dist.is_initialized():
-                dist.init_process_group("nccl" if torch.cuda.is_available() and cfg.device != "cpu" else "gloo")
-            self.world, self.rank = dist.get_world_size(), dist.get_rank()
-        self.device = resolve_device(cfg.device)
-        if self.device.type == "cuda" and self.world > 1:
-            self.device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
-            torch.cuda.set_device(self.device)
-        if cfg.threads:
-            torch.set_num_threads(cfg.threads)
-        torch.manual_seed(cfg.seed)
-        self.out = Path(cfg.out)
-        self.out.mkdir(parents=True, exist_ok=True)
+        self._start(cfg, progress)
 
         # data
         self.domain = domain if domain is not None else open_domain(cfg.domain, cfg.data_root)
@@ -140,8 +125,36 @@ class Trainer:
             if self.d is not None:
                 self.d = torch.nn.parallel.DistributedDataParallel(self.d, device_ids=ids)
 
-        # optimisation
-        self.opt_g = torch.optim.Adam(self.s.parameters(), lr=cfg.lr, betas=cfg.betas)
+        self._optimisers(self.s.parameters())
+
+    # ------------------------------------------------------------------ set-up shared with other trainers
+    def _start(self, cfg, progress: bool, single_process: str | None = None) -> None:
+        """Config, process group (torchrun), device, threads, seed, run directory: what every
+        trainer built on this loop sets first. ``single_process``: the error to raise under
+        torchrun for a trainer without DDP support."""
+        self.cfg = cfg.validate()
+        self.progress = progress
+        self.world, self.rank = 1, 0
+        if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # launched by torchrun
+            if single_process:
+                raise RuntimeError(single_process)
+            if not dist.is_initialized():
+                dist.init_process_group("nccl" if torch.cuda.is_available() and cfg.device != "cpu" else "gloo")
+            self.world, self.rank = dist.get_world_size(), dist.get_rank()
+        self.device = resolve_device(cfg.device)
+        if self.device.type == "cuda" and self.world > 1:
+            self.device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+            torch.cuda.set_device(self.device)
+        if cfg.threads:
+            torch.set_num_threads(cfg.threads)
+        torch.manual_seed(cfg.seed)
+        self.out = Path(cfg.out)
+        self.out.mkdir(parents=True, exist_ok=True)
+
+    def _optimisers(self, params_g) -> None:
+        """Adam + step schedule for the trained net (and D when there is one), then resume."""
+        cfg = self.cfg
+        self.opt_g = torch.optim.Adam(params_g, lr=cfg.lr, betas=cfg.betas)
         self.sched_g = torch.optim.lr_scheduler.MultiStepLR(self.opt_g, list(cfg.lr_milestones), cfg.lr_gamma)
         self.opt_d = self.sched_d = None
         if self.d is not None:
