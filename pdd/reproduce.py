@@ -14,6 +14,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 # What `make reproduce` runs within its 45-minute budget on a 2-core CPU.
 DEFAULT_CHAIN = ("01", "02", "03", "04", "05", "06", "07")
+# A hung cell must not hang the run: no cell of the chain should come near this (04's comparison is the longest).
+CELL_TIMEOUT_S = 3 * 3600
 
 
 def git_commit() -> str:
@@ -230,7 +232,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"== {nb.name}", flush=True)
         try:
             papermill.execute_notebook(str(nb), str(out_dir / nb.name), cwd=str(ROOT / "notebooks"),
-                                       progress_bar=True)
+                                       progress_bar=True, execution_timeout=CELL_TIMEOUT_S)
             status = "ok"
         except Exception as e:  # report and go on: one notebook's failure should not hide the others
             status = f"FAILED: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
