@@ -146,10 +146,15 @@ def is_finished(cfg: TrainConfig) -> bool:
     return (Path(cfg.out) / "weights" / f"net_g_{cfg.iters:06d}.pth").exists()
 
 
-def run_methods(cfgs: list[TrainConfig], parallel: int = 2, threads: int = 1, progress: bool = True) -> float:
+def run_methods(cfgs: list[TrainConfig], parallel: int = 2, threads: int | None = None,
+                progress: bool = True) -> float:
     """Train every unfinished config in subprocesses, ``parallel`` at a time; static runs wait
-    for their specialist. Returns the wall time in seconds. A failed job raises with its log."""
+    for their specialist. Returns the wall time in seconds. A failed job raises with its log.
+
+    ``threads`` per job; None: the machine's cores shared among the jobs that can run now, so
+    that a job started with nothing beside it (a single run, the last of a wave) uses them all."""
     t0 = time.time()
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     todo = [c for c in cfgs if not is_finished(c)]
     # static runs of the cpu preset start from the finetune control: they wait for the first wave
     waves = [[c for c in todo if c.mode != "static"], [c for c in todo if c.mode == "static"]]
@@ -161,17 +166,18 @@ def run_methods(cfgs: list[TrainConfig], parallel: int = 2, threads: int = 1, pr
         while queue or running:
             while queue and len(running) < parallel:
                 cfg = queue.pop(0)
-                cfg.threads = threads
+                cfg.threads = threads or max(1, cores // min(parallel, len(queue) + len(running) + 1))
                 out = Path(cfg.out)
                 out.mkdir(parents=True, exist_ok=True)
                 (out / "requested_config.json").write_text(cfg.to_json())
                 log = open(out / "train.log", "w")
-                env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
+                env = {**os.environ, "OMP_NUM_THREADS": str(cfg.threads)}
                 p = subprocess.Popen([sys.executable, "-m", "pdd.train", "--config", str(out / "requested_config.json"),
                                       "--no-progress"], cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env=env)
                 running.append((p, cfg, out))
                 if progress:
-                    print(f"[{time.time() - t0:6.0f} s] started  {out.name} ({cfg.mode}, {cfg.iters} iterations)", flush=True)
+                    print(f"[{time.time() - t0:6.0f} s] started  {out.name} ({cfg.mode}, {cfg.iters} iterations, "
+                          f"{cfg.threads} thread{'s' if cfg.threads > 1 else ''})", flush=True)
             time.sleep(2)
             for item in list(running):
                 p, cfg, out = item
@@ -439,6 +445,36 @@ def static_conclusion(table: pd.DataFrame, metric: str = "psnr") -> list[str]:
             f"On the source protocol: {src:+.2f} vs the specialist (the paper: its sharpness is kept)."]
 
 
+def method_configs(preset: str, domain: str, seeds, methods=None, runs_dir=None, data_root=None,
+                   iters: int | None = None, pretrain_iters: int | None = None,
+                   variants: dict | None = None) -> list[TrainConfig]:
+    """Every row's config for every seed (``method_config``), plus what a row starts from:
+    under ``paper``/``cpu`` static PDD adapts the fine-tune control, so that run is added."""
+    runs_dir = Path(runs_dir) if runs_dir else ROOT / "runs"
+    methods = list(methods or variants or default_methods(preset))
+    cfgs = [method_config(m, preset, domain, s, runs_dir, data_root, iters, pretrain_iters=pretrain_iters,
+                          variants=variants) for s in _seed_list(seeds) for m in methods]
+    if preset not in FROM_SCRATCH and any(c.mode == "static" and "finetune-control" in c.init_s for c in cfgs) \
+            and "finetune control" not in methods:
+        cfgs += [method_config("finetune control", preset, domain, s, runs_dir, data_root, iters,
+                               pretrain_iters=pretrain_iters) for s in _seed_list(seeds)]
+    return cfgs
+
+
+def train_methods(preset: str, domain: str, seeds, methods=None, runs_dir=None, data_root=None,
+                  iters: int | None = None, pretrain_iters: int | None = None, variants: dict | None = None,
+                  extra: list[TrainConfig] = (), parallel: int = 2, progress: bool = True) -> tuple[list, float]:
+    """Train what is missing of every row for every seed: under ``scratch``/``tiny`` the starting
+    models first (in parallel: every row starts from them), then the rows and ``extra`` configs
+    in one pool. Returns (the rows' configs, wall seconds)."""
+    wall = run_methods(pretrain_configs(preset, domain, _seed_list(seeds), runs_dir or ROOT / "runs", data_root,
+                                        pretrain_iters), parallel=parallel, progress=progress)
+    cfgs = method_configs(preset, domain, seeds, methods, runs_dir, data_root, iters, pretrain_iters, variants)
+    extra_out = {c.out for c in extra}
+    wall += run_methods(list(extra) + [c for c in cfgs if c.out not in extra_out], parallel=parallel, progress=progress)
+    return cfgs, wall
+
+
 def compare_methods(preset: str = "cpu", domain: str = "Synth-Defocus", seeds=(0, 1), methods=None,
                     iters: int | None = None, last_k: int = 2, parallel: int = 2, runs_dir=None,
                     data_root=None, metrics=None, out_stem=None, progress: bool = True,
@@ -454,17 +490,8 @@ def compare_methods(preset: str = "cpu", domain: str = "Synth-Defocus", seeds=(0
     runs_dir = Path(runs_dir) if runs_dir else ROOT / "runs"
     seeds = _seed_list(seeds)
     methods = list(methods or variants or default_methods(preset))
-    # from-scratch presets: the starting models first (in parallel), every method starts from them
-    train_s = run_methods(pretrain_configs(preset, domain, seeds, runs_dir, data_root, pretrain_iters),
-                          parallel=parallel, progress=progress)
-    mk = lambda m, s: method_config(m, preset, domain, s, runs_dir, data_root, iters,  # noqa: E731
-                                    pretrain_iters=pretrain_iters, variants=variants)
-    cfgs = [mk(m, s) for s in seeds for m in methods]
-    if preset not in FROM_SCRATCH and any(c.mode == "static" and "finetune-control" in c.init_s for c in cfgs) \
-            and "finetune control" not in methods:
-        cfgs += [method_config("finetune control", preset, domain, s, runs_dir, data_root, iters,
-                               pretrain_iters=pretrain_iters) for s in seeds]
-    train_s += run_methods(cfgs, parallel=parallel, progress=progress)
+    cfgs, train_s = train_methods(preset, domain, seeds, methods, runs_dir, data_root, iters, pretrain_iters,
+                                  variants, parallel=parallel, progress=progress)
     dom = open_domain(domain, data_root)
     metrics = metrics or create_metrics()
     test_sets = {"target": dom.test_pairs, "source": dom.source_test_pairs}

@@ -198,3 +198,33 @@ def test_scratch_pretraining_runs_without_vgg_or_d(data_root, tmp_path):
     assert tr.vgg is None and tr.d is None and "VGG19" not in tr.sources
     tr.fit()
     assert (tmp_path / "g" / "weights" / "net_g_000002.pth").exists()
+
+
+def test_run_methods_gives_a_lone_job_every_core_and_shares_them_between_two(tmp_path, monkeypatch):
+    """The pool's thread rule: cores split among the jobs that can run at start time."""
+    from pdd import experiments as E
+
+    started = []
+
+    class FakeProcess:
+        def __init__(self, args, env, **kw):
+            started.append(int(env["OMP_NUM_THREADS"]))
+
+        def poll(self):
+            return 0
+
+        returncode = 0
+
+    monkeypatch.setattr(E.subprocess, "Popen", FakeProcess)
+    monkeypatch.setattr(E.time, "sleep", lambda s: None)
+    monkeypatch.setattr(E.os, "sched_getaffinity", lambda pid: {0, 1, 2, 3}, raising=False)
+    cfgs = [make_config("tiny", "finetune", out=str(tmp_path / f"run{i}")) for i in range(3)]
+    E.run_methods(cfgs[:1], parallel=2, progress=False)
+    assert started == [4]
+    started.clear()
+    E.run_methods(cfgs, parallel=2, progress=False)
+    # two start together (2 cores each); the third starts when both have finished: all 4
+    assert started == [2, 2, 4]
+    started.clear()
+    E.run_methods(cfgs, parallel=2, threads=1, progress=False)
+    assert started == [1, 1, 1]
