@@ -171,9 +171,9 @@ class SupervisedWeights:
 def supervised_loss(pred: torch.Tensor, target: torch.Tensor, pred_feats: Features, target_feats: Features,
                     w: SupervisedWeights = SupervisedWeights()) -> dict[str, torch.Tensor]:
     """Wavelet L1 and perceptual terms of L_L (the GAN term needs D: see generator_objective).
-    Without perceptual layers (pixel-only pretraining) the perceptual term is absent."""
+    Without perceptual layers or weight (pixel-only pretraining) the perceptual term is absent."""
     terms = {"wavelet": w.wavelet * wavelet_loss(pred, target, w.band_weights)}
-    if w.perceptual_layers:
+    if w.perceptual_layers and w.perceptual > 0:
         terms["perceptual"] = w.perceptual * perceptual_loss(pred_feats, target_feats, w.perceptual_layers)
     return terms
 
@@ -206,9 +206,11 @@ class PDDWeights:
 
 
 def vgg_layers_needed(sup: SupervisedWeights, pdd: PDDWeights | None) -> list[str]:
-    names = list(sup.perceptual_layers)
+    """The VGG19 layers the objective reads; a term weighted 0 reads none (and costs nothing)."""
+    names = list(sup.perceptual_layers) if sup.perceptual > 0 else []
     if pdd is not None:
-        names += list(pdd.intra_layers) + list(pdd.inter_layers)
+        names += (list(pdd.intra_layers) if pdd.lambda_intra > 0 else []) + \
+                 (list(pdd.inter_layers) if pdd.lambda_inter > 0 else [])
     return list(dict.fromkeys(names))
 
 
@@ -240,35 +242,28 @@ def generator_objective(vgg, s_l: torch.Tensor, s_u: torch.Tensor | None, y_l: t
     """
     naive = naive_lambda is not None
     use_pdd = not naive and distill and pdd is not None and (pdd.lambda_intra > 0 or pdd.lambda_inter > 0)
+    perceptual = bool(sup.perceptual_layers) and sup.perceptual > 0
+    if vgg is None and (use_pdd or perceptual):
+        raise ValueError("generator_objective: VGG features are needed (perceptual or PDD terms)")
     n_l = s_l.shape[0]
-    if vgg is None:  # pixel-only objective (cheap from-scratch pretraining): no feature terms at all
-        if use_pdd or naive or sup.perceptual_layers:
-            raise ValueError("generator_objective: VGG features are needed (perceptual, naive or PDD terms)")
-        terms = supervised_loss(s_l, y_l, {}, {}, sup)
-        if disc is not None and sup.gan > 0:
-            terms["gan"] = _gan_term(disc, s_l, None, sup.gan, 0.0)
-        terms["total"] = sum(terms.values())
-        return terms
-    s_feats = vgg(torch.cat([s_l, s_u]) if (use_pdd or naive) else s_l)
-    with torch.no_grad():
-        if use_pdd:
-            ref_feats = vgg(torch.cat([y_l, g_l, g_u]))
-        elif naive:
-            ref_feats = vgg(torch.cat([y_l, g_u]))
-        else:
-            ref_feats = vgg(y_l)
-    f_s_l = {k: v[:n_l] for k, v in s_feats.items()}
-    f_y = {k: v[:n_l] for k, v in ref_feats.items()}
-    if naive:
+    # VGG runs only for a term with a weight (pixel-only pretraining, a zero-weighted perceptual
+    # term: none), once with gradients over S's outputs, once without over the references.
+    f_s_l = f_y = f_s_u = f_g_l = f_g_u = {}
+    if use_pdd or perceptual:
+        s_feats = vgg(torch.cat([s_l, s_u]) if (use_pdd or naive) else s_l)
+        with torch.no_grad():
+            refs = [y_l] + ([g_l, g_u] if use_pdd else [g_u] if naive else [])
+            ref_feats = vgg(torch.cat(refs))
+        f_s_l = {k: v[:n_l] for k, v in s_feats.items()}
         f_s_u = {k: v[n_l:] for k, v in s_feats.items()}
-        f_g_u = {k: v[n_l:] for k, v in ref_feats.items()}
+        f_y = {k: v[:n_l] for k, v in ref_feats.items()}
+        f_g_u = {k: v[-g_u.shape[0]:] for k, v in ref_feats.items()} if (use_pdd or naive) else {}
+        f_g_l = {k: v[n_l:2 * n_l] for k, v in ref_feats.items()} if use_pdd else {}
+    if naive:
         terms = naive_distillation(s_u, g_u, s_l, y_l, f_s_u, f_g_u, f_s_l, f_y, naive_lambda, sup)
     else:
         terms = supervised_loss(s_l, y_l, f_s_l, f_y, sup)
     if use_pdd:
-        f_s_u = {k: v[n_l:] for k, v in s_feats.items()}
-        f_g_l = {k: v[n_l:2 * n_l] for k, v in ref_feats.items()}
-        f_g_u = {k: v[2 * n_l:] for k, v in ref_feats.items()}
         if pdd.detach_s_l:
             f_s_l = {k: v.detach() for k, v in f_s_l.items()}
         if pdd.lambda_intra > 0:

@@ -102,3 +102,44 @@ def test_naive_objective_uses_g_of_unlabeled_as_pseudo_label(setup):
     # S(X^U) equals the pseudo label: the pseudo terms vanish
     assert terms["pseudo_wavelet"].item() == 0.0 and terms["pseudo_perceptual"].item() == 0.0
     assert terms["wavelet"].item() > 0
+
+
+class _CountingVGG(torch.nn.Module):
+    """Wraps the feature extractor and counts the images it is run on."""
+
+    def __init__(self, vgg):
+        super().__init__()
+        self.vgg, self.images = vgg, 0
+
+    def forward(self, x):
+        self.images += x.shape[0]
+        return self.vgg(x)
+
+
+def test_a_zero_weighted_term_costs_no_vgg_call_and_the_rest_is_unchanged(setup):
+    import dataclasses
+
+    sup, pdd, vgg, s_net, g_net, disc, x_l, x_u, y_l = setup
+    with torch.no_grad():
+        s_l, s_u, g_l, g_u = s_net(x_l), s_net(x_u), g_net(x_l), g_net(x_u)
+    no_perc = dataclasses.replace(sup, perceptual=0.0)
+    assert L.vgg_layers_needed(no_perc, None) == []
+    counting = _CountingVGG(vgg)
+    # fine-tune control with the perceptual weight at 0: wavelet (+ GAN) only, VGG never runs
+    terms = L.generator_objective(counting, s_l, None, y_l, None, None, disc, no_perc, None, distill=False)
+    assert counting.images == 0 and set(terms) == {"wavelet", "gan", "total"}
+    assert terms["total"].item() == pytest.approx(
+        sup.wavelet * L.wavelet_loss(s_l, y_l, sup.band_weights).item() + sup.gan * L.gan_loss_g(disc(s_l)).item(), rel=1e-9)
+    # naive distillation with the perceptual weight at 0: both wavelet terms, no VGG
+    naive = L.generator_objective(counting, s_l, s_u, y_l, None, g_u, None, no_perc, None, naive_lambda=0.5)
+    assert counting.images == 0
+    assert naive["pseudo_wavelet"].item() == pytest.approx(sup.wavelet * L.wavelet_loss(s_u, g_u, sup.band_weights).item())
+    assert naive["total"].item() == pytest.approx(
+        naive["pseudo_wavelet"].item() + 0.5 * sup.wavelet * L.wavelet_loss(s_l, y_l, sup.band_weights).item())
+    # λ1 = 0: R_intra's layers are not extracted, R_inter is, and equals the full objective's R_inter
+    only_inter = dataclasses.replace(pdd, lambda_intra=0.0)
+    layers = L.vgg_layers_needed(sup, only_inter)
+    assert set(layers) == set(sup.perceptual_layers) | set(pdd.inter_layers)
+    full = L.generator_objective(vgg, s_l, s_u, y_l, g_l, g_u, None, sup, pdd)
+    part = L.generator_objective(vgg, s_l, s_u, y_l, g_l, g_u, None, sup, only_inter)
+    assert "r_intra" not in part and part["r_inter"].item() == pytest.approx(full["r_inter"].item(), rel=1e-12)
