@@ -11,6 +11,8 @@ import sys
 import time
 from pathlib import Path
 
+from . import cli
+
 ROOT = Path(__file__).resolve().parents[1]
 # What `make reproduce` runs within its 45-minute budget on a 2-core CPU.
 DEFAULT_CHAIN = ("01", "02", "03", "04", "05", "06", "07")
@@ -213,11 +215,55 @@ def write_summary(rows, total: float, fresh: bool = False) -> Path:
     return path
 
 
-def main(argv: list[str] | None = None) -> int:
+def _stopped_cell(executed: Path) -> str:
+    """Which cell of an executed copy failed or hung: papermill's failed/running mark, else the
+    first cell with an error output (a timed-out cell holds the KeyboardInterrupt it was
+    stopped with), else the last cell that started."""
+    try:
+        cells = json.loads(executed.read_text())["cells"]
+    except (OSError, ValueError, KeyError):
+        return "cell unknown"
+    # papermill adds error-marker cells to a failed copy: count the notebook's own cells only
+    cells = [c for c in cells if "papermill-error-cell-tag" not in c.get("metadata", {}).get("tags", [])]
+    meta = [c.get("metadata", {}).get("papermill", {}) for c in cells]
+    marked = [i for i, m in enumerate(meta) if m.get("status") in ("failed", "running")]
+    errors = [i for i, c in enumerate(cells) if any(o.get("output_type") == "error" for o in c.get("outputs", []))]
+    started = [i for i, m in enumerate(meta) if m.get("start_time")]
+    i = (marked or errors or started[-1:] or [None])[0]
+    if i is None:
+        return "cell unknown"
+    first = next((ln for ln in "".join(cells[i].get("source", "")).splitlines() if ln.strip()), "")
+    return f"cell {i}: {first[:80]}"
+
+
+def execute(nb: Path, out: Path, timeout_s: float = CELL_TIMEOUT_S, cwd: Path | None = None) -> str:
+    """Run one notebook with papermill (each cell at most ``timeout_s``): "ok", or "FAILED: ..."
+    naming the error and the cell that failed or hung. Never raises: one notebook's failure
+    must not hide the others."""
     import papermill
 
+    try:
+        papermill.execute_notebook(str(nb), str(out), cwd=str(cwd or nb.parent), progress_bar=True,
+                                   execution_timeout=timeout_s)
+        return "ok"
+    except Exception as e:  # noqa: BLE001 -- reported in the summary, the run goes on
+        if hasattr(e, "ename"):  # an exception inside the notebook (PapermillExecutionError)
+            what = f"{e.ename}: {e.evalue}"
+        else:
+            what = f"{type(e).__name__}: " + (str(e).strip().splitlines() or [""])[0]
+        return f"FAILED at {_stopped_cell(out)}: {what[:240]}"
+
+
+def main(argv: list[str] | None = None) -> int:
+
     notebooks = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
-    if argv:  # e.g. `python -m pdd.reproduce 02 03 04` or `... 08 09 10`: only these notebooks
+    if argv == ["none"]:  # `python -m pdd.reproduce none`: only regenerate results/README.md
+        notebooks = []
+    elif argv:  # e.g. `python -m pdd.reproduce 02 03 04` or `... 08 09 10`: only these notebooks
+        unknown = [a for a in argv if not any(nb.name.startswith(a) for nb in notebooks)]
+        if unknown:
+            raise ValueError(f"no notebook starts with {', '.join(map(repr, unknown))}; notebooks: "
+                             f"{', '.join(nb.stem for nb in notebooks)} (or 'none': only results/README.md)")
         notebooks = [nb for nb in notebooks if any(nb.name.startswith(a) for a in argv)]
     else:  # the PDD chain on the embedded default; 08-10 (own photos, the seed papers' methods) on request
         notebooks = [nb for nb in notebooks if nb.name[:2] in DEFAULT_CHAIN]
@@ -230,13 +276,8 @@ def main(argv: list[str] | None = None) -> int:
     for nb in notebooks:
         t0 = time.time()
         print(f"== {nb.name}", flush=True)
-        try:
-            papermill.execute_notebook(str(nb), str(out_dir / nb.name), cwd=str(ROOT / "notebooks"),
-                                       progress_bar=True, execution_timeout=CELL_TIMEOUT_S)
-            status = "ok"
-        except Exception as e:  # report and go on: one notebook's failure should not hide the others
-            status = f"FAILED: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
-            failed += 1
+        status = execute(nb, out_dir / nb.name)
+        failed += status != "ok"
         rows.append((nb.name, status, time.time() - t0))
         print(f"   {status} ({rows[-1][2]:.0f} s)", flush=True)
     total = time.time() - t_all
@@ -246,4 +287,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    sys.exit(cli.run(main, "python -m pdd.reproduce"))

@@ -169,10 +169,14 @@ def plot_improvement(beside, metric: str = "psnr", ax=None):
     return ax
 
 
-def crop_grid(images: dict, crop=(0, 0, 64), size: float = 2.2):
+def crop_grid(images: dict, crop=(0, 0, 64), zoom: int | None = None, min_panel_px: int = 192, dpi: int = 100):
     """Qualitative grid as in the paper's figures: the first image whole with the crop box,
     then the same ``crop=(y, x, side)`` (HR pixels) of every image, LR images at the
-    matching LR crop, nearest-upscaled. ``images``: {title: image (tensor or HxWx3 uint8)}."""
+    matching LR crop. ``images``: {title: image (tensor or HxWx3 uint8)}.
+
+    Crops are never downscaled: each HR pixel becomes ``zoom`` x ``zoom`` screen pixels
+    (nearest neighbour; default the smallest integer zoom giving panels of ``min_panel_px``),
+    and the axes are placed at exact pixel positions so that no layout step rescales them."""
     import matplotlib.pyplot as plt
     from matplotlib.patches import Rectangle
 
@@ -182,39 +186,85 @@ def crop_grid(images: dict, crop=(0, 0, 64), size: float = 2.2):
     ref_title, ref = next((k, v) for k, v in imgs.items() if v.shape[0] == h_max)
     if not (0 <= y <= h_max - side and 0 <= x <= ref.shape[1] - side):
         raise ValueError(f"crop {crop} does not fit a {ref.shape[0]}x{ref.shape[1]} image")
-    fig, axes = plt.subplots(1, len(imgs) + 1, figsize=(size * (len(imgs) + 1), size), dpi=60)
-    axes[0].imshow(ref)
+    zoom = zoom or max(1, -(-min_panel_px // side))
+    if zoom < 1 or int(zoom) != zoom:
+        raise ValueError(f"zoom must be a whole number >= 1 (crops are never downscaled), got {zoom}")
+    panel, title_px, n = side * zoom, 22, len(imgs) + 1
+    fig = plt.figure(figsize=(n * panel / dpi, (panel + title_px) / dpi), dpi=dpi)
+    height = panel / (panel + title_px)
+    axes = [fig.add_axes((k / n, 0, 1 / n, height)) for k in range(n)]
+    axes[0].imshow(ref)  # the overview: the whole frame with the crop marked (scaled to the panel)
     axes[0].add_patch(Rectangle((x, y), side, side, fill=False, edgecolor="red", lw=1.5))
-    axes[0].set_title(ref_title, fontsize=9)
+    axes[0].set_title(f"{ref_title} (whole)", fontsize=9)
     for ax, (title, img) in zip(axes[1:], imgs.items()):
         ax.imshow(_crop_at_hr_scale(img, h_max, (y, x, side, side)), interpolation="nearest")
         ax.set_title(title, fontsize=9)
     for ax in axes:
         ax.axis("off")
-    plt.tight_layout()
+    fig.pdd_zoom = zoom
     return fig
 
 
-def interactive_crops(images: dict, side: int = 64):
-    """``crop_grid`` with sliders (ipywidgets) that move the crop; in JupyterLab the grid
-    redraws as a slider moves. Returns the widget box (papermill/nbval just store it)."""
+def slider_view(render, sliders: dict):
+    """Sliders (ipywidgets) above a matplotlib figure ``render(**values)`` that is redrawn as a
+    slider moves. Returns the widget box.
+
+    The figure enters the Output widget as a PNG set on the widget (``append_display_data``),
+    never as output captured inside ``with out:``. Under papermill/nbval, nbclient mimics the
+    Output widget and sends captured output back to the kernel over the shell channel while it
+    waits on that channel for the cell's reply, which intermittently never returns
+    (jupyter/nbclient#312: seen here as `make reproduce` stopping at 04's crop cell and 01's
+    image browser). Setting the widget's state is a plain update message: no hang. A headless
+    run stores the first view."""
+    import io
+
     import ipywidgets as widgets
     import matplotlib.pyplot as plt
+    from IPython.display import Image
+
+    out = widgets.Output()
+
+    def draw(*_):
+        fig = render(**{name: w.value for name, w in sliders.items()})
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png", dpi=fig.dpi)
+        plt.close(fig)
+        out.outputs = ()
+        out.append_display_data(Image(data=buf.getvalue(), format="png"))
+
+    for w in sliders.values():
+        w.observe(draw, "value")
+    draw()
+    return widgets.VBox([widgets.HBox(list(sliders.values())), out])
+
+
+def interactive_crops(images: dict, side: int = 64):
+    """``crop_grid`` with sliders that move the crop (in JupyterLab the grid redraws as a
+    slider moves; papermill/nbval store the first view). Returns the widget box."""
+    import ipywidgets as widgets
 
     images = {k: to_uint8(v) for k, v in images.items()}  # once, not on every slider move
     h = max(v.shape[0] for v in images.values())
     w = max(v.shape[1] for v in images.values())
-    ys = widgets.IntSlider(value=(h - side) // 2, min=0, max=h - side, step=4, description="y")
-    xs = widgets.IntSlider(value=(w - side) // 2, min=0, max=w - side, step=4, description="x")
-    out = widgets.Output()
+    sliders = {"y": widgets.IntSlider(value=(h - side) // 2, min=0, max=h - side, step=4, description="y"),
+               "x": widgets.IntSlider(value=(w - side) // 2, min=0, max=w - side, step=4, description="x")}
+    return slider_view(lambda y, x: crop_grid(images, (y, x, side)), sliders)
 
-    def draw(*_):
-        with out:
-            out.clear_output(wait=True)
-            crop_grid(images, (ys.value, xs.value, side))
-            plt.show()
 
-    ys.observe(draw, "value")
-    xs.observe(draw, "value")
-    draw()
-    return widgets.VBox([widgets.HBox([ys, xs]), out])
+def browse_images(items, size: float = 3.0):
+    """A slider over ``items`` [(label, HxWx3 image), ...]: one image at a time with its label
+    and size, pixels drawn nearest-neighbour. Returns the widget box."""
+    import ipywidgets as widgets
+    import matplotlib.pyplot as plt
+
+    items = [(label, to_uint8(im)) for label, im in items]
+
+    def render(i):
+        label, im = items[i]
+        fig, ax = plt.subplots(figsize=(size, size * im.shape[0] / im.shape[1] + 0.3), dpi=100)
+        ax.imshow(im, interpolation="nearest")
+        ax.set_title(f"{label}  {im.shape[1]}x{im.shape[0]}", fontsize=9)
+        ax.axis("off")
+        return fig
+
+    return slider_view(render, {"i": widgets.IntSlider(min=0, max=len(items) - 1, value=0, description="image")})

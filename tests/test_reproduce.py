@@ -70,6 +70,19 @@ def test_crop_grid_crops_hr_and_matching_lr_and_rejects_bad_crops():
         viz.crop_grid({"HR": hr}, crop=(60, 0, 16))
 
 
+@pytest.mark.parametrize("side", [16, 64, 250])
+def test_crop_grid_never_downscales_a_crop(side):
+    """Each crop panel's axes span at least side x side figure pixels, in whole multiples."""
+    hr = np.random.default_rng(0).integers(0, 256, (256, 256, 3), dtype=np.uint8)
+    fig = viz.crop_grid({"A": hr, "B": hr}, crop=(0, 0, side))
+    w_px, h_px = fig.get_size_inches() * fig.dpi
+    for ax in fig.axes[1:]:
+        box = ax.get_position()
+        ax_w, ax_h = box.width * w_px, box.height * h_px
+        assert round(ax_w, 6) >= side and round(ax_h, 6) >= side
+        assert ax_w / side == pytest.approx(round(ax_w / side)) == fig.pdd_zoom
+
+
 def test_plot_improvement_draws_no_bar_for_an_unavailable_metric():
     rows = [{"model": "EMA PDD", "metric": m, "our domain": "Synth", "ours Δ": o, "paper domain": d, "paper Δ": p}
             for m, o in (("psnr", 0.6), ("lpips", math.nan)) for d, p in (("Canon", 1.2), ("Nikon", 0.97))]
@@ -105,3 +118,62 @@ def test_results_readme_leads_with_the_premise_and_the_claim_per_setting(tmp_pat
     assert "Premise scratch sentence." in text and "EMA PDD: the claim ..." in text
     assert "old" not in text and "methods_seeds0-1.md" in text        # the comparison with the most seeds
     assert "PREMISE FAILS ..." not in text                             # the gate is stated once, from premise.json
+
+
+def _notebook(path, cells):
+    nb = {"cells": [{"cell_type": "code", "execution_count": None, "id": f"c{i}", "metadata": {}, "outputs": [],
+                     "source": src} for i, src in enumerate(cells)],
+          "metadata": {"kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"}},
+          "nbformat": 4, "nbformat_minor": 5}
+    path.write_text(json.dumps(nb))
+    return path
+
+
+def test_a_hung_cell_is_stopped_and_named_and_a_failing_one_too(tmp_path):
+    hung = _notebook(tmp_path / "hung.ipynb", ["x = 1", "import time\ntime.sleep(120)", "print('never')"])
+    status = reproduce.execute(hung, tmp_path / "hung_out.ipynb", timeout_s=5)
+    assert status.startswith("FAILED at cell 1: import time") and "Timeout" in status
+    bad = _notebook(tmp_path / "bad.ipynb", ["x = 1", "y = 2", "raise ValueError('bad input')"])
+    status = reproduce.execute(bad, tmp_path / "bad_out.ipynb", timeout_s=60)
+    assert status.startswith("FAILED at cell 2: raise ValueError") and "bad input" in status
+    ok = _notebook(tmp_path / "ok.ipynb", ["x = 1"])
+    assert reproduce.execute(ok, tmp_path / "ok_out.ipynb", timeout_s=60) == "ok"
+
+
+def test_slider_views_put_a_png_on_the_output_widget_and_replace_it_on_a_move():
+    """No output is captured inside the Output widget (the nbclient hang): the figure is the
+    widget's state, one PNG, replaced when a slider moves."""
+    hr = np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    box = viz.interactive_crops({"HR": hr, "LR": hr[::4, ::4]}, side=16)
+    (ys, xs), out = box.children[0].children, box.children[1]
+    assert len(out.outputs) == 1 and "image/png" in out.outputs[0]["data"]
+    first = out.outputs[0]["data"]["image/png"]
+    ys.value = 0
+    assert len(out.outputs) == 1 and out.outputs[0]["data"]["image/png"] != first
+    box = viz.browse_images([("a", hr), ("b", hr[::2, ::2])])
+    (slider,), out = box.children[0].children, box.children[1]
+    slider.value = 1
+    assert len(out.outputs) == 1 and "image/png" in out.outputs[0]["data"]
+
+
+def test_two_headless_runs_of_a_widget_notebook_at_once_both_finish(tmp_path):
+    """Two papermill runs started together (as users run one per domain), each with the crop
+    sliders and the image browser: both finish, and each stores the first view."""
+    import threading
+
+    cells = ["import numpy as np\nfrom pdd import viz\nhr = np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8)",
+             "viz.interactive_crops({'HR': hr, 'LR': hr[::4, ::4]}, side=16)",
+             "viz.browse_images([('a', hr), ('b', hr[::2, ::2])])",
+             "print('done')"]
+    nbs = [_notebook(tmp_path / f"w{k}.ipynb", cells) for k in range(2)]
+    status = {}
+    threads = [threading.Thread(target=lambda k=k: status.__setitem__(k, reproduce.execute(
+        nbs[k], tmp_path / f"w{k}_out.ipynb", timeout_s=120))) for k in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=300)
+    assert status == {0: "ok", 1: "ok"}
+    for k in range(2):
+        state = json.loads((tmp_path / f"w{k}_out.ipynb").read_text())["metadata"]["widgets"]
+        assert "image/png" in json.dumps(state)
