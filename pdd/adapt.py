@@ -32,6 +32,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from . import cli
 from .config import make_config, set_field
 from .sr_models import ModelInfo, check_trainable, export, load_upscaler
 
@@ -74,8 +75,7 @@ def plan(lr_dir, out, generalist: str | None = None, preset: str = "cpu", mode: 
          iters: int | None = None, hr_dir=None, pairs_dir=None, data_root=None, seed: int = 0,
          overrides: dict | None = None) -> Plan:
     """Load the generalist, scan the folder, and build the training config (nothing trained)."""
-    from .photos import open_folder_domain
-    from .data import resolve_data_root
+    from .data import open_folder_domain, resolve_data_root
 
     if preset not in ADAPT_PRESETS:
         raise ValueError(f"unknown preset {preset!r}; valid: {', '.join(ADAPT_PRESETS)}")
@@ -400,6 +400,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-estimate", action="store_true")
     ap.add_argument("--no-report", action="store_true")
     ap.add_argument("--no-progress", action="store_true")
+    cli.add_debug_flag(ap)
     args = ap.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -420,4 +421,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli.run(main, "python -m pdd.adapt"))

@@ -61,6 +61,7 @@ class TrainConfig:
     device: str = "auto"               # auto | cpu | cuda
     bf16: bool = False                 # bf16 autocast (R_intra/R_inter stay fp32)
     channels_last: bool = False
+    compile: bool = False              # torch.compile the networks' forward passes (opt-in: measured, not assumed)
     threads: int | None = None         # torch CPU threads (None: torch default)
     ckpt_every: int = 5000             # resumable checkpoint + EMA snapshot
     log_every: int = 100

@@ -35,6 +35,7 @@ import torch
 from PIL import Image
 
 from . import degradations as deg
+from .photos import MAX_SIDE, PhotoError, list_photo_files, read_photo, scan_photos, to_uint8
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SCALE = 4
@@ -426,14 +427,57 @@ def _open_labeled(root: Path, labeled, layout: RealLayout | None) -> tuple[Seque
         f"packaged photos as the labeled pool.")
 
 
+# Top folders as the releases unpack, beside the names of the documented layout.
+RELEASE_FOLDER_NAMES = {"RealSRV3": ("RealSR(V3)",)}
+
+
+def _normalised(name: str) -> str:
+    return re.sub(r"[^a-z0-9]", "", name.lower())
+
+
+def _with_release_names(root: Path, layout: RealLayout) -> RealLayout:
+    """The layout with its top folder as found under root: the documented name, else the
+    name the release unpacks as (RealSR's archive gives ``RealSR(V3)/``)."""
+    top = layout.unlabeled.split("/", 1)[0]
+    for alias in RELEASE_FOLDER_NAMES.get(top, ()):
+        if not (root / top).is_dir() and (root / alias).is_dir():
+            swap = lambda g: alias + g[len(top):] if g and g.startswith(top + "/") else g  # noqa: E731
+            return RealLayout(layout.dataset, swap(layout.unlabeled), swap(layout.test_lr), swap(layout.test_hr),
+                              swap(layout.labeled))
+    return layout
+
+
+def _near_misses(root: Path, layout: RealLayout) -> list[str]:
+    """Folders under root whose name differs from the expected top folder only in case or
+    punctuation, or whose camera folder does: what to rename, for the error message."""
+    hints = []
+    top, rest = layout.unlabeled.split("/", 1)
+    wanted = {_normalised(top)} | {_normalised(a) for a in RELEASE_FOLDER_NAMES.get(top, ())}
+    tops = [d for d in root.iterdir() if d.is_dir()] if root.is_dir() else []
+    for d in tops:
+        if d.name != top and d.name not in RELEASE_FOLDER_NAMES.get(top, ()) and _normalised(d.name) in wanted:
+            hints.append(f"found {d}: rename it to {root / top}")
+    base = root / top if (root / top).is_dir() else next((d for d in tops if _normalised(d.name) in wanted), None)
+    camera = rest.split("/")[0] if "*" not in rest.split("/")[0] else None
+    if base is not None and camera and not (base / camera).is_dir():
+        subs = [d.name for d in base.iterdir() if d.is_dir()]
+        close = [n for n in subs if _normalised(n) == _normalised(camera)]
+        hints += [f"found {base / n}: rename it to {base / camera}" for n in close]
+        if not close and subs:
+            hints.append(f"{base} holds {', '.join(sorted(subs)[:8])}; expected {camera}/")
+    return hints
+
+
 def _open_real(name: str, root: Path, labeled) -> Domain:
-    layout = REAL_DOMAINS[name]
+    layout = _with_release_names(root, REAL_DOMAINS[name])
     found = {role: _glob(root, getattr(layout, role)) for role in ("unlabeled", "test_lr", "test_hr")}
     missing = [str(root / getattr(layout, role)) for role, paths in found.items() if not paths]
     if missing:
+        hints = _near_misses(root, layout)
         raise DatasetNotFoundError(
             f"{name} ({layout.dataset}) not found under data root {root}; no files match:\n  "
-            + "\n  ".join(missing) + "\nSee data/README.md for the layout and where to obtain the data "
+            + "\n  ".join(missing) + ("\n" + "\n".join(hints) if hints else "")
+            + "\nSee data/README.md for the layout and where to obtain the data "
             "(set PDD_DATA_ROOT or pass data_root= to use another root).")
     lr_by_key = {_pair_key(p): p for p in found["test_lr"]}
     hr_by_key = {_pair_key(p): p for p in found["test_hr"]}
@@ -645,7 +689,7 @@ def list_domains() -> list[str]:
 def open_domain(name: str, data_root=None, *, labeled: str = "auto", test_tile: int = 256,
                 n_test_tiles: int | None = None, regenerate: bool = False, **folder_kw) -> Domain:
     """Open a domain by name (case-insensitive); see `list_domains()`, or ``"folder:PATH"``:
-    a folder of your own LR photos as X^U (`pdd.photos.open_folder_domain`; labeled "auto"
+    a folder of your own LR photos as X^U (`open_folder_domain`; labeled "auto"
     there falls back to the packaged photos when DF2K/DIV2K are absent).
 
     data_root: argument -> $PDD_DATA_ROOT -> <repo>/data.
@@ -659,8 +703,6 @@ def open_domain(name: str, data_root=None, *, labeled: str = "auto", test_tile: 
     """
     if str(name).lower().startswith("folder:"):
         # A folder of the user's own LR photos (pdd.photos); folder_kw: pairs_dir, min_side, max_side.
-        from .photos import open_folder_domain
-
         return open_folder_domain(str(name)[len("folder:"):], resolve_data_root(data_root), labeled=labeled,
                                   **folder_kw)
     valid = list_domains()
@@ -812,3 +854,58 @@ class MixedBatches(torch.utils.data.Dataset):
 
     def __getitem__(self, k):
         return mixed_batch(self.labeled, self.unlabeled, self.start + k, self.batch_l, self.batch_u)
+
+
+# ------------------------------------------------------------------------------ a folder of your own photos
+
+
+def read_pairs(pairs_dir, scale: int = 4) -> tuple[list, list[tuple[Path, str]]]:
+    """Held-out (lr, hr, name) uint8 pairs from ``pairs_dir/lr`` and ``pairs_dir/hr``, matched
+    by name (``_hr``/``_lr4``/``_x4`` suffixes ignored); HR must be scale x LR (up to scale-1
+    extra pixels, cropped). Returns (pairs, skipped with reasons)."""
+    pairs_dir = Path(pairs_dir)
+    if not (pairs_dir / "lr").is_dir() or not (pairs_dir / "hr").is_dir():
+        raise PhotoError(f"{pairs_dir}: expected subfolders lr/ and hr/ (files matched by name)")
+    lr_files = {_pair_key(p): p for p in list_photo_files(pairs_dir / "lr")[0]}
+    hr_files = {_pair_key(p): p for p in list_photo_files(pairs_dir / "hr")[0]}
+    pairs, skipped = [], []
+    for k in sorted(set(lr_files) ^ set(hr_files)):
+        skipped.append((lr_files.get(k) or hr_files.get(k), "no partner with the same name in lr/ or hr/"))
+    for k in sorted(set(lr_files) & set(hr_files)):
+        try:
+            lr, hr = to_uint8(read_photo(lr_files[k]).pixels), to_uint8(read_photo(hr_files[k]).pixels)
+            pairs.append((lr, _check_pair(lr, hr, scale, str(hr_files[k])), k))
+        except (PhotoError, ValueError) as e:
+            skipped.append((hr_files[k], str(e)))
+    return pairs, skipped
+
+
+def open_folder_domain(lr_dir, root: Path, labeled="auto", pairs_dir=None, min_side: int = 16,
+                       max_side: int = MAX_SIDE, scale: int = 4, verbose: bool = True):
+    """The `Domain` of a folder of the user's LR photos (see `pdd.data.open_domain`).
+
+    labeled: "auto" = DF2K, else DIV2K under the data root, else the packaged photos;
+    "builtin"; or a folder of the user's own clean HR photos (read like the LR ones).
+    """
+    unlabeled = scan_photos(lr_dir, min_side=min_side, max_side=max_side)
+    if labeled in ("auto", "DF2K", "DIV2K", "builtin"):
+        try:
+            labeled_hr, labeled_src = _open_labeled(root, labeled, None)
+        except DatasetNotFoundError:
+            if labeled != "auto":
+                raise
+            labeled_hr, labeled_src = _open_labeled(root, "builtin", None)
+    else:
+        labeled_hr = scan_photos(labeled, min_side=min_side * scale, max_side=max_side * scale, eight_bit=True)
+        labeled_src = f"your HR photos: {labeled_hr!r}"
+    pairs, pair_skips = read_pairs(pairs_dir, scale) if pairs_dir else ([], [])
+    if verbose:
+        print("pdd.photos: " + unlabeled.report.summary(), file=sys.stderr)
+        for p, why in pair_skips:
+            print(f"pdd.photos: pairs: skipped {p}: {why}", file=sys.stderr)
+    return Domain(
+        name=f"folder:{Path(lr_dir)}", kind="folder", labeled_hr=labeled_hr, unlabeled_lr=unlabeled,
+        test_pairs=pairs, scale=scale, root=Path(lr_dir),
+        sources={"labeled": labeled_src, "unlabeled": repr(unlabeled),
+                 "test": f"{len(pairs)} pairs from {pairs_dir}" if pairs_dir else "none (no --pairs-dir)"},
+        notes=unlabeled.report.summary().splitlines()[0])

@@ -20,9 +20,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from . import ROOT
+from . import ROOT, cli
 from .config import FROM_SCRATCH, TrainConfig, make_config, pretrain_config, pretrain_run_name
-from .train import load_rrdbnet_like
+from .train import last_weights, load_rrdbnet_like, train
 
 # row name -> (mode, config overrides). The control has the same supervised loss as PDD,
 # GAN term included; the GAN-free control shows what the GAN term does on its own.
@@ -68,7 +68,6 @@ def _pretrained_file(preset, domain, runs_dir, role, seed, pretrain_iters) -> st
                           iters=pretrain_iters)
     f = Path(cfg.out) / "weights" / f"net_g_{cfg.iters:06d}.pth"
     if not f.exists():  # not pretrained yet (compare_methods pretrains in parallel first)
-        from .train import pretrained
         pretrained(role, preset, domain, seed=seed, iters=pretrain_iters, runs_dir=runs_dir, progress=False)
     return str(f)
 
@@ -90,6 +89,56 @@ def specialist_file(preset: str, domain: str, runs_dir, seed: int, iters: int | 
         return _pretrained_file(preset, domain, runs_dir, "specialist", seed, pretrain_iters)
     return str(Path(runs_dir) / preset / domain / f"{_slug('finetune control')}_s{seed}" / "weights"
                / f"net_g_{_iters(preset, iters, 'finetune'):06d}.pth")
+
+
+# ------------------------------------------------------------------ the starting models (M_G, M_S)
+
+def pretrained(role: str, preset: str, domain: str, data_root=None, seed: int = 0, iters: int | None = None,
+               runs_dir="runs", progress: bool = True):
+    """A from-scratch preset's generalist or bicubic specialist (``config.pretrain_config``),
+    trained once into ``runs_dir/preset/domain/pretrained-<role>_s<seed>`` and reused (resumed
+    if interrupted). Eval mode, with ``weights_source`` and ``run_dir``."""
+    out = Path(runs_dir) / preset / domain / pretrain_run_name(preset, role, seed, iters)
+    cfg = pretrain_config(preset, role, domain, seed, str(out), data_root, iters)
+    run = out if (out / "weights" / f"net_g_{cfg.iters:06d}.pth").exists() else train(cfg, progress=progress)
+    model = load_rrdbnet_like(cfg, run / "weights" / f"net_g_{cfg.iters:06d}.pth")
+    model.run_dir = run
+    return model
+
+
+def generalist(preset: str = "cpu", domain: str | None = None, data_root=None, seed: int = 0,
+               iters: int | None = None, runs_dir="runs", progress: bool = True):
+    """M_G: RealESRGAN_x4plus under ``paper``/``cpu``; under ``scratch``/``tiny`` a small
+    RRDBNet pretrained here from scratch on the second-order pipeline (cached in runs_dir).
+    Eval mode, with ``weights_source`` (and ``run_dir`` when the companion trained it)."""
+    from .weights import load_rrdbnet
+
+    if preset not in FROM_SCRATCH:
+        return load_rrdbnet("RealESRGAN_x4plus")
+    return pretrained("generalist", preset, domain or make_config(preset).domain, data_root, seed, iters,
+                      runs_dir, progress)
+
+
+def specialist(preset: str = "cpu", domain: str | None = None, data_root=None, seed: int = 0,
+               path: str | None = None, iters: int | None = None, runs_dir="runs", progress: bool = True,
+               pretrain_iters: int | None = None):
+    """The bicubic specialist: the file ``path`` when given (e.g. the official bicubic ESRGAN);
+    under ``scratch``/``tiny`` a small RRDBNet pretrained here from scratch on bicubic X^L;
+    under ``paper``/``cpu`` RealESRGAN_x4plus fine-tuned on bicubic X^L by the companion
+    (mode ``finetune``, full supervised loss with GAN, ``iters`` iterations) — the same run
+    as the "finetune control" row of ``pdd.experiments`` (one training, two roles)."""
+    from .weights import load_rrdbnet
+
+    if path:
+        return load_rrdbnet(path)
+    domain = domain or make_config(preset).domain
+    if preset in FROM_SCRATCH:
+        return pretrained("specialist", preset, domain, data_root, seed, pretrain_iters, runs_dir, progress)
+    cfg = method_config("finetune control", preset, domain, seed, runs_dir, data_root, iters)
+    run = train(cfg, progress=progress)
+    model = load_rrdbnet_like(cfg, last_weights(run))
+    model.run_dir = run
+    return model
 
 
 # Ablations of the paper (Tab. 3, 7, 8, 9; Fig. 9, 13) as (mode, overrides) on top of EMA PDD.
@@ -445,6 +494,51 @@ def static_conclusion(table: pd.DataFrame, metric: str = "psnr") -> list[str]:
             f"On the source protocol: {src:+.2f} vs the specialist (the paper: its sharpness is kept)."]
 
 
+# notebook 07's gain table: per method and metric, target/source gains and the adaptation gain with its CI
+EVIDENCE_COLUMNS = ["method", "metric", "n", "target gain", "target gain verdict", "source gain", "source gain verdict",
+                    "adaptation gain", "adaptation gain lo", "adaptation gain hi", "adaptation gain verdict"]
+
+
+def evidence_conclusions(results_dir, domain: str, preset: str, cfgs, per_image: pd.DataFrame,
+                         gains: pd.DataFrame, n_boot: int = 2000) -> list[str]:
+    """Notebook 07's computed conclusions: the premise gate and D's verdict, the claim (adapted
+    specialist vs both starting models and its control), then per method the target, source and
+    adaptation gains (PSNR, NIQE) and which methods adapt (adaptation-gain CI above 0)."""
+    lines = conclusion_header(results_dir, domain, preset, cfgs) + claim_verdict(per_image, n_boot=n_boot)
+    for _, r in gains[gains.metric.isin(["psnr", "niqe"])].iterrows():
+        lines.append(f"{r.method}, {r.metric}: target {r['target gain']:+.3f}, source {r['source gain']:+.3f}, "
+                     f"adaptation {r['adaptation gain']:+.3f} [{r['adaptation gain lo']:+.3f}, "
+                     f"{r['adaptation gain hi']:+.3f}] -> {r['adaptation gain verdict']}")
+    adapted = gains[(gains.metric == "psnr") & (gains["adaptation gain verdict"] == "better")].method.tolist()
+    lines.append("Methods with a PSNR adaptation gain whose CI excludes 0: " + (", ".join(adapted) or "none") + ".")
+    return lines
+
+
+def write_evidence(out, domain: str, preset: str, seeds, last_k: int, n_boot: int, gains: pd.DataFrame,
+                   claims: pd.DataFrame, lines: list[str], cfgs, metrics: dict, generalist_source: str) -> Path:
+    """``out/07_evidence_seeds<seeds>.csv`` (the gains) and ``.md`` (gains, claim table, the
+    computed conclusions, and what produced them). Returns the Markdown path."""
+    from .evaluate import markdown_table, metric_info, result_record, unavailable_note
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    c0 = cfgs[0]
+    record = result_record(preset=preset, domain=domain, seeds=list(seeds), last_k_checkpoints=last_k, n_boot=n_boot,
+                           ci="95% percentile bootstrap over images (cluster: seeds x checkpoints of an image together)",
+                           metrics=metric_info(metrics), patch=c0.patch,
+                           precision="bf16 autocast + channels_last" if c0.bf16 else "fp32", generalist=generalist_source)
+    stem = out / ("07_evidence_seeds" + "-".join(map(str, seeds)))
+    gains.to_csv(stem.with_suffix(".csv"), index=False, float_format="%.4f")
+    md = [f"# Adaptation or drift ({domain}, {preset})", "", markdown_table(gains[EVIDENCE_COLUMNS].round(4)), "",
+          "## Adapted specialist vs specialist vs generalist vs control", "", markdown_table(claims.round(4)), "",
+          "## Conclusion (computed)", ""] + [f"- {line}" for line in lines] + [
+          "", f"Produced by: commit {record['git_commit']}, seeds {list(seeds)}, last {last_k} checkpoints, "
+              f"{record['ci']}; precision {record['precision']}, LR patch {record['patch']}; generalist: "
+              f"{record['generalist']}.", unavailable_note(metrics) or ""]
+    stem.with_suffix(".md").write_text("\n".join(md) + "\n")
+    return stem.with_suffix(".md")
+
+
 def method_configs(preset: str, domain: str, seeds, methods=None, runs_dir=None, data_root=None,
                    iters: int | None = None, pretrain_iters: int | None = None,
                    variants: dict | None = None) -> list[TrainConfig]:
@@ -555,6 +649,7 @@ def main(argv=None) -> int:
     ap.add_argument("--parallel", type=int, default=2)
     ap.add_argument("--runs-dir")
     ap.add_argument("--out", help="output stem, e.g. results/Synth-Defocus/cpu/methods")
+    cli.add_debug_flag(ap)
     a = ap.parse_args(argv)
     r = compare_methods(a.preset, a.domain, a.seeds, a.methods, a.iters, a.last_k, a.parallel, a.runs_dir,
                         out_stem=a.out, pretrain_iters=a.pretrain_iters)
@@ -565,4 +660,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli.run(main, "python -m pdd.experiments"))

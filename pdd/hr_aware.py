@@ -40,6 +40,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from . import cli
 from .config import set_field
 from .train import Trainer, ema_update, last_weights
 
@@ -951,6 +952,7 @@ def main(argv: list[str] | None = None) -> int:
                     help="fine-tune on the domain's TEST LR (the paper's protocol); labelled so in the run")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="any HRAwareConfig field")
     ap.add_argument("--no-progress", action="store_true")
+    cli.add_debug_flag(ap)
     args = ap.parse_args(argv)
     over = {k: v for k, v in (("domain", args.domain), ("data_root", args.data_root), ("iters", args.iters),
                               ("seed", args.seed), ("out", args.out), ("rec_net", args.rec_net),
@@ -987,4 +989,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli.run(main, "python -m pdd.hr_aware"))

@@ -27,7 +27,7 @@ not ``view``, which raises on channels_last tensors.
 
 Weights: ``resolve_kdsr`` (explicit path -> torch hub cache -> an error saying where the
 files are downloaded; there is no URL) and ``load_kdsr`` (weights-only, strict, a readable
-mismatch report). Training stages live in ``pdd.kdsr_train`` (CLI ``python -m pdd.kdsr``).
+mismatch report). Training stages live in ``pdd.kdsr_train`` (CLI ``python -m pdd.kdsr_train``).
 """
 from __future__ import annotations
 
@@ -508,10 +508,3 @@ __all__ = [
     "kd_loss", "load_kdsr", "resolve_kdsr", "teacher_input", "trainable_parameters", "variant_size",
 ]
 
-
-if __name__ == "__main__":  # python -m pdd.kdsr --stage teacher|student|gan ... (see pdd.kdsr_train)
-    import sys
-
-    from pdd.kdsr_train import main
-
-    sys.exit(main())

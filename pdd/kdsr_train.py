@@ -43,6 +43,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from . import cli
 from . import losses as L
 from .kdsr import TAU, KDSRStudent, KDSRTeacher, kd_loss, load_kdsr
 from .train import Trainer, ema_update
@@ -416,7 +417,7 @@ def kdsr_generalist(preset: str = "cpu", domain: str | None = None, data_root=No
 def main(argv: list[str] | None = None) -> int:
     from .config import set_field
 
-    ap = argparse.ArgumentParser(prog="python -m pdd.kdsr", description=__doc__,
+    ap = argparse.ArgumentParser(prog="python -m pdd.kdsr_train", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--stage", required=True, choices=STAGES)
     ap.add_argument("--preset", default="cpu", choices=PRESETS)
@@ -431,6 +432,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int)
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="any KDSRTrainConfig field")
     ap.add_argument("--no-progress", action="store_true")
+    cli.add_debug_flag(ap)
     args = ap.parse_args(argv)
     given = {k: v for k, v in (("variant", args.variant), ("teacher", args.teacher), ("init", args.init),
                                 ("domain", args.domain), ("data_root", args.data_root), ("hr_dir", args.hr_dir),
@@ -456,4 +458,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli.run(main, "python -m pdd.kdsr_train"))

@@ -12,15 +12,14 @@ desktop.ini, anything hidden), decodes every candidate once so a corrupt file is
 rather than half-way through training, lists every skipped file with its reason, and cuts
 very large photos into patches (never resizes them: resizing would change the very
 degradation PDD adapts to). `PhotoSet` is the result: a list-like of HxWx3 arrays that
-`pdd.data.UnlabeledPatches` samples from. `open_folder_domain` builds the `Domain` that
-``pdd.data.open_domain("folder:PATH")`` returns.
+`pdd.data.UnlabeledPatches` samples from; `pdd.data.open_folder_domain` builds the `Domain`
+that ``pdd.data.open_domain("folder:PATH")`` returns from it (this module knows files, not domains).
 """
 from __future__ import annotations
 
 import io
 import logging
 import os
-import sys
 import warnings
 from collections import Counter
 from collections.abc import Sequence
@@ -358,62 +357,3 @@ def scan_photos(root, min_side: int = 16, max_side: int = MAX_SIDE, eight_bit: b
         raise PhotoError(f"{root}: no usable photos ({len(files)} photo files, {len(system)} system files).\n  "
                          + reasons)
     return PhotoSet(items, report, eight_bit=eight_bit)
-
-
-# ------------------------------------------------------------------------------ pairs and the domain
-
-
-def read_pairs(pairs_dir, scale: int = 4) -> tuple[list, list[tuple[Path, str]]]:
-    """Held-out (lr, hr, name) uint8 pairs from ``pairs_dir/lr`` and ``pairs_dir/hr``, matched
-    by name (``_hr``/``_lr4``/``_x4`` suffixes ignored); HR must be scale x LR (up to scale-1
-    extra pixels, cropped). Returns (pairs, skipped with reasons)."""
-    from .data import _check_pair, _pair_key
-
-    pairs_dir = Path(pairs_dir)
-    if not (pairs_dir / "lr").is_dir() or not (pairs_dir / "hr").is_dir():
-        raise PhotoError(f"{pairs_dir}: expected subfolders lr/ and hr/ (files matched by name)")
-    lr_files = {_pair_key(p): p for p in list_photo_files(pairs_dir / "lr")[0]}
-    hr_files = {_pair_key(p): p for p in list_photo_files(pairs_dir / "hr")[0]}
-    pairs, skipped = [], []
-    for k in sorted(set(lr_files) ^ set(hr_files)):
-        skipped.append((lr_files.get(k) or hr_files.get(k), "no partner with the same name in lr/ or hr/"))
-    for k in sorted(set(lr_files) & set(hr_files)):
-        try:
-            lr, hr = to_uint8(read_photo(lr_files[k]).pixels), to_uint8(read_photo(hr_files[k]).pixels)
-            pairs.append((lr, _check_pair(lr, hr, scale, str(hr_files[k])), k))
-        except (PhotoError, ValueError) as e:
-            skipped.append((hr_files[k], str(e)))
-    return pairs, skipped
-
-
-def open_folder_domain(lr_dir, root: Path, labeled="auto", pairs_dir=None, min_side: int = 16,
-                       max_side: int = MAX_SIDE, scale: int = 4, verbose: bool = True):
-    """The `Domain` of a folder of the user's LR photos (see `pdd.data.open_domain`).
-
-    labeled: "auto" = DF2K, else DIV2K under the data root, else the packaged photos;
-    "builtin"; or a folder of the user's own clean HR photos (read like the LR ones).
-    """
-    from .data import DatasetNotFoundError, Domain, _open_labeled
-
-    unlabeled = scan_photos(lr_dir, min_side=min_side, max_side=max_side)
-    if labeled in ("auto", "DF2K", "DIV2K", "builtin"):
-        try:
-            labeled_hr, labeled_src = _open_labeled(root, labeled, None)
-        except DatasetNotFoundError:
-            if labeled != "auto":
-                raise
-            labeled_hr, labeled_src = _open_labeled(root, "builtin", None)
-    else:
-        labeled_hr = scan_photos(labeled, min_side=min_side * scale, max_side=max_side * scale, eight_bit=True)
-        labeled_src = f"your HR photos: {labeled_hr!r}"
-    pairs, pair_skips = read_pairs(pairs_dir, scale) if pairs_dir else ([], [])
-    if verbose:
-        print("pdd.photos: " + unlabeled.report.summary(), file=sys.stderr)
-        for p, why in pair_skips:
-            print(f"pdd.photos: pairs: skipped {p}: {why}", file=sys.stderr)
-    return Domain(
-        name=f"folder:{Path(lr_dir)}", kind="folder", labeled_hr=labeled_hr, unlabeled_lr=unlabeled,
-        test_pairs=pairs, scale=scale, root=Path(lr_dir),
-        sources={"labeled": labeled_src, "unlabeled": repr(unlabeled),
-                 "test": f"{len(pairs)} pairs from {pairs_dir}" if pairs_dir else "none (no --pairs-dir)"},
-        notes=unlabeled.report.summary().splitlines()[0])

@@ -32,6 +32,7 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
+from . import cli
 from . import losses as L
 from .archs import RRDBNet, UNetDiscriminatorSN
 from .config import TrainConfig, make_config, resolve_device, set_field
@@ -125,6 +126,14 @@ class Trainer:
             if self.d is not None:
                 self.d = torch.nn.parallel.DistributedDataParallel(self.d, device_ids=ids)
 
+        # opt-in torch.compile: compiled callables over the same modules, so parameters, the
+        # optimisers, the EMA update and the checkpoints' keys are those of the plain modules
+        fwd = torch.compile if cfg.compile else (lambda m: m)
+        self.s_fwd = fwd(self.s)
+        self.g_fwd = None if self.g is None else fwd(self.g)
+        self.d_fwd = None if self.d is None else fwd(self.d)
+        self.d_frozen_fwd = None if self.d is None else fwd(_bare(self.d))  # D inside the G step (no weight grads)
+        self.vgg_fwd = None if self.vgg is None else fwd(self.vgg)
         self._optimisers(self.s.parameters())
 
     # ------------------------------------------------------------------ set-up shared with other trainers
@@ -198,17 +207,20 @@ class Trainer:
             distill = self.distilling(t)
             needs_u = x_u is not None and (distill or cfg.mode == "naive")
             with autocast:
-                s_out = self.s(torch.cat([x_l, x_u]) if needs_u else x_l)
+                s_out = self.s_fwd(torch.cat([x_l, x_u]) if needs_u else x_l)
                 s_l, s_u = s_out[:n_l], (s_out[n_l:] if needs_u else None)
                 g_l = g_u = None
                 if needs_u and self.g is not None:
                     with torch.no_grad():
-                        g_out = self.g(torch.cat([x_l, x_u]))
+                        g_out = self.g_fwd(torch.cat([x_l, x_u]))
                     g_l, g_u = g_out[:n_l], g_out[n_l:]
                 # D's bare module: the G step needs no gradient sync for D's weights
-                disc = _bare(self.d).requires_grad_(False) if self.d is not None else None
+                disc = None
+                if self.d is not None:
+                    _bare(self.d).requires_grad_(False)
+                    disc = self.d_frozen_fwd
                 terms = L.generator_objective(
-                    self.vgg, s_l, s_u, y_l, g_l, g_u, disc, cfg.sup,
+                    self.vgg_fwd, s_l, s_u, y_l, g_l, g_u, disc, cfg.sup,
                     cfg.pdd if cfg.mode in ("static", "ema") else None,
                     distill=distill and cfg.mode in ("static", "ema"),
                     gan_on_unlabeled=needs_u and cfg.mode != "finetune",
@@ -221,12 +233,12 @@ class Trainer:
             fake = s_l.detach()
         else:
             with torch.no_grad(), autocast:
-                fake = self.s(x_l)
+                fake = self.s_fwd(x_l)
         if self.d is not None:
             self.d.requires_grad_(True)
             with autocast:
-                real_logits = self.d(y_l)
-                fake_logits = self.d(fake.to(y_l.dtype))
+                real_logits = self.d_fwd(y_l)
+                fake_logits = self.d_fwd(fake.to(y_l.dtype))
                 l_real, l_fake = L.gan_loss_d(real_logits.float(), fake_logits.float())
             self._check_finite(t, {"d_real": l_real, "d_fake": l_fake})
             self.opt_d.zero_grad(set_to_none=True)
@@ -373,65 +385,14 @@ def load_rrdbnet_like(cfg: TrainConfig, path):
                         num_grow_ch=cfg.num_grow_ch, scale=cfg.scale)
 
 
-def pretrained(role: str, preset: str, domain: str, data_root=None, seed: int = 0, iters: int | None = None,
-               runs_dir="runs", progress: bool = True):
-    """A from-scratch preset's generalist or bicubic specialist (``config.pretrain_config``),
-    trained once into ``runs_dir/preset/domain/pretrained-<role>_s<seed>`` and reused (resumed
-    if interrupted). Eval mode, with ``weights_source`` and ``run_dir``."""
-    from .config import pretrain_config, pretrain_run_name
-
-    out = Path(runs_dir) / preset / domain / pretrain_run_name(preset, role, seed, iters)
-    cfg = pretrain_config(preset, role, domain, seed, str(out), data_root, iters)
-    run = out if (out / "weights" / f"net_g_{cfg.iters:06d}.pth").exists() else train(cfg, progress=progress)
-    model = load_rrdbnet_like(cfg, run / "weights" / f"net_g_{cfg.iters:06d}.pth")
-    model.run_dir = run
-    return model
-
-
-def generalist(preset: str = "cpu", domain: str | None = None, data_root=None, seed: int = 0,
-               iters: int | None = None, runs_dir="runs", progress: bool = True):
-    """M_G: RealESRGAN_x4plus under ``paper``/``cpu``; under ``scratch``/``tiny`` a small
-    RRDBNet pretrained here from scratch on the second-order pipeline (cached in runs_dir).
-    Eval mode, with ``weights_source`` (and ``run_dir`` when the companion trained it)."""
-    from .config import FROM_SCRATCH
-    from .weights import load_rrdbnet
-
-    if preset not in FROM_SCRATCH:
-        return load_rrdbnet("RealESRGAN_x4plus")
-    return pretrained("generalist", preset, domain or make_config(preset).domain, data_root, seed, iters,
-                      runs_dir, progress)
-
-
-def specialist(preset: str = "cpu", domain: str | None = None, data_root=None, seed: int = 0,
-               path: str | None = None, iters: int | None = None, runs_dir="runs", progress: bool = True,
-               pretrain_iters: int | None = None):
-    """The bicubic specialist: the file ``path`` when given (e.g. the official bicubic ESRGAN);
-    under ``scratch``/``tiny`` a small RRDBNet pretrained here from scratch on bicubic X^L;
-    under ``paper``/``cpu`` RealESRGAN_x4plus fine-tuned on bicubic X^L by the companion
-    (mode ``finetune``, full supervised loss with GAN, ``iters`` iterations) — the same run
-    as the "finetune control" row of ``pdd.experiments`` (one training, two roles)."""
-    from .config import FROM_SCRATCH
-    from .experiments import method_config
-    from .weights import load_rrdbnet
-
-    if path:
-        return load_rrdbnet(path)
-    domain = domain or make_config(preset).domain
-    if preset in FROM_SCRATCH:
-        return pretrained("specialist", preset, domain, data_root, seed, pretrain_iters, runs_dir, progress)
-    cfg = method_config("finetune control", preset, domain, seed, runs_dir, data_root, iters)
-    run = train(cfg, progress=progress)
-    model = load_rrdbnet_like(cfg, last_weights(run))
-    model.run_dir = run
-    return model
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m pdd.train", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--preset", default="cpu", choices=["paper", "cpu", "scratch", "tiny"])
     ap.add_argument("--mode", default="ema", choices=["supervised", "finetune", "naive", "static", "ema"])
-    ap.add_argument("--domain")
+    where = ap.add_mutually_exclusive_group()
+    where.add_argument("--domain", help="a built-in or real domain (pdd.data.list_domains()), or folder:PATH")
+    where.add_argument("--lr-dir", metavar="PATH", help="a folder of your own LR photos as X^U (= --domain folder:PATH)")
     ap.add_argument("--data-root")
     ap.add_argument("--iters", type=int)
     ap.add_argument("--out", help="run directory (checkpoints, log.csv, weights/); required without --config")
@@ -440,6 +401,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="any config field, dotted for nested ones (e.g. pdd.lambda_inter=0.5)")
     ap.add_argument("--no-progress", action="store_true")
+    cli.add_debug_flag(ap)
     args = ap.parse_args(argv)
     if args.config:
         cfg = TrainConfig.from_dict(json.loads(Path(args.config).read_text()))
@@ -447,6 +409,8 @@ def main(argv: list[str] | None = None) -> int:
         cfg = make_config(args.preset, args.mode)
     else:
         ap.error("--out is required (or give --config)")
+    if args.lr_dir:
+        args.domain = f"folder:{args.lr_dir}"
     for name, value in (("domain", args.domain), ("data_root", args.data_root), ("iters", args.iters),
                         ("out", args.out), ("seed", args.seed)):
         if value is not None:
@@ -466,4 +430,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli.run(main, "python -m pdd.train"))

@@ -24,6 +24,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from . import cli
 from .photos import PhotoError, list_photo_files, read_photo, to_float
 
 
@@ -216,6 +217,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--overwrite", action="store_true")
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     ap.add_argument("--device", default="auto")
+    cli.add_debug_flag(ap)
     args = ap.parse_args(argv)
     from tqdm.auto import tqdm
 
@@ -270,4 +272,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli.run(main, "python -m pdd.upscale"))

@@ -385,6 +385,29 @@ def test_real_missing_dataset_names_expected_paths(tmp_path, name):
     assert isinstance(e.value, FileNotFoundError)
 
 
+def test_realsr_loads_under_the_name_its_release_unpacks_as(tmp_path):
+    _fake_tree(tmp_path, "Canon")
+    (tmp_path / "RealSRV3").rename(tmp_path / "RealSR(V3)")
+    _fake_df2k(tmp_path)
+    d = D.open_domain("Canon", data_root=tmp_path)
+    assert len(d.unlabeled_lr) == 3 and len(d.test_pairs) == 2
+    assert "RealSR(V3)/Canon/Train/4" in d.sources["unlabeled"]
+
+
+@pytest.mark.parametrize("top, camera, hint", [
+    ("realsr_v3", "Canon", "rename it to {root}/RealSRV3"),
+    ("RealSRV3", "canon", "rename it to {root}/RealSRV3/Canon"),
+])
+def test_a_near_miss_layout_says_what_to_rename(tmp_path, top, camera, hint):
+    _fake_tree(tmp_path, "Canon")
+    (tmp_path / "RealSRV3" / "Canon").rename(tmp_path / "RealSRV3" / camera)
+    if top != "RealSRV3":
+        (tmp_path / "RealSRV3").rename(tmp_path / top)
+    with pytest.raises(D.DatasetNotFoundError) as e:
+        D.open_domain("Canon", data_root=tmp_path, labeled="builtin")
+    assert hint.format(root=tmp_path) in str(e.value)
+
+
 def test_real_missing_labeled_pool_is_an_error_unless_builtin(tmp_path):
     _fake_tree(tmp_path, "Canon")
     with pytest.raises(D.DatasetNotFoundError) as e:

@@ -7,6 +7,7 @@ import pytest
 import torch
 from PIL import Image, ImageOps
 
+from pdd import data as D
 from pdd import photos as P
 from pdd.data import UnlabeledPatches, open_domain
 
@@ -159,6 +160,24 @@ def test_heic_without_pillow_heif_is_skipped_with_a_clear_message(tmp_path, monk
     assert p.name == "IMG_1.HEIC" and "pillow-heif" in why
 
 
+def test_heic_with_pillow_heif_is_read_like_any_photo(tmp_path):
+    """A phone's HEIC (written here by pillow-heif's own encoder) decodes to its pixels, in a
+    nested folder beside a PNG; HEVC is lossy, so the check is a small mean error."""
+    pillow_heif = pytest.importorskip("pillow_heif")
+    pillow_heif.register_heif_opener()
+    yy, xx = np.mgrid[0:48, 0:64]
+    a = np.stack([xx * 4, yy * 5, (xx + yy) * 2], -1).astype(np.uint8)  # smooth: HEVC keeps it well
+    (tmp_path / "phone").mkdir()
+    Image.fromarray(a).save(tmp_path / "phone" / "IMG_0001.HEIC", format="HEIF", quality=95)
+    Image.fromarray(a).save(tmp_path / "ok.png")
+    s = P.scan_photos(tmp_path)
+    assert not s.report.skipped and len(s) == 2
+    (i,) = [k for k, name in enumerate(s.names) if name.endswith("IMG_0001.HEIC")]
+    heic = s[i]
+    assert heic.shape == (48, 64, 3)
+    assert np.abs(P.to_uint8(heic).astype(int) - a).mean() < 3
+
+
 def test_large_photo_is_cut_into_patches_not_resized(tmp_path):
     a = np.random.default_rng(5).integers(0, 256, (300, 200, 3), dtype=np.uint8)
     Image.fromarray(a).save(tmp_path / "big.png")
@@ -191,7 +210,7 @@ def test_pairs_dir_and_user_hr_dir(tmp_path):
     Image.fromarray(hr).save(tmp_path / "hr" / "x_hr.png")
     Image.fromarray(lr).save(tmp_path / "lr" / "orphan.png")
     Image.fromarray(rng.integers(0, 256, (80, 80, 3), dtype=np.uint8)).save(tmp_path / "mine" / "h.png")
-    pairs, skipped = P.read_pairs(tmp_path)
+    pairs, skipped = D.read_pairs(tmp_path)
     (l, h, name), = pairs
     assert name == "x" and h.shape == (80, 96, 3)
     np.testing.assert_array_equal(h, hr[:80, :96])

@@ -35,3 +35,42 @@ def test_readme_has_the_two_commands_and_ci_runs_make_test():
     assert "make test" in ci
     mk = (ROOT / "Makefile").read_text()
     assert re.search(r"^test:", mk, re.M) and re.search(r"^reproduce:", mk, re.M)
+
+
+def _pdd_imports() -> dict[str, set[str]]:
+    """Module -> the pdd modules it imports anywhere in its body (function-level imports too)."""
+    import ast
+
+    mods = {p.stem: p for p in (ROOT / "pdd").glob("*.py") if p.stem != "__init__"}
+    graph = {}
+    for name, path in mods.items():
+        deps = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.level == 1:
+                deps |= {node.module.split(".")[0]} if node.module else {a.name for a in node.names}
+            elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("pdd"):
+                deps |= {node.module.split(".")[1]} if "." in node.module else {a.name for a in node.names}
+            elif isinstance(node, ast.Import):
+                deps |= {a.name.split(".")[1] for a in node.names if a.name.startswith("pdd.")}
+        graph[name] = {d for d in deps if d in mods and d != name}
+    return graph
+
+
+def test_the_library_imports_downward_only():
+    """No import cycle in pdd/, counting imports inside functions (README: layers import downward)."""
+    graph = _pdd_imports()
+    assert graph["losses"] <= {"archs"} and not graph["archs"]
+    assert "experiments" not in graph["train"] and "train" in graph["experiments"]
+    state = {}
+
+    def visit(m, path):
+        state[m] = "open"
+        for d in sorted(graph[m]):
+            assert state.get(d) != "open", "import cycle: " + " -> ".join(path + [d])
+            if d not in state:
+                visit(d, path + [d])
+        state[m] = "done"
+
+    for m in sorted(graph):
+        if m not in state:
+            visit(m, [m])

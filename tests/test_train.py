@@ -228,3 +228,24 @@ def test_run_methods_gives_a_lone_job_every_core_and_shares_them_between_two(tmp
     started.clear()
     E.run_methods(cfgs, parallel=2, threads=1, progress=False)
     assert started == [1, 1, 1]
+
+
+def test_compiled_step_matches_the_eager_step_and_keeps_the_checkpoint_layout(data_root, tmp_path):
+    """cfg.compile (torch.compile, inductor on the CPU here): the same loss terms as eager
+    execution from the same state, and snapshots with the plain modules' keys."""
+    logs = {}
+    for compiled in (False, True):
+        cfg = tiny("ema", tmp_path / str(compiled), iters=2, warmup_d_iters=0, distill_start_k=0, ckpt_every=2,
+                   compile=compiled)
+        torch.manual_seed(0)
+        tr = Trainer(cfg, progress=False)
+        logs[compiled] = [tr.step(t) for t in (1, 2)]
+        tr.iteration = 2
+        tr.save()
+    for eager, comp in zip(logs[False], logs[True]):
+        assert set(eager) == set(comp)
+        for k in eager:
+            assert comp[k] == pytest.approx(eager[k], rel=1e-3, abs=1e-5), k
+    snap = lambda c: torch.load(tmp_path / str(c) / "weights" / "net_g_000002.pth", weights_only=True)  # noqa: E731
+    assert list(snap(True)["params_ema"]) == list(snap(False)["params_ema"])
+    assert not any("_orig_mod" in k for k in snap(True)["params"])
