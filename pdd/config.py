@@ -107,6 +107,20 @@ def cpu_has_native_bf16() -> bool:
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
+def cpu_model() -> str:
+    """The CPU as /proc/cpuinfo names it, with the flags that decide bf16 speed (timings differ
+    a lot between machines: record this beside every figure)."""
+    import platform
+
+    try:
+        info = open("/proc/cpuinfo").read()
+    except OSError:
+        return platform.processor() or platform.machine()
+    name = next((ln.split(":", 1)[1].strip() for ln in info.splitlines() if ln.startswith("model name")), "?")
+    flags = [f for f in ("amx_bf16", "avx512_bf16", "avx512f", "avx2") if f in info.split()]
+    return f"{name} [{' '.join(flags)}], {len([ln for ln in info.splitlines() if ln.startswith('processor')])} cores"
+
+
 def _apply_mode_defaults(cfg: TrainConfig) -> None:
     """What a mode implies, as the official configs set it (overridable afterwards)."""
     if cfg.mode == "static":

@@ -108,8 +108,10 @@ def record_runs(rows, total: float, fresh: bool) -> dict:
         notebooks[name] = {"status": status, "wall_s": round(seconds, 1), "commit": git_commit(),
                            "finished": time.strftime("%Y-%m-%d %H:%M:%S")}
     if rows:
+        from .config import cpu_model
+
         invocations.append({"notebooks": [n for n, _, _ in rows], "wall_min": round(total / 60, 1), "commit": git_commit(),
-                            "finished": time.strftime("%Y-%m-%d %H:%M:%S"), "fresh": fresh})
+                            "finished": time.strftime("%Y-%m-%d %H:%M:%S"), "fresh": fresh, "cpu": cpu_model()})
     state = {"notebooks": dict(sorted(notebooks.items())), "invocations": invocations}
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(state, indent=2) + "\n")
@@ -182,6 +184,7 @@ def write_summary(rows, total: float, fresh: bool = False) -> Path:
               "everything it needed):", ""]
     lines += [f"- {i['finished']}: {len(i['notebooks'])} notebook(s) ({', '.join(n[:2] for n in i['notebooks'])}), "
               f"{i['wall_min']:.1f} min, commit `{i['commit']}`" + (", fresh" if i["fresh"] else ", reused runs")
+              + (f", on {i['cpu']}" if i.get("cpu") else "")
               for i in state["invocations"]]
     for timings in sorted(res.glob("*/*/timings.json")):
         lines += ["", f"## 02 → 04 chain ({timings.parent.relative_to(res)})", "",
