@@ -16,24 +16,15 @@ its peak memory (max RSS, minus the same process's RSS before the first forward)
 import argparse
 import json
 import os
-import platform
 import resource
 import subprocess
 import sys
 import tempfile
 import time
 
+from pdd.config import cpu_model
+
 CONFIGS = ("torch fp32", "torch fp32 tiled", "torch bf16+CL", "torch bf16+CL tiled", "ncnn")
-
-
-def cpu_model() -> str:
-    try:
-        info = open("/proc/cpuinfo").read()
-    except OSError:
-        return platform.processor() or platform.machine()
-    name = next((ln.split(":", 1)[1].strip() for ln in info.splitlines() if ln.startswith("model name")), "?")
-    flags = [f for f in ("amx_bf16", "avx512_bf16", "avx512f", "avx2") if f in info.split()]
-    return f"{name} [{' '.join(flags)}]"
 
 
 def photo(size: int):

@@ -319,19 +319,7 @@ class KDSRTrainer(Trainer):
                 log["idr_l1"] = F.l1_loss(d_rich.float(), d_rich_t.float()).item()
                 log["d_teacher_spread"] = dt32.std(0).mean().item() if dt32.shape[0] > 1 else float("nan")
         if self.d is not None:
-            self.d.requires_grad_(True)
-            with autocast:
-                real_logits = self.d(hr)
-                fake_logits = self.d(sr.detach().to(hr.dtype))
-                l_real, l_fake = L.gan_loss_d(real_logits.float(), fake_logits.float())
-            self._check_finite(t, {"d_real": l_real, "d_fake": l_fake})
-            self.opt_d.zero_grad(set_to_none=True)
-            (l_real + l_fake).backward()
-            self.opt_d.step()
-            self.sched_d.step()
-            log.update(d_real=l_real.item(), d_fake=l_fake.item(),
-                       p_real=torch.sigmoid(real_logits.float()).mean().item(),
-                       p_fake=torch.sigmoid(fake_logits.float()).mean().item())
+            log.update(self.d_step(t, hr, sr, autocast))
         self.sched_g.step()
         ema_update(self.ema, self.s, cfg.ema_decay)
         return log

@@ -357,13 +357,20 @@ def paper_table(table=None, **filters) -> pd.DataFrame:
     df = _frame()
     if table is not None:
         df = df[df["table"] == table_key(table)]
+    return _filtered(df, filters, COLUMNS, table_aliases=True)
+
+
+def _filtered(df: pd.DataFrame, filters: dict, columns, domain_col: str = "domain",
+              table_aliases: bool = False) -> pd.DataFrame:
+    """Rows of ``df`` matching every column=value (or column=[values]) of ``filters``; the
+    domain column accepts the aliases of ``canonical_domain``, ``table`` those of ``table_key``."""
     for col, want in filters.items():
         if col not in df.columns:
-            raise KeyError(f"no column {col!r}; columns are {COLUMNS}")
+            raise KeyError(f"no column {col!r}; columns are {columns}")
         wants = list(want) if isinstance(want, (list, tuple, set, frozenset)) else [want]
-        if col == "domain":
+        if col == domain_col:
             wants = [canonical_domain(w) for w in wants]
-        if col == "table":
+        if col == "table" and table_aliases:
             wants = [table_key(w) for w in wants]
         df = df[df[col].isin(wants)]
     return df.reset_index(drop=True).copy()
@@ -802,14 +809,7 @@ def kdsr_table(table=None, **filters) -> pd.DataFrame:
         if key not in KDSR_TABLES:
             raise ValueError(f"{key} is not one of KDSR's tables {sorted(KDSR_TABLES)}")
         df = df[df["table"] == key]
-    for col, want in filters.items():
-        if col not in df.columns:
-            raise KeyError(f"no column {col!r}; columns are {KDSR_COLUMNS}")
-        wants = list(want) if isinstance(want, (list, tuple, set, frozenset)) else [want]
-        if col == "dataset":
-            wants = [canonical_domain(w) for w in wants]
-        df = df[df[col].isin(wants)]
-    return df.reset_index(drop=True).copy()
+    return _filtered(df, filters, KDSR_COLUMNS, domain_col="dataset")
 
 
 def kdsr_cost() -> pd.DataFrame:
@@ -965,14 +965,7 @@ def hr_aware_table(table=None, **filters) -> pd.DataFrame:
     df = _hra_frame()
     if table is not None:
         df = df[df["table"] == table_key(table)]
-    for col, want in filters.items():
-        if col not in df.columns:
-            raise KeyError(f"no column {col!r}; columns are {COLUMNS}")
-        wants = list(want) if isinstance(want, (list, tuple, set, frozenset)) else [want]
-        if col == "domain":
-            wants = [canonical_domain(w) for w in wants]
-        df = df[df[col].isin(wants)]
-    return df.reset_index(drop=True).copy()
+    return _filtered(df, filters, COLUMNS)
 
 
 def hr_aware_baseline_vs_pdd() -> pd.DataFrame:

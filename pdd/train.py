@@ -235,19 +235,7 @@ class Trainer:
             with torch.no_grad(), autocast:
                 fake = self.s_fwd(x_l)
         if self.d is not None:
-            self.d.requires_grad_(True)
-            with autocast:
-                real_logits = self.d_fwd(y_l)
-                fake_logits = self.d_fwd(fake.to(y_l.dtype))
-                l_real, l_fake = L.gan_loss_d(real_logits.float(), fake_logits.float())
-            self._check_finite(t, {"d_real": l_real, "d_fake": l_fake})
-            self.opt_d.zero_grad(set_to_none=True)
-            (l_real + l_fake).backward()
-            self.opt_d.step()
-            self.sched_d.step()
-            log.update(d_real=l_real.item(), d_fake=l_fake.item(),
-                       p_real=torch.sigmoid(real_logits.float()).mean().item(),
-                       p_fake=torch.sigmoid(fake_logits.float()).mean().item())
+            log.update(self.d_step(t, y_l, fake, autocast, self.d_fwd))
         with warnings.catch_warnings():
             # BasicSR steps the schedule every iteration, D-only warm-up included, so that
             # milestones count absolute iterations; torch warns when G was not stepped.
@@ -255,6 +243,23 @@ class Trainer:
             self.sched_g.step()
         ema_update(self.ema, _bare(self.s), cfg.ema_decay)
         return log
+
+    def d_step(self, t: int, real: torch.Tensor, fake: torch.Tensor, autocast, d_call=None) -> dict[str, float]:
+        """One discriminator update, real HR against the generator's (detached) outputs: D's two
+        BCE terms and its mean probabilities, for the log. ``d_call``: D's forward (compiled or not)."""
+        d_call = d_call or self.d
+        self.d.requires_grad_(True)
+        with autocast:
+            real_logits = d_call(real)
+            fake_logits = d_call(fake.detach().to(real.dtype))
+            l_real, l_fake = L.gan_loss_d(real_logits.float(), fake_logits.float())
+        self._check_finite(t, {"d_real": l_real, "d_fake": l_fake})
+        self.opt_d.zero_grad(set_to_none=True)
+        (l_real + l_fake).backward()
+        self.opt_d.step()
+        self.sched_d.step()
+        return dict(d_real=l_real.item(), d_fake=l_fake.item(), p_real=torch.sigmoid(real_logits.float()).mean().item(),
+                    p_fake=torch.sigmoid(fake_logits.float()).mean().item())
 
     def _check_finite(self, t: int, terms: dict) -> None:
         for k, v in terms.items():
