@@ -377,7 +377,7 @@ def _plain(x):
 def result_record(**extra) -> dict:
     """Provenance stored with every result: git commit, versions, python, plus ``extra``.
 
-    Pass the resolved config, the weights' sources, the seed, the precision, and
+    The machine (CPU model and flags, GPU) is recorded too. Pass the resolved config, the weights' sources, the seed, the precision, and
     ``metrics=metric_info(metrics)``.
     """
     versions = {}
@@ -386,7 +386,10 @@ def result_record(**extra) -> dict:
             versions[pkg] = metadata.version(pkg)
         except metadata.PackageNotFoundError:
             versions[pkg] = "not installed"
-    record = {"git_commit": _git_commit(), "versions": versions, "python": platform.python_version()}
+    from .config import cpu_model
+
+    record = {"git_commit": _git_commit(), "versions": versions, "python": platform.python_version(),
+              "machine": cpu_model() + (f"; GPU {torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else "")}
     record.update({k: _plain(v) for k, v in extra.items()})
     return record
 

@@ -273,3 +273,16 @@ def test_summarize_mean_std_per_metric():
     s = E.summarize(df)
     assert s.loc["psnr", "mean"] == 22.0 and s.loc["psnr", "std"] == pytest.approx(2.0)
     assert s.loc["psnr", "n"] == 3 and "name" not in s.index
+
+
+def test_result_records_name_the_machine():
+    from pathlib import Path
+
+    from pdd.evaluate import result_record
+
+    machine = result_record()["machine"]
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists():
+        name = next(ln.split(":", 1)[1].strip() for ln in cpuinfo.read_text().splitlines() if ln.startswith("model name"))
+        assert machine.startswith(name)
+    assert machine
