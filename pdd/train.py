@@ -247,7 +247,7 @@ class Trainer:
     def d_step(self, t: int, real: torch.Tensor, fake: torch.Tensor, autocast, d_call=None) -> dict[str, float]:
         """One discriminator update, real HR against the generator's (detached) outputs: D's two
         BCE terms and its mean probabilities, for the log. ``d_call``: D's forward (compiled or not)."""
-        d_call = d_call or self.d
+        d_call = self.d if d_call is None else d_call
         self.d.requires_grad_(True)
         with autocast:
             real_logits = d_call(real)
