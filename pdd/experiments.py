@@ -561,8 +561,9 @@ def train_methods(preset: str, domain: str, seeds, methods=None, runs_dir=None, 
     """Train what is missing of every row for every seed: under ``scratch``/``tiny`` the starting
     models first (in parallel: every row starts from them), then the rows and ``extra`` configs
     in one pool. Returns (the rows' configs, wall seconds)."""
-    wall = run_methods(pretrain_configs(preset, domain, _seed_list(seeds), runs_dir or ROOT / "runs", data_root,
-                                        pretrain_iters), parallel=parallel, progress=progress)
+    runs_dir = Path(runs_dir) if runs_dir else ROOT / "runs"
+    wall = run_methods(pretrain_configs(preset, domain, _seed_list(seeds), runs_dir, data_root, pretrain_iters),
+                       parallel=parallel, progress=progress)
     cfgs = method_configs(preset, domain, seeds, methods, runs_dir, data_root, iters, pretrain_iters, variants)
     extra_out = {c.out for c in extra}
     wall += run_methods(list(extra) + [c for c in cfgs if c.out not in extra_out], parallel=parallel, progress=progress)

@@ -727,7 +727,7 @@ def load_reconstruction_net(path) -> tuple[ReconstructionNet, dict]:
 
 class HRAwareTrainer(Trainer):
     """Stage A or B on pdd.train.Trainer's loop: its fit (log.csv, progress, checkpoint and
-    EMA-snapshot cadence), save (atomic checkpoint.pt, weights/net_g_XXXXXX.pth with
+    EMA-snapshot cadence), save (atomic checkpoint.pt, weights/net_g_<iteration>.pth with
     params_ema/params), _resume and NaN stop. Only __init__, batch and step are this method's.
 
     In stage A the trained module ``s`` is the ReconstructionNet (its snapshots hold that net);

@@ -132,7 +132,8 @@ class Trainer:
         self.s_fwd = fwd(self.s)
         self.g_fwd = None if self.g is None else fwd(self.g)
         self.d_fwd = None if self.d is None else fwd(self.d)
-        self.d_frozen_fwd = None if self.d is None else fwd(_bare(self.d))  # D inside the G step (no weight grads)
+        # D inside the G step (no weight grads): the bare module, which is D itself without DDP
+        self.d_frozen_fwd = self.d_fwd if self.d is None or _bare(self.d) is self.d else fwd(_bare(self.d))
         self.vgg_fwd = None if self.vgg is None else fwd(self.vgg)
         self._optimisers(self.s.parameters())
 
