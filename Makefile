@@ -1,10 +1,11 @@
-# Two entry points: `make reproduce` and `make test`. Both create .venv/ first if needed.
+# Entry points: `make reproduce`, `make test` and `make site` (the website of the committed results;
+# make reproduce builds it too). All create .venv/ first if needed.
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.pdd-installed
 
-.PHONY: env test reproduce benchmark clean-env
+.PHONY: env test reproduce site benchmark clean-env
 
 # Re-installs only when pyproject.toml changed since the last install.
 $(STAMP): pyproject.toml
@@ -19,6 +20,10 @@ test: env
 
 reproduce: env
 	$(PY) -m pdd.reproduce
+
+# site/ from the executed notebooks and results/ (nothing is executed); open site/index.html
+site: env
+	$(PY) -m pdd.site --out site
 
 benchmark: env
 	$(PY) benchmarks/loss_step.py

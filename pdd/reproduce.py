@@ -1,7 +1,8 @@
 """`make reproduce`: run every numbered notebook with papermill on the embedded default.
 
 Executed copies land in results/notebooks/, and results/README.md lists what ran, how
-long each took, and what failed. Notebook parameters are not overridden here: each
+long each took, and what failed; then the website of it all is built into site/ (pdd.site;
+a site failure is reported, never fatal). Notebook parameters are not overridden here: each
 notebook's parameters cell holds the embedded default.
 """
 from __future__ import annotations
@@ -257,6 +258,18 @@ def execute(nb: Path, out: Path, timeout_s: float = CELL_TIMEOUT_S, cwd: Path | 
         return f"FAILED at {_stopped_cell(out)}: {what[:240]}"
 
 
+def build_site(out: Path = ROOT / "site") -> str:
+    """`make site` after the notebooks (pdd.site). A failure is reported, never raised: the
+    notebooks' results stand without the website."""
+    try:
+        from .site import build
+
+        pages = build(out)
+        return f"Site: {len(pages)} pages in {out}; open {out / 'index.html'}"
+    except Exception as e:  # noqa: BLE001 -- reported; the reproduce run's results are unaffected
+        return f"Site: build FAILED ({type(e).__name__}: {e}); the results above are unaffected. Retry: make site"
+
+
 def main(argv: list[str] | None = None) -> int:
 
     notebooks = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
@@ -286,6 +299,7 @@ def main(argv: list[str] | None = None) -> int:
     total = time.time() - t_all
     write_summary(rows, total, fresh)
     print(f"Ran {len(rows)} notebook(s) in {total / 60:.1f} min; summary in results/README.md")
+    print(build_site(), flush=True)
     return 1 if failed else 0
 
 
