@@ -1,9 +1,10 @@
 """The method comparison: generalist, fine-tune control(s), naive distillation, static
-and EMA PDD, over seeds and the last checkpoints, on a domain's target test set and on
-the source protocol for the same images.
+and EMA PDD, and the authors' HR-aware self-supervised fine-tuning (``HR_AWARE_ROWS``),
+over seeds and the last checkpoints, on a domain's target test set and on the source
+protocol for the same images.
 
-Training jobs run as separate ``python -m pdd.train --config`` processes, by default two
-at a time with one thread each (on a 2-core CPU two single-thread jobs beat one
+Training jobs run as separate ``python -m pdd.train --config`` (``pdd.hr_aware`` for the
+HR-aware rows' two stages) processes, by default two at a time with one thread each (on a 2-core CPU two single-thread jobs beat one
 two-thread job, DESIGN.md). Finished runs are reused; evaluations are cached per
 (run, checkpoint, test set) in ``<run>/eval/``, so a rerun only computes what is missing.
 """
@@ -21,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from . import ROOT, cli
+from . import hr_aware
 from .config import FROM_SCRATCH, TrainConfig, make_config, pretrain_config, pretrain_run_name
 from .train import last_weights, load_rrdbnet_like, train
 
@@ -40,10 +42,20 @@ METHODS = {
 }
 GENERALIST = "generalist"
 SPECIALIST = "specialist"
+# The HR-aware paper's method and its Tab. 2 ablations (stage A + stage B each; pdd.hr_aware).
+# The comparison runs the method by default; the two ablations on request (``methods=``): their
+# own stage A each, about 8 CPU-minutes per row and seed under `scratch`.
+HR_AWARE_ROWS = tuple(hr_aware.METHOD_ROWS)
+HR_AWARE_DEFAULT = "HR-aware fine-tuning"
 
 
 def default_methods(preset: str) -> list[str]:
-    return [m for m in METHODS if preset in FROM_SCRATCH or m != "specialist finetune control"]
+    return [m for m in METHODS if preset in FROM_SCRATCH or m != "specialist finetune control"] + [HR_AWARE_DEFAULT]
+
+
+def all_methods(preset: str) -> list[str]:
+    """Every row the comparison knows: the default ones and the HR-aware ablations."""
+    return default_methods(preset) + [m for m in HR_AWARE_ROWS if m != HR_AWARE_DEFAULT]
 
 
 def _slug(text: str) -> str:
@@ -165,9 +177,12 @@ def method_config(method: str, preset: str, domain: str, seed: int, runs_dir, da
 
     Its run directory is ``runs_dir/preset/domain/<slug>_s<seed>`` (plus a hash of
     ``overrides``), so each distinct config trains once and is reused afterwards."""
+    if variants is None and method in HR_AWARE_ROWS:
+        return hr_aware_configs(method, preset, domain, seed, runs_dir, data_root, iters, overrides, pretrain_iters)[1]
     table = variants or METHODS
     if method not in table:
-        raise ValueError(f"unknown method {method!r}; valid: {', '.join(table)}")
+        valid = list(table) + ([] if variants else list(HR_AWARE_ROWS))
+        raise ValueError(f"unknown method {method!r}; valid: {', '.join(valid)}")
     mode, extra = table[method]
     g_file = generalist_file(preset, domain, runs_dir, seed, pretrain_iters)
     name = f"{_slug(method)}_s{seed}"
@@ -187,6 +202,48 @@ def method_config(method: str, preset: str, domain: str, seed: int, runs_dir, da
     return cfg
 
 
+def hr_aware_configs(method: str, preset: str, domain: str, seed: int, runs_dir, data_root=None,
+                     iters: int | None = None, overrides: dict | None = None,
+                     pretrain_iters: int | None = None) -> tuple[hr_aware.HRAwareConfig, hr_aware.HRAwareConfig]:
+    """(stage A, stage B) of one HR-aware row. M starts from the same generalist as every PDD
+    row (under `scratch`/`tiny` the small one pretrained here, else RealESRGAN_x4plus); ``iters``
+    sets stage B's length, as it sets the PDD rows'; stage A keeps its preset's."""
+    init_m = generalist_file(preset, domain, runs_dir, seed, pretrain_iters)
+    cfg_a, cfg_b = hr_aware.method_configs(method, preset, domain, seed, runs_dir, data_root, init_m=init_m,
+                                           stage_b_iters=iters, overrides=overrides)
+    if overrides:  # a changed config must not resume another config's run (as method_config)
+        digest = hashlib.sha1(json.dumps(overrides, sort_keys=True, default=str).encode()).hexdigest()[:8]
+        out = Path(cfg_b.out)
+        cfg_b.out = str(out.with_name(out.name.replace(f"_s{seed}", f"-{digest}_s{seed}")))
+    return cfg_a, cfg_b
+
+
+def is_hr_aware(cfg) -> bool:
+    return isinstance(cfg, hr_aware.HRAwareConfig)
+
+
+def _pdd_row(cfgs):
+    """The config a table's record describes (precision, patch, batch): the first PDD-trainer row."""
+    return next((c for c in cfgs if not is_hr_aware(c)), cfgs[0])
+
+
+def deviation_lines(cfgs) -> list[str]:
+    """Markdown lines naming what the HR-aware rows' runs changed from their paper (offline
+    fallbacks, the reduced stage A, ...), read from each run's config.json; [] without such rows."""
+    seen: dict[str, list[str]] = {}
+    for c in cfgs:
+        if is_hr_aware(c) and (Path(c.out) / "config.json").exists():
+            own = hr_aware.run_deviations(c.out)
+            for d in own:
+                if d.startswith("(stage A) ") and d[len("(stage A) "):] in own:
+                    continue  # stage A's copy of a fallback stage B also uses
+                seen.setdefault(d, []).append(f"{method_name(c)} s{c.seed}")
+    if not seen:
+        return []
+    return ["", "Deviations of the HR-aware rows from their paper (recorded by each run):"] + \
+        [f"- {d} [{', '.join(rows)}]" for d, rows in seen.items()]
+
+
 def _iters(preset, iters, mode):
     return iters if iters is not None else make_config(preset, mode).iters
 
@@ -195,51 +252,61 @@ def is_finished(cfg: TrainConfig) -> bool:
     return (Path(cfg.out) / "weights" / f"net_g_{cfg.iters:06d}.pth").exists()
 
 
-def run_methods(cfgs: list[TrainConfig], parallel: int = 2, threads: int | None = None,
-                progress: bool = True) -> float:
-    """Train every unfinished config in subprocesses, ``parallel`` at a time; static runs wait
-    for their specialist. Returns the wall time in seconds. A failed job raises with its log.
+def _needs(cfg) -> set[str]:
+    """Run directories this job starts from: a static run's specialist when that is a run of
+    the comparison (the cpu preset's fine-tune control), an HR-aware stage B's stage A."""
+    if is_hr_aware(cfg):
+        return {str(Path(cfg.rec_net))} if cfg.stage == "B" and cfg.rec_net else set()
+    if cfg.mode == "static" and cfg.init_s and Path(cfg.init_s).suffix == ".pth":
+        return {str(Path(cfg.init_s).parents[1])}
+    return set()
+
+
+def run_methods(cfgs: list, parallel: int = 2, threads: int | None = None, progress: bool = True) -> float:
+    """Train every unfinished config in subprocesses (``pdd.train``, or ``pdd.hr_aware`` for an
+    HR-aware stage), ``parallel`` at a time; a job whose starting run (``_needs``) is among the
+    unfinished ones waits for it. Returns the wall time in seconds. A failed job raises with its log.
 
     ``threads`` per job; None: the machine's cores shared among the jobs that can run now, so
     that a job started with nothing beside it (a single run, the last of a wave) uses them all."""
     t0 = time.time()
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    todo = [c for c in cfgs if not is_finished(c)]
-    # static runs of the cpu preset start from the finetune control: they wait for the first wave
-    waves = [[c for c in todo if c.mode != "static"], [c for c in todo if c.mode == "static"]]
-    if all(c.preset in FROM_SCRATCH for c in todo):  # their starting models are pretrained already
-        waves = [todo, []]
-    for wave in waves:
-        running: list[tuple[subprocess.Popen, TrainConfig, Path]] = []
-        queue = list(wave)
-        while queue or running:
-            while queue and len(running) < parallel:
-                cfg = queue.pop(0)
-                cfg.threads = threads or max(1, cores // min(parallel, len(queue) + len(running) + 1))
-                out = Path(cfg.out)
-                out.mkdir(parents=True, exist_ok=True)
-                (out / "requested_config.json").write_text(cfg.to_json())
-                log = open(out / "train.log", "w")
-                env = {**os.environ, "OMP_NUM_THREADS": str(cfg.threads)}
-                p = subprocess.Popen([sys.executable, "-m", "pdd.train", "--config", str(out / "requested_config.json"),
-                                      "--no-progress"], cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env=env)
-                running.append((p, cfg, out))
-                if progress:
-                    print(f"[{time.time() - t0:6.0f} s] started  {out.name} ({cfg.mode}, {cfg.iters} iterations, "
-                          f"{cfg.threads} thread{'s' if cfg.threads > 1 else ''})", flush=True)
-            time.sleep(2)
-            for item in list(running):
-                p, cfg, out = item
-                if p.poll() is None:
-                    continue
-                running.remove(item)
-                if p.returncode != 0:
-                    tail = (out / "train.log").read_text()[-3000:]
-                    for q, _, _ in running:
-                        q.terminate()
-                    raise RuntimeError(f"training failed ({cfg.mode}, seed {cfg.seed}, {out}):\n{tail}")
-                if progress:
-                    print(f"[{time.time() - t0:6.0f} s] finished {out.name}", flush=True)
+    queue = [c for c in cfgs if not is_finished(c)]
+    running: list[tuple[subprocess.Popen, object, Path]] = []
+    while queue or running:
+        pending = {str(Path(c.out)) for c in queue} | {str(out) for _, _, out in running}
+        ready = [c for c in queue if not (_needs(c) & pending)]
+        if not ready and not running:
+            raise RuntimeError(f"jobs wait on each other: {[c.out for c in queue]}")
+        while ready and len(running) < parallel:
+            cfg = ready.pop(0)
+            queue.remove(cfg)
+            cfg.threads = threads or max(1, cores // min(parallel, len(ready) + len(running) + 1))
+            out = Path(cfg.out)
+            out.mkdir(parents=True, exist_ok=True)
+            (out / "requested_config.json").write_text(cfg.to_json())
+            log = open(out / "train.log", "w")
+            env = {**os.environ, "OMP_NUM_THREADS": str(cfg.threads)}
+            module = "pdd.hr_aware" if is_hr_aware(cfg) else "pdd.train"
+            p = subprocess.Popen([sys.executable, "-m", module, "--config", str(out / "requested_config.json"),
+                                  "--no-progress"], cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env=env)
+            running.append((p, cfg, out))
+            if progress:
+                print(f"[{time.time() - t0:6.0f} s] started  {out.name} ({cfg.mode}, {cfg.iters} iterations, "
+                      f"{cfg.threads} thread{'s' if cfg.threads > 1 else ''})", flush=True)
+        time.sleep(2)
+        for item in list(running):
+            p, cfg, out = item
+            if p.poll() is None:
+                continue
+            running.remove(item)
+            if p.returncode != 0:
+                tail = (out / "train.log").read_text()[-3000:]
+                for q, _, _ in running:
+                    q.terminate()
+                raise RuntimeError(f"training failed ({cfg.mode}, seed {cfg.seed}, {out}):\n{tail}")
+            if progress:
+                print(f"[{time.time() - t0:6.0f} s] finished {out.name}", flush=True)
     return time.time() - t0
 
 
@@ -303,9 +370,11 @@ def evaluate_methods(cfgs: list[TrainConfig], test_sets: dict, metrics: dict, la
     return out[cols + [c for c in out.columns if c not in cols]]
 
 
-def method_name(cfg: TrainConfig, variants: dict | None = None) -> str:
+def method_name(cfg, variants: dict | None = None) -> str:
+    stem = Path(cfg.out).name.rsplit("_s", 1)[0]
+    if is_hr_aware(cfg):  # <slug>, or <slug>-transductive / -<digest of overrides>
+        return next((m for m in HR_AWARE_ROWS if stem == _slug(m) or stem.startswith(_slug(m) + "-")), cfg.mode)
     for name, (mode, extra) in (variants or METHODS).items():
-        stem = Path(cfg.out).name.rsplit("_s", 1)[0]
         if mode == cfg.mode and \
                 (stem == _slug(name) or stem.startswith(_slug(name) + "-") and len(stem) == len(_slug(name)) + 9):
             return name
@@ -465,7 +534,7 @@ def conclusion_header(results_dir, domain: str, preset: str, cfgs=()) -> list[st
     lines = [premise_banner(results_dir, domain, preset)]
     seps = {}
     for c in cfgs:
-        if c.gan and c.sup.gan > 0 and (Path(c.out) / "log.csv").exists():
+        if not is_hr_aware(c) and c.gan and c.sup.gan > 0 and (Path(c.out) / "log.csv").exists():
             seps[f"{method_name(c)} s{c.seed}"] = d_separation(c.out)
     if seps:
         inert = [k for k, v in seps.items() if not v["separated"]]
@@ -522,7 +591,7 @@ def write_evidence(out, domain: str, preset: str, seeds, last_k: int, n_boot: in
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    c0 = cfgs[0]
+    c0 = _pdd_row(cfgs)
     record = result_record(preset=preset, domain=domain, seeds=list(seeds), last_k_checkpoints=last_k, n_boot=n_boot,
                            ci="95% percentile bootstrap over images (cluster: seeds x checkpoints of an image together)",
                            metrics=metric_info(metrics), patch=c0.patch,
@@ -531,7 +600,7 @@ def write_evidence(out, domain: str, preset: str, seeds, last_k: int, n_boot: in
     gains.to_csv(stem.with_suffix(".csv"), index=False, float_format="%.4f")
     md = [f"# Adaptation or drift ({domain}, {preset})", "", markdown_table(gains[EVIDENCE_COLUMNS].round(4)), "",
           "## Adapted specialist vs specialist vs generalist vs control", "", markdown_table(claims.round(4)), "",
-          "## Conclusion (computed)", ""] + [f"- {line}" for line in lines] + [
+          "## Conclusion (computed)", ""] + [f"- {line}" for line in lines] + deviation_lines(cfgs) + [
           "", f"Produced by: commit {record['git_commit']}, seeds {list(seeds)}, last {last_k} checkpoints, "
               f"{record['ci']}; precision {record['precision']}, LR patch {record['patch']}; generalist: "
               f"{record['generalist']}.", unavailable_note(metrics) or ""]
@@ -565,8 +634,16 @@ def train_methods(preset: str, domain: str, seeds, methods=None, runs_dir=None, 
     wall = run_methods(pretrain_configs(preset, domain, _seed_list(seeds), runs_dir, data_root, pretrain_iters),
                        parallel=parallel, progress=progress)
     cfgs = method_configs(preset, domain, seeds, methods, runs_dir, data_root, iters, pretrain_iters, variants)
-    extra_out = {c.out for c in extra}
-    wall += run_methods(list(extra) + [c for c in cfgs if c.out not in extra_out], parallel=parallel, progress=progress)
+    # an HR-aware row's stage B starts from its stage A (rows with the same stage A share it)
+    stage_a = {}
+    for c in cfgs:
+        if is_hr_aware(c):
+            a = hr_aware_configs(method_name(c), preset, domain, c.seed, runs_dir, data_root, iters,
+                                 pretrain_iters=pretrain_iters)[0]
+            stage_a.setdefault(a.out, a)
+    jobs = list(stage_a.values()) + list(extra)
+    jobs += [c for c in cfgs if c.out not in {j.out for j in jobs}]
+    wall += run_methods(jobs, parallel=parallel, progress=progress)
     return cfgs, wall
 
 
@@ -603,7 +680,7 @@ def compare_methods(preset: str = "cpu", domain: str = "Synth-Defocus", seeds=(0
     if out_stem:
         stem = Path(out_stem)
         stem.parent.mkdir(parents=True, exist_ok=True)
-        c0 = cfgs[0]
+        c0 = _pdd_row(cfgs)
         sources = {}
         for c in cfgs:
             meta = Path(c.out) / "config.json"
@@ -612,7 +689,8 @@ def compare_methods(preset: str = "cpu", domain: str = "Synth-Defocus", seeds=(0
         record = result_record(preset=preset, domain=domain, seeds=list(seeds), last_k_checkpoints=last_k,
                                iters={method_name(c, variants): c.iters for c in cfgs},
                                precision="bf16 autocast (training); fp32 evaluation" if c0.bf16 else "fp32",
-                               patch=c0.patch, batch=f"{c0.batch_l}+{c0.batch_u}",
+                               patch=c0.patch,
+                               batch=f"{c0.batch}" if is_hr_aware(c0) else f"{c0.batch_l}+{c0.batch_u}",
                                generalist=generalist_file(preset, domain, runs_dir, seeds[0], pretrain_iters),
                                sources=sources,
                                metrics=metric_info(metrics), train_wall_s=round(train_s), eval_wall_s=round(eval_s))
@@ -627,6 +705,7 @@ def compare_methods(preset: str = "cpu", domain: str = "Synth-Defocus", seeds=(0
               markdown_table(summary[cols].round(4)), "", "## Verdict (computed from the numbers)", ""]
         md += [f"- {v}" for v in verdict]
         note = unavailable_note(metrics)
+        md += deviation_lines(cfgs)
         md += ["", f"Produced by: commit {record['git_commit']}, preset {preset}, seeds {list(seeds)}, "
                    f"precision {record['precision']}, generalist {record['generalist']}."]
         if note:

@@ -41,7 +41,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import cli
-from .config import set_field
+from .config import SCRATCH_ARCH, cpu_has_native_bf16, set_field
 from .train import Trainer, ema_update, last_weights
 
 STAGES = ("A", "B")
@@ -116,8 +116,8 @@ class HRAwareConfig:
     threads: int | None = None
     ckpt_every: int = 100              # B: a snapshot every 100 iterations (a Fig. 9-style curve)
     log_every: int = 10
-    bf16: bool = False                 # not supported here; kept because the shared loop records it
-    channels_last: bool = False
+    bf16: bool = False                 # bf16 autocast of the step (Gram, cosine, L1 and HQI in fp32)
+    channels_last: bool = False        # not supported here; kept because the shared loop records it
 
     @property
     def mode(self) -> str:
@@ -149,6 +149,9 @@ class HRAwareConfig:
         if self.patch < DegradationEncoder.MIN_INPUT or self.patch % 2:
             raise ValueError(f"patch must be even and >= {DegradationEncoder.MIN_INPUT} LR pixels (the degradation "
                              f"encoder's three 4x4/s2 convolutions need it), got {self.patch}")
+        if self.stage == "B" and self.preset == "scratch" and not self.init_m:
+            raise ValueError("the scratch preset adapts the small generalist pretrained here: give init_m "
+                             "(its weights file, pdd.experiments.generalist_file)")
         if self.stage == "B" and not self.rec_net:
             raise ValueError("stage B needs rec_net: the stage-A run directory (train it with --stage A)")
         if self.iters < 0 or self.batch < 1:
@@ -176,6 +179,23 @@ def make_hr_config(stage: str = "B", preset: str = "cpu", overrides: dict | None
             cfg.iters, cfg.batch, cfg.ckpt_every, cfg.log_every = 200, 4, 50, 10
         else:
             cfg.iters, cfg.batch, cfg.ckpt_every, cfg.log_every = 300, 2, 50, 10
+    elif preset == "scratch":
+        # The premise setting (pdd.config's `scratch`): M is the small RRDBNet generalist
+        # pretrained here, whose file pdd.experiments passes as init_m; reconstruction network
+        # and schedule as under cpu, PDD's iterations and batch.
+        cfg.domain, cfg.patch, cfg.init_m = "Synth-ISO", 32, None
+        cfg.num_feat, cfg.num_block, cfg.num_grow_ch = SCRATCH_ARCH
+        cfg.ema_decay = 0.99
+        cfg.bf16 = cpu_has_native_bf16()  # as PDD's scratch runs: the frozen VGG passes dominate the step
+        cfg.rec_feat, cfg.e_deg_blocks, cfg.e_img_blocks, cfg.r_blocks = 32, 4, 2, 2
+        if stage == "A":
+            cfg.iters, cfg.batch, cfg.ckpt_every, cfg.log_every = 200, 4, 50, 10
+        else:
+            cfg.iters, cfg.batch, cfg.ckpt_every, cfg.log_every = 300, 2, 50, 10
+            # §5.1's 5e-6 is for RealESRGAN, itself trained at 1e-4: 1/20 of that. The small
+            # generalist was trained at 5e-4 (pdd.config.pretrain_config), so 1/20 of it (a
+            # deviation, recorded in the run).
+            cfg.lr = 2.5e-5
     elif preset == "tiny":
         # Tests and smoke runs only: small networks, small VGG slices, random-init M.
         cfg.domain, cfg.patch, cfg.batch = "Synth-Defocus", 24, 2
@@ -186,7 +206,7 @@ def make_hr_config(stage: str = "B", preset: str = "cpu", overrides: dict | None
         cfg.iters = 20 if stage == "A" else 10
         cfg.lr = 2e-4 if stage == "A" else 1e-4
     elif preset != "paper":
-        raise ValueError(f"unknown preset {preset!r}; valid: paper, cpu, tiny")
+        raise ValueError(f"unknown preset {preset!r}; valid: paper, cpu, scratch, tiny")
     for k, v in {**(overrides or {}), **kw}.items():
         set_field(cfg, k, v)
     return cfg.validate()
@@ -362,7 +382,7 @@ class VGGCosineDistance(nn.Module):
 
     def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         fa, fb = self.features(a), self.features(b)
-        per_layer = [((1 - F.cosine_similarity(fa[k], fb[k], dim=1, eps=1e-8)) / 2).flatten(1).mean(1)
+        per_layer = [((1 - F.cosine_similarity(fa[k].float(), fb[k].float(), dim=1, eps=1e-8)) / 2).flatten(1).mean(1)
                      for k in self.layers]
         return torch.stack(per_layer).mean(0)
 
@@ -380,7 +400,7 @@ class PyiqaLPIPS(nn.Module):
 
 def hqi(x_lr: torch.Tensor, y: torch.Tensor, distance, scale: int = 4, method: str = "torch") -> torch.Tensor:
     """HQI(X, Y) = 1 − d(f↑X, Y) per sample (Eq. 7): high when Y looks like the upsampled LR."""
-    return 1 - distance(upsample(x_lr, scale, method), y)
+    return 1 - distance(upsample(x_lr, scale, method), y).float()
 
 
 def controller_offset(hqi_value: torch.Tensor, stage: str, rule: str = "eq8") -> torch.Tensor:
@@ -400,7 +420,7 @@ def controller(offset: torch.Tensor, embed_dim: int, generator: torch.Generator,
     """s = n + c (Eq. 8): fresh N(0, noise_std²·I) noise per sample, drawn on the CPU from
     ``generator`` (so resumed runs redraw it identically), plus the per-sample scalar c."""
     n = torch.randn(offset.shape[0], embed_dim, generator=generator) * noise_std
-    return n.to(offset.device, offset.dtype) + offset[:, None]
+    return n.to(offset.device) + offset.float()[:, None]
 
 
 def interpolation_probe(x_lr: torch.Tensor, y_gt: torch.Tensor, i: float, scale: int = 4,
@@ -466,7 +486,7 @@ def rec_loss(x_hat: torch.Tensor, x: torch.Tensor, distance=None, perceptual_wei
              hf_weight: bool = False) -> torch.Tensor:
     """L_rec = mean |X̂ − X| (times 1 + W with hf_weight) + perceptual_weight · mean d(X̂, X).
     The paper defers L_rec to a supplementary we do not have; this is the notes' [rec]."""
-    l1 = (x_hat - x).abs()
+    l1 = (x_hat.float() - x.float()).abs()
     if hf_weight:
         l1 = l1 * (1 + high_frequency_weight(x))
     total = l1.mean()
@@ -738,8 +758,8 @@ class HRAwareTrainer(Trainer):
     def __init__(self, cfg: HRAwareConfig, progress: bool = True, nets: FrozenNets | None = None):
         from .data import LabeledPatches, UnlabeledPatches, open_domain
 
-        if cfg.bf16 or cfg.channels_last:
-            raise ValueError("pdd.hr_aware runs in fp32 with the default memory format: set bf16/channels_last False")
+        if cfg.channels_last:
+            raise ValueError("pdd.hr_aware runs with the default memory format: set channels_last False")
         # one process: under torchrun every rank would write the same run directory
         self._start(cfg, progress, single_process="pdd.hr_aware trains in one process; run it without torchrun "
                                                   "(no DDP support yet)")
@@ -751,6 +771,8 @@ class HRAwareTrainer(Trainer):
         deviations = list(self.nets.deviations)
         if cfg.ema_decay != 0.999:
             deviations.append(f"EMA decay {cfg.ema_decay} (paper 0.999)")
+        if cfg.stage == "B" and not 2e-6 <= cfg.lr <= 5e-6:
+            deviations.append(f"stage-B learning rate {cfg.lr:g} (paper 2e-6 to 5e-6 for its networks, §5.1)")
 
         if cfg.stage == "A":
             # second-order pairs (X^s, Y^s_gt) from the domain's clean labeled HR pool (paper: DIV2K train)
@@ -855,20 +877,23 @@ class HRAwareTrainer(Trainer):
     def step(self, t: int) -> dict[str, float]:
         cfg = self.cfg
         x, y = self.batch(t)
-        if cfg.stage == "A":
-            net, hr = self.s, y
-        else:
-            net = self.rec
-            hr = self.s(x)  # M(X^r)
-        s, h = self._s(x, hr, t, cfg.stage)
-        e_im = net.e_img(hr)
-        x_hat = net.reconstruct(x, e_im, s)
-        terms = {"l_rec": rec_loss(x_hat, x, self.nets.distance, cfg.rec_perceptual_weight, cfg.rec_hf_weight)}
         lam = cfg.lambda_pt if cfg.stage == "A" else cfg.lambda_ft
+        # bf16: the networks run in bf16; HQI, the cosine distances, L1 and FAR in fp32
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=cfg.bf16):
+            if cfg.stage == "A":
+                net, hr = self.s, y
+            else:
+                net = self.rec
+                hr = self.s(x)  # M(X^r)
+            s, h = self._s(x, hr, t, cfg.stage)
+            e_im = net.e_img(hr)
+            x_hat = net.reconstruct(x, e_im, s)
+            terms = {"l_rec": rec_loss(x_hat, x, self.nets.distance, cfg.rec_perceptual_weight, cfg.rec_hf_weight)}
+            if cfg.use_far and lam:
+                with torch.no_grad() if cfg.stage == "A" else torch.enable_grad():
+                    e_cl = self.nets.aligned(hr)
         if cfg.use_far and lam:
-            with torch.no_grad() if cfg.stage == "A" else torch.enable_grad():
-                e_cl = self.nets.aligned(hr)
-            terms["far"] = far_loss(e_im, e_cl, net.t_avg, net.t_max, cfg.gram_diag, cfg.far_batch_norm)
+            terms["far"] = far_loss(e_im, e_cl.float(), net.t_avg, net.t_max, cfg.gram_diag, cfg.far_batch_norm)
         terms["total"] = terms["l_rec"] + lam * terms.get("far", 0.0)
         self._check_finite(t, terms)
         self.opt_g.zero_grad(set_to_none=True)
@@ -940,7 +965,7 @@ def main(argv: list[str] | None = None) -> int:
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--stage", choices=list(STAGES), help="required unless --config is given")
     ap.add_argument("--config", help="an HRAwareConfig JSON (as pdd.experiments would write it); flags override it")
-    ap.add_argument("--preset", default="cpu", choices=["paper", "cpu", "tiny"])
+    ap.add_argument("--preset", default="cpu", choices=["paper", "cpu", "scratch", "tiny"])
     ap.add_argument("--domain")
     ap.add_argument("--data-root")
     ap.add_argument("--iters", type=int)

@@ -4,6 +4,7 @@ resume, and the offline fallbacks recorded as deviations."""
 import json
 import math
 import os
+from pathlib import Path
 
 import pytest
 import torch
@@ -426,3 +427,48 @@ def test_hr_aware_gains_beside_the_paper():
     assert row.loc["ssim", "same direction?"] == "no"          # ours −0.01, paper +0.0143
     assert math.isnan(row.loc["lpips", "ours Δ"]) and row.loc["lpips", "note"] == "unavailable in our run"
     assert set(df[df["model"] == "HR-aware: FAR only"]["note"]) == {"not in our table"}
+
+
+# ------------------------------------------------------------------ HR-aware rows in the method comparison
+
+
+def test_comparison_rows_start_from_the_comparisons_generalist_and_stage_b_waits_for_stage_a(tmp_path, monkeypatch):
+    """pdd.experiments: an HR-aware row is stage A + stage B in pdd.hr_aware processes; B starts
+    only once its A has finished, while other jobs fill the pool; M starts from the generalist
+    every PDD row starts from; the row's name comes back from its run directory."""
+    from pdd import experiments as E
+
+    assert E.HR_AWARE_DEFAULT in E.default_methods("scratch")
+    assert set(E.HR_AWARE_ROWS) <= set(E.all_methods("scratch"))
+    a, b = E.hr_aware_configs("HR-aware fine-tuning", "scratch", "Synth-ISO", 1, tmp_path)
+    assert b.init_m == E.generalist_file("scratch", "Synth-ISO", tmp_path, 1) and b.rec_net == a.out
+    assert E.method_config("HR-aware fine-tuning", "scratch", "Synth-ISO", 1, tmp_path).out == b.out
+    assert E.method_name(b) == "HR-aware fine-tuning" and E.method_name(a) == "hr_pretrain"
+    _, b_far = E.hr_aware_configs("HR-aware: FAR only", "scratch", "Synth-ISO", 1, tmp_path, overrides={"lambda_ft": 0.1})
+    assert E.method_name(b_far) == "HR-aware: FAR only" and b_far.lambda_ft == 0.1
+    assert b_far.out != E.hr_aware_configs("HR-aware: FAR only", "scratch", "Synth-ISO", 1, tmp_path)[1].out
+
+    events = []
+
+    class FakeProcess:  # each job "runs" for two polls
+        def __init__(self, args, env, **kw):
+            self.name, self.polls = Path(args[args.index("--config") + 1]).parent.name, 0
+            events.append(("start", args[2], self.name))
+
+        def poll(self):
+            self.polls += 1
+            if self.polls < 2:
+                return None
+            events.append(("end", self.name))
+            return 0
+
+        returncode = 0
+
+    monkeypatch.setattr(E.subprocess, "Popen", FakeProcess)
+    monkeypatch.setattr(E.time, "sleep", lambda s: None)
+    pdd_job = E.make_config("tiny", "finetune", out=str(tmp_path / "control_s1"))
+    E.run_methods([b, a, pdd_job], parallel=2, progress=False)
+    starts = [e for e in events if e[0] == "start"]
+    assert starts[:2] == [("start", "pdd.hr_aware", Path(a.out).name), ("start", "pdd.train", "control_s1")]
+    assert starts[2] == ("start", "pdd.hr_aware", Path(b.out).name)
+    assert events.index(("end", Path(a.out).name)) < events.index(starts[2])
