@@ -104,8 +104,9 @@ def machine(device) -> dict:
         p = torch.cuda.get_device_properties(device)
         m.update(gpu=torch.cuda.get_device_name(device), gpu_memory_gib=round(p.total_memory / 2**30, 1),
                  capability=f"{p.major}.{p.minor}", cudnn=torch.backends.cudnn.version(),
-                 cudnn_benchmark=torch.backends.cudnn.benchmark, tf32_convs=torch.backends.cudnn.allow_tf32,
-                 tf32_matmul=torch.backends.cuda.matmul.allow_tf32)
+                 cudnn_benchmark=torch.backends.cudnn.benchmark,
+                 tf32_convs=getattr(torch.backends.cudnn, "allow_tf32", None),
+                 tf32_matmul=getattr(torch.backends.cuda.matmul, "allow_tf32", None))
     else:
         m["threads"] = torch.get_num_threads()
     return m
@@ -472,7 +473,7 @@ def deviations(args, device) -> list[str]:
 def main(argv=None) -> int:
     args = parse_args(argv)
     sys.path.insert(0, str(REPO))
-    if (REPO / ".gpu_env" / "cache").is_dir():  # the weights benchmarks/gpu_prepare.py unpacked
+    if not args.dry_run and (REPO / ".gpu_env" / "cache").is_dir():  # the weights gpu_prepare.py unpacked
         os.environ.setdefault("PDD_CACHE", str(REPO / ".gpu_env" / "cache"))
     if args.site.is_dir():
         sys.path.append(str(args.site))  # after the machine's own packages: an installed one wins
