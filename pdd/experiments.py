@@ -583,6 +583,25 @@ def evidence_conclusions(results_dir, domain: str, preset: str, cfgs, per_image:
     return lines
 
 
+def hr_aware_vs_pdd(per_image: pd.DataFrame, row: str = HR_AWARE_DEFAULT, n_boot: int = 2000) -> list[str]:
+    """Notebook 09's computed conclusion: the HR-aware row against EMA PDD and the fine-tune
+    control on the target test set, PSNR and NIQE, paired per (seed, image) with bootstrap CIs."""
+    from .evaluate import paired_difference
+
+    lines = []
+    for metric in ("psnr", "niqe"):
+        if metric not in per_image or per_image[metric].isna().all():
+            lines.append(f"{metric.upper()}: not computed (unavailable offline, or not asked for).")
+            continue
+        for other in ("EMA PDD", "finetune control", GENERALIST):
+            if other not in set(per_image.method) or row not in set(per_image.method):
+                continue
+            d = paired_difference(per_image, row, other, "target", metric, n_boot=n_boot)
+            lines.append(f"{row} vs {other}, {metric.upper()} on the target: {d['difference']:+.3f} "
+                         f"[{d['lo']:+.3f}, {d['hi']:+.3f}] -> {d['verdict']}")
+    return lines
+
+
 def write_evidence(out, domain: str, preset: str, seeds, last_k: int, n_boot: int, gains: pd.DataFrame,
                    claims: pd.DataFrame, lines: list[str], cfgs, metrics: dict, generalist_source: str) -> Path:
     """``out/07_evidence_seeds<seeds>.csv`` (the gains) and ``.md`` (gains, claim table, the
