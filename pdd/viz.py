@@ -1,13 +1,28 @@
-"""Figures for the notebooks: loss curves, image rows and crop grids (small, diffable)."""
+"""Figures and tables for the notebooks: loss curves, the fidelity–perception plane, bar
+charts, image rows, crop grids, and result tables rendered as HTML."""
 from __future__ import annotations
 
 
 import numpy as np
 
-from .evaluate import d_separation, read_log  # noqa: F401  (notebooks call them as viz.*)
+from .evaluate import LOWER_IS_BETTER, d_separation, read_log  # noqa: F401  (notebooks call them as viz.*)
 
 LOSS_TERMS = ("total", "wavelet", "perceptual", "gan", "r_intra", "r_inter",
               "pseudo_wavelet", "pseudo_perceptual")
+HIGHER_IS_BETTER = {"psnr", "psnr_cc", "ssim", "nrqm"}
+METRIC_NAMES = {"psnr": "PSNR (dB)", "psnr_cc": "PSNR after colour correction (dB)", "ssim": "SSIM",
+                "niqe": "NIQE", "lpips": "LPIPS", "nrqm": "NRQM"}
+FONT = 10  # points; figures are drawn at 100 dpi, so this is legible at 100 % zoom
+
+
+def metric_label(metric: str, prefix: str = "") -> str:
+    """'Δ PSNR (dB, higher is better)': the metric's name, unit and better direction."""
+    name = METRIC_NAMES.get(metric, metric)
+    unit = name[name.index("(") + 1:-1] + ", " if name.endswith(")") else ""
+    name = name.split(" (")[0] if unit else name
+    better = "lower is better" if metric in LOWER_IS_BETTER else "higher is better" if metric in HIGHER_IS_BETTER else ""
+    inside = unit + better if better else unit.rstrip(", ")
+    return f"{prefix}{name}" + (f" ({inside})" if inside else "")
 
 
 def plot_losses(run_dir, ax=None, title: str | None = None):
@@ -16,25 +31,30 @@ def plot_losses(run_dir, ax=None, title: str | None = None):
 
     log = read_log(run_dir)
     if ax is None:
-        _, axes = plt.subplots(1, 2, figsize=(9, 3), dpi=70)
+        _, axes = plt.subplots(1, 2, figsize=(9.5, 3.6), dpi=100)
     else:
         axes = ax
     it = log["iter"]
     for k in LOSS_TERMS:
         if k in log and np.isfinite(log[k]).any():
-            axes[0].plot(it, log[k], label=k, lw=1)
+            axes[0].plot(it, log[k], label=k, lw=1.2)
     axes[0].set_yscale("log")
-    axes[0].set_xlabel("iteration")
-    axes[0].set_title(title or "generator loss terms (weighted)")
-    axes[0].legend(fontsize=7, ncol=2)
+    axes[0].set_xlabel("iteration", fontsize=FONT)
+    axes[0].set_ylabel("weighted loss (log scale)", fontsize=FONT)
+    axes[0].set_title(title or "generator loss terms (weighted)", fontsize=FONT + 1)
+    axes[0].legend(fontsize=FONT - 1, ncol=2)
     for k in ("p_real", "p_fake"):
         if k in log:
-            axes[1].plot(it, log[k], label=k, lw=1)
-    axes[1].axhline(0.5, color="grey", lw=0.5, ls=":")
+            axes[1].plot(it, log[k], label=k, lw=1.2)
+    axes[1].axhline(0.5, color="grey", lw=0.8, ls=":", label="0.5 = chance")
     axes[1].set_ylim(0, 1)
-    axes[1].set_xlabel("iteration")
-    axes[1].set_title("discriminator: mean sigmoid(D)")
-    axes[1].legend(fontsize=7)
+    axes[1].set_xlabel("iteration", fontsize=FONT)
+    axes[1].set_ylabel("mean sigmoid(D)", fontsize=FONT)
+    axes[1].set_title("discriminator: p_real above p_fake = D separates", fontsize=FONT + 1)
+    axes[1].legend(fontsize=FONT - 1)
+    for a in axes:
+        a.tick_params(labelsize=FONT - 1)
+        a.grid(alpha=0.3, lw=0.5)
     plt.tight_layout()
     return axes
 
@@ -45,16 +65,17 @@ def plot_training_curves(runs: dict, term: str = "wavelet", ax=None, title: str 
     import matplotlib.pyplot as plt
 
     if ax is None:
-        _, ax = plt.subplots(figsize=(6.5, 3.2), dpi=100)
+        _, ax = plt.subplots(figsize=(7, 3.6), dpi=100)
     for label, run_dir in runs.items():
         log = read_log(run_dir)
         if term in log:
             ax.plot(log["iter"], log[term], label=str(label), lw=1.2)
     ax.set_yscale("log")
-    ax.set_xlabel("iteration")
-    ax.set_ylabel(f"{term} loss (weighted, lower is better)")
-    ax.set_title(title or f"training curves: {term} loss")
-    ax.legend(fontsize=8)
+    ax.set_xlabel("iteration", fontsize=FONT)
+    ax.set_ylabel(f"{term} loss (weighted, log scale,\nlower is better)", fontsize=FONT)
+    ax.set_title(title or f"training curves: {term} loss", fontsize=FONT + 1)
+    ax.tick_params(labelsize=FONT - 1)
+    ax.legend(fontsize=FONT - 1)
     ax.grid(alpha=0.3, which="both", lw=0.5)
     plt.tight_layout()
     return ax
@@ -105,32 +126,39 @@ def plot_plane(gains, x_metric: str = "niqe", y_metric: str = "psnr", ax=None, s
     """Fidelity–perception plane of gains over the generalist (at the origin): one point per
     method with its bootstrap CI as error bars, target and source side by side.
 
-    ``gains`` is ``pdd.evaluate.adaptation_gains``' frame. Lower NIQE is better, so the
-    x axis is inverted: up-right is better on both axes.
+    ``gains`` is ``pdd.evaluate.adaptation_gains``' frame. An axis whose metric is better
+    when lower (NIQE, LPIPS) is reversed: up-right is better on both axes.
     """
     import matplotlib.pyplot as plt
 
     if ax is None:
-        _, ax = plt.subplots(1, len(sides), figsize=(4.2 * len(sides), 3.6), dpi=70, sharex=True, sharey=True)
+        _, ax = plt.subplots(1, len(sides), figsize=(3.9 * len(sides) + 2.4, 4.0), dpi=100, sharex=True, sharey=True)
     axes = np.atleast_1d(ax)
+    markers = "osD^v<>ph*"
     for a, side in zip(axes, sides):
         col = f"{side} gain"
         xs = gains[gains.metric == x_metric].set_index("method")
         ys = gains[gains.metric == y_metric].set_index("method")
-        for method in ys.index.intersection(xs.index):
+        for k, method in enumerate(ys.index.intersection(xs.index)):
             xv, yv = xs.loc[method], ys.loc[method]
             a.errorbar(xv[col], yv[col], xerr=[[xv[col] - xv[col + " lo"]], [xv[col + " hi"] - xv[col]]],
-                       yerr=[[yv[col] - yv[col + " lo"]], [yv[col + " hi"] - yv[col]]], fmt="o", capsize=3,
-                       label=method)
+                       yerr=[[yv[col] - yv[col + " lo"]], [yv[col + " hi"] - yv[col]]], fmt=markers[k % len(markers)],
+                       color=f"C{k % 10}", ms=6, capsize=3, label=method)
         a.axhline(0, color="grey", lw=0.6)
         a.axvline(0, color="grey", lw=0.6)
-        a.plot([0], [0], "k*", ms=9, label="generalist")
-        a.set_title(f"gain over the generalist: {side}", fontsize=10)
-        a.set_xlabel(f"Δ {x_metric}" + (" (lower is better →)" if x_metric in ("niqe", "lpips") else ""))
-        a.set_ylabel(f"Δ {y_metric}")
-        if x_metric in ("niqe", "lpips") and not a.xaxis_inverted():
-            a.invert_xaxis()
-    axes[-1].legend(fontsize=7, loc="best")
+        a.plot([0], [0], "k*", ms=11, label="generalist")
+        a.set_title(f"{side} test set: better is up-right", fontsize=FONT + 1)
+        for set_label, metric in ((a.set_xlabel, x_metric), (a.set_ylabel, y_metric)):
+            reversed_ = metric in LOWER_IS_BETTER
+            set_label(metric_label(metric, "Δ ")[:-1] + (", axis reversed)" if reversed_ else ")"), fontsize=FONT)
+        a.tick_params(labelsize=FONT - 1)
+        a.grid(alpha=0.3, lw=0.5)
+        for metric, inverted, invert in ((x_metric, a.xaxis_inverted(), a.invert_xaxis),
+                                         (y_metric, a.yaxis_inverted(), a.invert_yaxis)):
+            if metric in LOWER_IS_BETTER and not inverted:
+                invert()
+    axes[-1].legend(fontsize=FONT - 1, loc="upper left", bbox_to_anchor=(1.02, 1), frameon=False,
+                    title="gain over the generalist", title_fontsize=FONT - 1)
     plt.tight_layout()
     return axes
 
@@ -143,7 +171,7 @@ def plot_improvement(beside, metric: str = "psnr", ax=None):
 
     df = beside[beside.metric == metric]
     if ax is None:
-        _, ax = plt.subplots(figsize=(1.2 + 1.1 * (df["paper domain"].nunique() + df.model.nunique()), 3), dpi=70)
+        _, ax = plt.subplots(figsize=(2.4 + 1.1 * (df["paper domain"].nunique() + df.model.nunique()), 3.4), dpi=100)
     xs, labels = 0, []
     for model, rows in df.groupby("model", sort=False):
         paper = rows[rows["paper domain"] != ""].dropna(subset=["paper Δ"])
@@ -161,12 +189,70 @@ def plot_improvement(beside, metric: str = "psnr", ax=None):
         xs += 2  # a gap between models
         labels.append("")
     ax.set_xticks(range(len(labels)))
-    ax.set_xticklabels(labels, fontsize=7)
+    ax.set_xticklabels(labels, fontsize=FONT - 1)
+    ax.tick_params(axis="y", labelsize=FONT - 1)
     ax.axhline(0, color="k", lw=0.6)
-    ax.set_ylabel(f"Δ {metric} over the generalist")
-    ax.legend(fontsize=7)
+    ax.set_ylabel(metric_label(metric, "Δ ") + "\nover the generalist", fontsize=FONT)
+    ax.legend(fontsize=FONT - 1)
+    ax.grid(axis="y", alpha=0.3, lw=0.5)
     plt.tight_layout()
     return ax
+
+
+def better_direction(column) -> str:
+    """'↑' or '↓' for a column of a metric or of its gain ("psnr", "niqe gain", "lpips (alex)",
+    "ours Δ" is not one), '' for anything else, a spread or a CI bound included."""
+    words = str(column).lower().split()
+    if not words or words[0] not in HIGHER_IS_BETTER | LOWER_IS_BETTER:
+        return ""
+    if any(w in ("std", "lo", "hi", "verdict", "n", "ci") for w in words[1:]):
+        return ""
+    return "↓" if words[0] in LOWER_IS_BETTER else "↑"
+
+
+def table(df, digits: int = 3, best: bool = True):
+    """A result table for display: a pandas Styler that renders as HTML, numbers rounded to
+    ``digits``, the index hidden, each metric column's better direction in its header
+    ("psnr ↑", "niqe gain ↓"; in a long frame with a ``metric`` column the metric names get
+    the arrow instead) and, with ``best``, the best value of each such column in bold per
+    test set (per ``test set`` column when there is one, else over the whole table).
+    Verdict columns colour "better" green and "worse" red."""
+    import pandas as pd
+
+    df = pd.DataFrame(df)
+    plain_index = df.index.nlevels == 1 and df.index.name is None and pd.api.types.is_integer_dtype(df.index)
+    df = df.reset_index(drop=plain_index)  # row numbers go, a named or labelled index becomes columns
+    if "metric" in df.columns:
+        df["metric"] = [f"{m} {better_direction(m)}".rstrip() for m in df["metric"]]
+    arrows = {c: better_direction(c) for c in df.columns}
+    df = df.rename(columns={c: f"{c} {a}" for c, a in arrows.items() if a})
+    scored = [f"{c} {a}" for c, a in arrows.items() if a and pd.api.types.is_numeric_dtype(df[f"{c} {a}"])]
+
+    def bold_best(col):
+        lower = col.name.endswith("↓")
+        groups = df["test set"] if "test set" in df.columns else pd.Series(0, index=df.index)
+        marks = pd.Series("", index=col.index)
+        for _, idx in col.groupby(groups).groups.items():
+            vals = col.loc[idx]
+            if vals.notna().sum() > 1:  # one value is no contest
+                target = vals.min() if lower else vals.max()
+                marks.loc[vals.index[vals == target]] = "font-weight: bold; background-color: #e6f2e6"
+        return marks
+
+    def verdict_colour(v):
+        return {"better": "color: #1a7f37", "worse": "color: #c62828"}.get(v, "")
+
+    styler = df.style.format(precision=digits, na_rep="n/a").hide(axis="index")
+    if best and scored:
+        styler = styler.apply(bold_best, subset=scored)
+    verdicts = [c for c in df.columns if str(c).endswith("verdict")]
+    if verdicts:
+        styler = styler.map(verdict_colour, subset=verdicts)
+    if any(arrows.values()) or "metric" in df.columns:
+        where = " per test set" if "test set" in df.columns else ""
+        styler = styler.set_caption("↑ higher is better, ↓ lower is better"
+                                    + (f"; bold: the best value{where}" if best and scored else ""))
+    return styler
 
 
 def crop_grid(images: dict, crop=(0, 0, 64), zoom: int | None = None, min_panel_px: int = 192, dpi: int = 100):
