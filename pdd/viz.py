@@ -232,7 +232,7 @@ def table(df, digits: int = 3, best: bool = True):
         lower = col.name.endswith("↓")
         groups = df["test set"] if "test set" in df.columns else pd.Series(0, index=df.index)
         marks = pd.Series("", index=col.index)
-        for _, idx in col.groupby(groups).groups.items():
+        for idx in col.groupby(groups).groups.values():
             vals = col.loc[idx]
             if vals.notna().sum() > 1:  # one value is no contest
                 target = vals.min() if lower else vals.max()

@@ -7,7 +7,7 @@ import pytest
 
 matplotlib.use("Agg")
 
-from pdd import evaluate, viz  # noqa: E402
+from pdd import evaluate, viz
 
 BOLD = "font-weight: bold"
 
@@ -73,7 +73,7 @@ def test_row_numbers_are_hidden_and_a_labelled_index_is_kept():
     df = _frame().iloc[[1, 3]]  # a filtered frame: integer labels, not a RangeIndex
     assert "model" in viz.table(df).data.columns and len(viz.table(df).data.columns) == 8
     named = _frame().set_index("model")
-    assert list(viz.table(named).data.columns)[0] == "model"
+    assert viz.table(named).data.columns[0] == "model"
 
 
 @pytest.mark.parametrize("metric, label", [("psnr", "Δ PSNR (dB, higher is better)"),
