@@ -243,6 +243,9 @@ def table(df, digits: int = 3, best: bool = True):
         return {"better": "color: #1a7f37", "worse": "color: #c62828"}.get(v, "")
 
     styler = df.style.format(precision=digits, na_rep="n/a").hide(axis="index")
+    text = [c for c in df.columns if not pd.api.types.is_numeric_dtype(df[c])]
+    if text:  # names read left to right; numbers stay right-aligned
+        styler = styler.set_properties(subset=text, **{"text-align": "left"})
     if best and scored:
         styler = styler.apply(bold_best, subset=scored)
     verdicts = [c for c in df.columns if str(c).endswith("verdict")]
