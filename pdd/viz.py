@@ -246,6 +246,9 @@ def table(df, digits: int = 3, best: bool = True):
     text = [c for c in df.columns if not pd.api.types.is_numeric_dtype(df[c])]
     if text:  # names read left to right; numbers stay right-aligned
         styler = styler.set_properties(subset=text, **{"text-align": "left"})
+    short = [c for c in text if df[c].astype(str).str.len().max() <= 16]
+    if short:  # "psnr_cc ↑", "no effect": never broken over two lines
+        styler = styler.set_properties(subset=short, **{"white-space": "nowrap"})
     if best and scored:
         styler = styler.apply(bold_best, subset=scored)
     verdicts = [c for c in df.columns if str(c).endswith("verdict")]
