@@ -113,10 +113,10 @@ def image_row(images, titles, size: float = 2.4, crop=None):
 
     imgs = [to_uint8(i) for i in images]
     h_max = max(i.shape[0] for i in imgs)
-    fig, axes = plt.subplots(1, len(imgs), figsize=(size * len(imgs), size), dpi=60)
+    fig, axes = plt.subplots(1, len(imgs), figsize=(size * len(imgs), size), dpi=100)
     for ax, img, title in zip(np.atleast_1d(axes), imgs, titles):
         ax.imshow(_crop_at_hr_scale(img, h_max, crop), interpolation="nearest")
-        ax.set_title(title, fontsize=9)
+        ax.set_title(title, fontsize=FONT)
         ax.axis("off")
     plt.tight_layout()
     return fig
