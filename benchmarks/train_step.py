@@ -1,60 +1,227 @@
-"""Seconds per training step for each mode at the `cpu` and `paper` sizes.
+"""Where a training step's time goes on the CPU (issue 15), and the modes side by side.
 
-Full RRDBNet (23 blocks, random init: the cost does not depend on the weights), the
-discriminator, VGG19, the real data pipeline of the built-in domain; warm-up and k set
-to 0 so every timed step is a full distillation step. Prints fp32 and bf16 autocast +
-channels_last side by side, and the data-loading share of a step.
+Default: one `cpu`-preset EMA PDD step (full RRDBNet, LR 32, batch 2+2, the preset's precision;
+random init, D warm-up and k 0 so every step distils) split into its parts, each timed around
+the Trainer's own modules and optimisers:
+  data sampling, S forward, S backward, G forward, VGG forward (S outputs / references),
+  VGG backward, D in the G step (forward + input-gradient backward), D step (forward, backward,
+  Adam), loss maths (wavelet, R_intra, R_inter, BCE forward and backward), optimiser, EMA, schedulers.
+The backward pass is cut at VGG's and D's inputs and outputs (detached leaves), so each
+network's backward is timed alone; the same work as the Trainer's one backward call. Printed
+beside the measured whole `Trainer.step` (mean of the same number of steps). Then the evaluation's
+share (one snapshot scored on both test sets) and the scheduling of parallel training jobs
+(2 single-thread jobs at once vs 1 two-thread job, steps per second in all).
 
-    python benchmarks/train_step.py                     # cpu size, all modes
-    python benchmarks/train_step.py --sizes cpu paper   # the paper's 48x48, 8+8 too (slow on a CPU)
+    python benchmarks/train_step.py                        # profile, evaluation share, scheduling
+    python benchmarks/train_step.py --preset scratch       # the preset make reproduce trains
+    python benchmarks/train_step.py --table --sizes cpu paper   # s/step per mode, fp32 vs bf16+CL
 """
 import argparse
+import json
+import os
+import subprocess
+import sys
 import tempfile
 import time
+from pathlib import Path
 
 import torch
 
+from pdd import losses as L
 from pdd.config import make_config
-from pdd.train import Trainer
+from pdd.train import Trainer, ema_update
 
 SIZES = {"cpu": dict(patch=32, batch_l=2, batch_u=2), "paper": dict(patch=48, batch_l=8, batch_u=8)}
 MODES = ("finetune", "naive", "static", "ema")
 
 
-def time_steps(cfg, steps):
-    tr = Trainer(cfg, progress=False)
-    tr.step(1)  # warm-up (allocations, first-call overheads)
-    t0 = time.perf_counter()
-    for t in range(2, steps + 2):
-        tr.step(t)
-    step_s = (time.perf_counter() - t0) / steps
-    t0 = time.perf_counter()
-    for t in range(2, steps + 2):
-        tr.batch(t)
-    return step_s, (time.perf_counter() - t0) / steps
+# ------------------------------------------------------------------ the parts of one step
+class Clock:
+    """Exclusive time per part: a part timed inside another is not counted twice."""
+
+    def __init__(self):
+        self.parts, self._inner = {}, [0.0]
+
+    def __call__(self, name, fn, *a, **kw):
+        self._inner.append(0.0)
+        t0 = time.perf_counter()
+        out = fn(*a, **kw)
+        dt = time.perf_counter() - t0
+        self.parts[name] = self.parts.get(name, 0.0) + dt - self._inner.pop()
+        self._inner[-1] += dt
+        return out
 
 
-def main():
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--sizes", nargs="+", default=["cpu"], choices=list(SIZES))
-    ap.add_argument("--modes", nargs="+", default=list(MODES), choices=list(MODES))
-    ap.add_argument("--steps", type=int, default=3)
-    ap.add_argument("--device", default="auto")
-    args = ap.parse_args()
-    print(f"threads={torch.get_num_threads()} device={args.device}")
+def profile_step(tr: Trainer, t: int, clock: Clock) -> None:
+    """One distillation step of `tr` (mode ema/static), as Trainer.step does it, part by part."""
+    cfg = tr.cfg
+    autocast = lambda: torch.autocast(tr.device.type, dtype=torch.bfloat16, enabled=cfg.bf16)  # noqa: E731
+    x_l, y_l, x_u = clock("data sampling", tr.batch, t)
+    n_l = x_l.shape[0]
+    with autocast():
+        s_out = clock("S forward", tr.s_fwd, torch.cat([x_l, x_u]))
+        with torch.no_grad():
+            g_out = clock("G forward", tr.g_fwd, torch.cat([x_l, x_u]))
+    s_leaf = s_out.detach().requires_grad_(True)
+    cuts = []  # (part, network outputs, their detached leaves, network input, its detached leaf)
+
+    def vgg(x):
+        if not torch.is_grad_enabled():
+            return clock("VGG forward (references)", tr.vgg_fwd, x)
+        x_leaf = x.detach().requires_grad_(True)
+        feats = clock("VGG forward (S outputs)", tr.vgg_fwd, x_leaf)
+        leaves = {k: v.detach().requires_grad_(True) for k, v in feats.items()}
+        cuts.append(("VGG backward", list(feats.values()), list(leaves.values()), x, x_leaf))
+        return leaves
+
+    def disc(x):
+        x_leaf = x.detach().requires_grad_(True)
+        logits = clock("D in the G step", tr.d_frozen_fwd, x_leaf)
+        leaf = logits.detach().requires_grad_(True)
+        cuts.append(("D in the G step", [logits], [leaf], x, x_leaf))
+        return leaf
+
+    tr.d.requires_grad_(False)
+    with autocast():
+        terms = clock("loss maths", L.generator_objective, vgg, s_leaf[:n_l], s_leaf[n_l:], y_l, g_out[:n_l],
+                      g_out[n_l:], disc, cfg.sup, cfg.pdd, distill=True, gan_on_unlabeled=True)
+    tr.opt_g.zero_grad(set_to_none=True)
+    clock("loss maths", terms["total"].backward)  # down to the feature and logit leaves (and s_leaf: wavelet)
+    for part, outs, leaves, x, x_leaf in reversed(cuts):
+        pairs = [(o, lf.grad) for o, lf in zip(outs, leaves) if lf.grad is not None]
+        clock(part, torch.autograd.backward, [o for o, _ in pairs], [g for _, g in pairs])
+        clock("loss maths", torch.autograd.backward, [x], [x_leaf.grad])  # the slices and cat, back to s_leaf
+    clock("S backward", s_out.backward, s_leaf.grad)
+    clock("optimiser (Adam on S)", tr.opt_g.step)
+    with torch.no_grad():
+        fake = s_leaf[:n_l].detach()
+    clock("D step (forward, backward, Adam)", tr.d_step, t, y_l, fake, autocast(), tr.d_fwd)
+    clock("schedulers", tr.sched_g.step)
+    clock("EMA update", ema_update, tr.ema, tr.s, cfg.ema_decay)
+
+
+def step_config(preset: str, out: str, threads: int | None = None):
+    return make_config(preset, "ema", out=out, init_s=None, init_g=None, warmup_d_iters=0, distill_start_k=0,
+                       threads=threads)
+
+
+def profile(preset: str, steps: int) -> Trainer:
+    with tempfile.TemporaryDirectory() as out:
+        tr = Trainer(step_config(preset, out), progress=False)
+    cfg = tr.cfg
+    print(f"{preset} preset, EMA PDD step: RRDBNet {cfg.num_feat}/{cfg.num_block}/{cfg.num_grow_ch}, LR {cfg.patch}, "
+          f"batch {cfg.batch_l}+{cfg.batch_u}, {'bf16 autocast + channels_last' if cfg.bf16 else 'fp32'}, "
+          f"{torch.get_num_threads()} thread(s); mean of {steps} steps after one warm-up")
+    tr.step(1)
+    clock, whole = Clock(), 0.0
+    for t in range(2, 2 * steps + 2, 2):  # interleaved, so that drift in the machine's load hits both alike
+        profile_step(tr, t, clock)
+        t0 = time.perf_counter()
+        tr.step(t + 1)
+        whole += (time.perf_counter() - t0) / steps
+    parts = {k: v / steps for k, v in clock.parts.items()}
+    total = sum(parts.values())
+    print(f"{'part':36} {'s/step':>8} {'share':>6}")
+    for k, v in sorted(parts.items(), key=lambda kv: -kv[1]):
+        print(f"{k:36} {v:>8.3f} {v / total:>6.1%}")
+    print(f"{'sum of the parts':36} {total:>8.3f}\n{'measured Trainer.step':36} {whole:>8.3f} "
+          f"({total / whole - 1:+.1%} sum vs whole)")
+    return tr, whole
+
+
+def evaluation_share(tr: Trainer, step: float, steps_per_run: int) -> None:
+    from pdd.evaluate import create_metrics, evaluate
+
+    dom = tr.domain
+    metrics = create_metrics()
+    t0 = time.perf_counter()
+    for pairs in (dom.test_pairs, dom.source_test_pairs):
+        evaluate(tr.ema, pairs, metrics, progress=False)
+    ev = time.perf_counter() - t0
+    print(f"\nevaluation of one snapshot (target + source, {len(dom.test_pairs)} tiles each, fp32): {ev:.1f} s "
+          f"= {ev / step:.0f} training steps; a {steps_per_run}-iteration run evaluated at its last 2 snapshots: "
+          f"{2 * ev / (2 * ev + steps_per_run * step):.0%} of its time")
+
+
+# ------------------------------------------------------------------ scheduling of parallel jobs
+def worker(preset: str, steps: int, threads: int) -> None:
+    """Subprocess body: time `steps` steps after one warm-up; print JSON."""
+    with tempfile.TemporaryDirectory() as out:
+        tr = Trainer(step_config(preset, out, threads), progress=False)
+        tr.step(1)
+        t0 = time.perf_counter()
+        for t in range(2, steps + 2):
+            tr.step(t)
+        print(json.dumps({"steps": steps, "seconds": time.perf_counter() - t0, "threads": torch.get_num_threads()}))
+
+
+def scheduling(preset: str, steps: int) -> None:
+    def launch(threads):
+        env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
+        return subprocess.Popen([sys.executable, __file__, "--preset", preset, "--worker", str(steps), str(threads)],
+                                stdout=subprocess.PIPE, text=True, env=env)
+
+    results = {}
+    for label, jobs in (("2 jobs x 1 thread", [1, 1]), ("1 job x 2 threads", [2])):
+        procs = [launch(n) for n in jobs]
+        outs = [json.loads(p.communicate()[0].strip().splitlines()[-1]) for p in procs]
+        results[label] = sum(o["steps"] for o in outs) / max(o["seconds"] for o in outs)
+    a, b = results.values()
+    print(f"\nscheduling ({steps} steps per job): " + ", ".join(f"{k}: {v:.3f} steps/s" for k, v in results.items())
+          + f" -> two single-thread jobs give {a / b:.2f}x the throughput of one two-thread job")
+
+
+# ------------------------------------------------------------------ s/step per mode (the earlier table)
+def mode_table(sizes, modes, steps, device):
+    print(f"threads={torch.get_num_threads()} device={device}")
     print(f"{'size':6} {'mode':9} {'fp32 s/step':>12} {'bf16+CL s/step':>15} {'speed-up':>9} {'data s/step':>12}")
-    for size in args.sizes:
-        for mode in args.modes:
+    for size in sizes:
+        for mode in modes:
             res = {}
             for bf16 in (False, True):
                 with tempfile.TemporaryDirectory() as out:
                     cfg = make_config("cpu", mode, out=out, init_s=None, init_g=None, warmup_d_iters=0,
-                                      distill_start_k=0, bf16=bf16, channels_last=bf16, device=args.device,
-                                      **SIZES[size])
-                    res[bf16] = time_steps(cfg, args.steps)
+                                      distill_start_k=0, bf16=bf16, channels_last=bf16, device=device, **SIZES[size])
+                    tr = Trainer(cfg, progress=False)
+                    tr.step(1)
+                    t0 = time.perf_counter()
+                    for t in range(2, steps + 2):
+                        tr.step(t)
+                    step_s = (time.perf_counter() - t0) / steps
+                    t0 = time.perf_counter()
+                    for t in range(2, steps + 2):
+                        tr.batch(t)
+                    res[bf16] = step_s, (time.perf_counter() - t0) / steps
             print(f"{size:6} {mode:9} {res[False][0]:>12.2f} {res[True][0]:>15.2f} {res[False][0] / res[True][0]:>8.2f}x "
                   f"{res[True][1]:>12.3f}", flush=True)
 
 
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--preset", default="cpu", choices=["cpu", "scratch", "paper"])
+    ap.add_argument("--steps", type=int, default=3)
+    ap.add_argument("--no-eval", action="store_true", help="skip the evaluation share")
+    ap.add_argument("--no-scheduling", action="store_true", help="skip the 2x1 vs 1x2 thread comparison")
+    ap.add_argument("--table", action="store_true", help="instead: s/step per mode, fp32 vs bf16+CL")
+    ap.add_argument("--sizes", nargs="+", default=["cpu"], choices=list(SIZES))
+    ap.add_argument("--modes", nargs="+", default=list(MODES), choices=list(MODES))
+    ap.add_argument("--device", default="auto")
+    ap.add_argument("--worker", nargs=2, type=int, metavar=("STEPS", "THREADS"), help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.worker:
+        return worker(args.preset, *args.worker)
+    if args.table:
+        return mode_table(args.sizes, args.modes, args.steps, args.device)
+    from pdd.config import cpu_model
+    print(f"{cpu_model()}; torch {torch.__version__}; {time.strftime('%Y-%m-%d %H:%M')}; "
+          f"load average {os.getloadavg()[0]:.2f} (other jobs on the machine inflate every figure)")
+    tr, whole = profile(args.preset, args.steps)
+    if not args.no_eval:
+        evaluation_share(tr, whole, make_config(args.preset, "ema").iters)
+    if not args.no_scheduling:
+        scheduling(args.preset, args.steps)
+    print(f"load average at the end {os.getloadavg()[0]:.2f}")
+
+
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
