@@ -653,14 +653,16 @@ def train_methods(preset: str, domain: str, seeds, methods=None, runs_dir=None, 
     wall = run_methods(pretrain_configs(preset, domain, _seed_list(seeds), runs_dir, data_root, pretrain_iters),
                        parallel=parallel, progress=progress)
     cfgs = method_configs(preset, domain, seeds, methods, runs_dir, data_root, iters, pretrain_iters, variants)
-    # an HR-aware row's stage B starts from its stage A (rows with the same stage A share it)
-    stage_a = {}
+    # An HR-aware row's stage B starts from its stage A (rows with the same stage A share it).
+    # Both go first in the queue, B right behind its A: the pool starts B as soon as A is done
+    # instead of after every other row, so the longest chain does not end the run alone.
+    jobs = []
     for c in cfgs:
         if is_hr_aware(c):
             a = hr_aware_configs(method_name(c), preset, domain, c.seed, runs_dir, data_root, iters,
                                  pretrain_iters=pretrain_iters)[0]
-            stage_a.setdefault(a.out, a)
-    jobs = list(stage_a.values()) + list(extra)
+            jobs += [j for j in (a, c) if j.out not in {k.out for k in jobs}]
+    jobs += list(extra)
     jobs += [c for c in cfgs if c.out not in {j.out for j in jobs}]
     wall += run_methods(jobs, parallel=parallel, progress=progress)
     return cfgs, wall

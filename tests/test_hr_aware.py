@@ -440,13 +440,21 @@ def test_comparison_rows_start_from_the_comparisons_generalist_and_stage_b_waits
 
     assert E.HR_AWARE_DEFAULT in E.default_methods("scratch")
     assert set(E.HR_AWARE_ROWS) <= set(E.all_methods("scratch"))
-    a, b = E.hr_aware_configs("HR-aware fine-tuning", "scratch", "Synth-ISO", 1, tmp_path)
-    assert b.init_m == E.generalist_file("scratch", "Synth-ISO", tmp_path, 1) and b.rec_net == a.out
-    assert E.method_config("HR-aware fine-tuning", "scratch", "Synth-ISO", 1, tmp_path).out == b.out
+    # scratch: M is the small generalist pretrained for the comparison (stubbed: no training here),
+    # at 1/20 of its pretraining rate as RealESRGAN's 5e-6 is 1/20 of its 1e-4 (a recorded deviation)
+    monkeypatch.setattr(E, "_pretrained_file", lambda preset, domain, runs, role, seed, it: f"{role}_s{seed}.pth")
+    _, b_small = E.hr_aware_configs("HR-aware fine-tuning", "scratch", "Synth-ISO", 1, tmp_path)
+    assert (b_small.init_m, b_small.lr, b_small.num_feat, b_small.domain) == ("generalist_s1.pth", 2.5e-5, 32, "Synth-ISO")
+    with pytest.raises(ValueError, match="init_m"):
+        H.make_hr_config("B", "scratch", {"rec_net": "somewhere"})
+    # (under cpu the generalist is a released file: nothing is pretrained by building configs)
+    a, b = E.hr_aware_configs("HR-aware fine-tuning", "cpu", "Synth-Defocus", 1, tmp_path)
+    assert b.init_m == E.generalist_file("cpu", "Synth-Defocus", tmp_path, 1) and b.rec_net == a.out
+    assert E.method_config("HR-aware fine-tuning", "cpu", "Synth-Defocus", 1, tmp_path).out == b.out
     assert E.method_name(b) == "HR-aware fine-tuning" and E.method_name(a) == "hr_pretrain"
-    _, b_far = E.hr_aware_configs("HR-aware: FAR only", "scratch", "Synth-ISO", 1, tmp_path, overrides={"lambda_ft": 0.1})
+    _, b_far = E.hr_aware_configs("HR-aware: FAR only", "cpu", "Synth-Defocus", 1, tmp_path, overrides={"lambda_ft": 0.1})
     assert E.method_name(b_far) == "HR-aware: FAR only" and b_far.lambda_ft == 0.1
-    assert b_far.out != E.hr_aware_configs("HR-aware: FAR only", "scratch", "Synth-ISO", 1, tmp_path)[1].out
+    assert b_far.out != E.hr_aware_configs("HR-aware: FAR only", "cpu", "Synth-Defocus", 1, tmp_path)[1].out
 
     events = []
 
