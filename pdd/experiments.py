@@ -516,6 +516,12 @@ def claim_verdict(per_image: pd.DataFrame, test_set: str = "target", source: str
         holds = vs_g["verdict"] == "better" and vs_c is not None and vs_c["verdict"] == "better"
         out.append(f"EMA PDD, PSNR on {test_set}: {t_g}, {t_c} -> the paper's direction "
                    f"{'holds' if holds else 'does NOT hold'} here.")
+    for m in (r for r in HR_AWARE_ROWS if r in present):
+        # its paper's claim: the adapted RealESRGAN+ beats RealESRGAN+ (the generalist) on the target
+        vs_g, t_g = cmp(m, GENERALIST)
+        others = [cmp(m, o)[1] for o in ("finetune control", "EMA PDD") if o in present]
+        out.append(f"{m}, PSNR on {test_set}: " + ", ".join([t_g] + others) + " -> its paper's direction (a gain over "
+                   f"the generalist) {'holds' if vs_g['verdict'] == 'better' else 'does NOT hold'} here.")
     if "naive distillation" in present and per_image.get("niqe") is not None and per_image["niqe"].notna().any():
         for m in ("EMA PDD", "static PDD"):
             if m in present:

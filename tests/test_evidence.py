@@ -157,3 +157,15 @@ def test_d_separation_detects_a_discriminator_that_separates(tmp_path):
     assert r["separated"] and abs(r["mean"] - 0.4) < 0.03
     write_log(tmp_path / "nod", [float("nan")] * 3, [float("nan")] * 3)
     assert not d_separation(tmp_path / "nod")["separated"]
+
+
+def test_hr_aware_row_verdict_follows_its_gain_over_the_generalist():
+    """claim_verdict's HR-aware line: its paper claims a gain over the generalist; a constant
+    +0.5 dB on every image is 'better' (holds), -0.3 dB is 'worse' (does NOT hold)."""
+    from pdd.experiments import claim_verdict
+
+    for shift, word in ((0.5, "holds here"), (-0.3, "does NOT hold here")):
+        df = frame(shift, 0.0, noise=0.0).replace({"method": {"m": "HR-aware fine-tuning"}})
+        line = [v for v in claim_verdict(df, n_boot=200) if v.startswith("HR-aware fine-tuning")]
+        assert len(line) == 1 and line[0].endswith(f"(a gain over the generalist) {word}.")
+        assert f"{shift:+.2f} dB [{shift:+.2f}, {shift:+.2f}] vs the generalist" in line[0]
