@@ -749,7 +749,7 @@ def main(argv=None) -> int:
     ap.add_argument("--preset", default="cpu")
     ap.add_argument("--domain", default="Synth-Defocus")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
-    ap.add_argument("--methods", nargs="+", choices=list(METHODS))
+    ap.add_argument("--methods", nargs="+", choices=list(METHODS) + list(HR_AWARE_ROWS))
     ap.add_argument("--pretrain-iters", type=int)
     ap.add_argument("--iters", type=int)
     ap.add_argument("--last-k", type=int, default=2)
