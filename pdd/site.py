@@ -333,16 +333,39 @@ def static_notebook(nb):
     return nb
 
 
-def notebook_page(path: Path, res: Path, depth: int, banner: str) -> tuple[str, str]:
-    """(title, HTML) of one executed notebook, through nbconvert's HTML exporter."""
+MATHJAX_DIR = "_static/mathjax"
+MATHJAX_CONFIG = "TeX-AMS-MML_HTMLorMML-full,Safe"  # the configs jupyter-server-mathjax ships
+CDN_REQUIREJS = re.compile(r'<script[^>]*src="https://[^"]*require(\.min)?\.js"[^>]*></script>\s*')
+
+
+def copy_mathjax(out: Path) -> bool:
+    """MathJax 2 from the jupyter-server-mathjax package into ``out/_static/mathjax`` (without its
+    translations), so the notebooks' equations render offline from file://. False if the
+    package is absent: the pages then load MathJax from nbconvert's CDN default."""
+    try:
+        import jupyter_server_mathjax
+    except ImportError:
+        return False
+    static = Path(jupyter_server_mathjax.__file__).parent / "static"
+    shutil.copytree(static, out / MATHJAX_DIR, ignore=shutil.ignore_patterns("localization"))
+    return True
+
+
+def notebook_page(path: Path, res: Path, depth: int, banner: str, local_mathjax: bool = False) -> tuple[str, str]:
+    """(title, HTML) of one executed notebook, through nbconvert's HTML exporter. With
+    ``local_mathjax`` the page loads the site's own MathJax copy (``copy_mathjax``)."""
     import nbformat
     from nbconvert import HTMLExporter
 
     nb = nbformat.read(str(path), as_version=4)
     title = _title(nb, path.stem)
-    exporter = HTMLExporter(template_name="lab")
-    body, _ = exporter.from_notebook_node(static_notebook(nb), resources={"metadata": {"name": title}})
     up = "../" * depth
+    kw = {"mathjax_url": f"{up}{MATHJAX_DIR}/MathJax.js?config={MATHJAX_CONFIG}"} if local_mathjax else {}
+    exporter = HTMLExporter(template_name="lab", **kw)
+    body, _ = exporter.from_notebook_node(static_notebook(nb), resources={"metadata": {"name": title}})
+    # require.js only serves interactive widget/JS outputs, which static_notebook turned into
+    # images: drop the CDN script so the page needs nothing from the network
+    body = CDN_REQUIREJS.sub("", body)
     nav = "".join(f'<a href="{up}{href}">{label}</a>' for href, label in NAV)
     body = body.replace("</head>", f'<link rel="stylesheet" href="{up}style.css">\n</head>', 1)
     body = re.sub(r"(<body[^>]*>)", lambda m: f'{m.group(1)}\n<nav class="pdd-nav">{nav}</nav>\n'
@@ -522,7 +545,8 @@ def build(out=ROOT / "site", res=RESULTS, progress: bool = True) -> dict[str, st
         else:
             shutil.copyfile(f, dest)
 
-    # executed notebooks
+    # executed notebooks (equations through the site's own MathJax when the package is installed)
+    local_mathjax = copy_mathjax(out)
     default = set(json.loads((res / "reproduce.json").read_text()).get("notebooks", {})) \
         if (res / "reproduce.json").exists() else set()
     for path in tqdm(executed, desc="site: notebooks", disable=not progress):
@@ -537,7 +561,7 @@ def build(out=ROOT / "site", res=RESULTS, progress: bool = True) -> dict[str, st
             what = "a notebook of <code>make reproduce</code>" if path.name in default else "run by hand"
         banner = (f"Executed copy of <code>notebooks/{esc(path.name)}</code> — {what}; {_run_label(nb)}. "
                   "Read-only: nothing was re-run to build this page.")
-        title, text = notebook_page(path, res, page.count("/"), banner)
+        title, text = notebook_page(path, res, page.count("/"), banner, local_mathjax)
         (out / page).parent.mkdir(parents=True, exist_ok=True)
         (out / page).write_text(text)
         pages[page] = title

@@ -240,3 +240,15 @@ def test_reproduce_reports_a_site_failure_instead_of_raising(tmp_path, monkeypat
     monkeypatch.setattr(site, "build", broken)
     line = reproduce.build_site(tmp_path / "s")
     assert "FAILED" in line and "disk full" in line and "make site" in line
+
+
+def test_notebook_pages_render_equations_offline(built):
+    """The notebooks' equations load the site's own MathJax (from jupyter-server-mathjax), not a
+    CDN, and no page loads require.js from the network (its widgets are static images here)."""
+    out, _ = built
+    page = (out / "results" / "notebooks").glob("*.html").__next__()
+    refs = _parse(page).refs
+    mathjax = [r for r in refs if "MathJax.js" in r]
+    assert mathjax and not urlsplit(mathjax[0]).scheme, mathjax
+    assert (page.parent / urlsplit(mathjax[0]).path).resolve().is_file()
+    assert not any("require" in r and urlsplit(r).scheme for r in refs)
