@@ -297,14 +297,17 @@ def plot_embedding(df, ax=None, title: str | None = None, s: float = 4, alpha: f
     import matplotlib.pyplot as plt
 
     if ax is None:
-        _, ax = plt.subplots(figsize=(4, 4), dpi=60)
+        _, ax = plt.subplots(figsize=(4.5, 4.5), dpi=100)
     for i, (name, g) in enumerate(df.groupby("group", sort=False)):
         ax.scatter(g["x"], g["y"], s=s, alpha=alpha, color=f"C{i % 10}", label=name, linewidths=0)
     ax.set_xticks([])
     ax.set_yticks([])
+    # t-SNE axes have no units: only neighbourhoods (which groups mix) carry meaning
+    ax.set_xlabel("t-SNE 1 (no units)", fontsize=9)
+    ax.set_ylabel("t-SNE 2 (no units)", fontsize=9)
     if title:
-        ax.set_title(title)
-    ax.legend(fontsize=8, markerscale=3, frameon=False)
+        ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=9, markerscale=3, frameon=False)
     return ax
 
 
