@@ -468,12 +468,174 @@ def _near_misses(root: Path, layout: RealLayout) -> list[str]:
     return hints
 
 
+# DRealSR as its authors release it: one folder per split holding all five cameras.
+# github.com/xiezw5/Component-Divide-and-Conquer-for-Real-World-Image-Super-Resolution
+# (README "Dataset": 192x192 training patches and 93 x4 test pairs; its loader
+# TorchTools/DataTools/DataSets.py reads {train,test}_{LR,HR} inside Train_xN / Test_xN).
+DREALSR_RELEASE_DIRS = {"unlabeled": ("Train_x4", "train_LR"), "test_lr": ("Test_x4", "test_LR"),
+                        "test_hr": ("Test_x4", "test_HR")}
+_DREALSR_FOLDER_NAMES = ("Train_x4", "Test_x4", "train_LR", "train_HR", "test_LR", "test_HR")
+_DREALSR_MAX_DEPTH = 6  # DRealSR/DRealSR/x4/Test_x4/Test_x4/test_LR: archives unpack one level twice
+
+# The camera of a DRealSR x4 file, from the start of its name. The release names some
+# files by camera (panasonic_158_x4.png, sony_1_x4.png, Canon_10_x4.png) and keeps the
+# camera's own numbering for others (IMG_140_x4.png, P1140279_x4.png, DSC_1265_x4.png).
+# Which camera each belongs to is read off the per-camera file lists that DADA (CVPR 2022,
+# co-authored by DRealSR's first author) publishes: github.com/lonelyhope/DADA,
+# image_list/test.csv (columns Panasonic, Sony, Canon, Olympus, Nikon) and train.csv.
+# Each of their 93 test and 30,502 train names matches exactly one pattern below, the
+# one of its own column. A name matching none is "camera unknown": reported, never used.
+DREALSR_CAMERAS = {"Panasonic": r"panasonic_", "Sony": r"sony_", "Canon": r"(?:Canon|IMG)_",
+                   "Olympus": r"P11\d{5}_", "Nikon": r"DSC_"}
+_DREALSR_CAMERA_NAMES = {"Panasonic": "panasonic_*", "Sony": "sony_*", "Canon": "Canon_* or IMG_*",
+                         "Olympus": "P11nnnnn_* (P11 and five digits)", "Nikon": "DSC_*"}
+_DREALSR_ROLE_NAMES = {"unlabeled": "train LR", "test_lr": "test LR", "test_hr": "test HR"}
+
+
+def drealsr_camera(name) -> str | None:
+    """The DRealSR camera a file name belongs to (see DREALSR_CAMERAS), or None if unknown."""
+    stem = Path(name).name
+    hits = [camera for camera, pattern in DREALSR_CAMERAS.items() if re.match(pattern, stem)]
+    return hits[0] if len(hits) == 1 else None
+
+
+@dataclass
+class DRealSRRelease:
+    """The x4 release found under a data root: its folders and its files grouped by camera.
+
+    folders:      role ("unlabeled", "test_lr", "test_hr") -> the folder found (absent if none)
+    files:        role -> camera -> sorted PNG paths
+    unrecognised: role -> PNG paths whose name no camera pattern matches
+    hints:        folders whose name differs from the release's only in case or punctuation
+    ambiguous:    role -> several folders that could be it
+    Nothing is moved or copied: these are lists of the user's files where they are.
+    """
+    base: Path
+    folders: dict = field(default_factory=dict)
+    files: dict = field(default_factory=dict)
+    unrecognised: dict = field(default_factory=dict)
+    hints: list = field(default_factory=list)
+    ambiguous: dict = field(default_factory=dict)
+
+    @property
+    def complete(self) -> bool:
+        return len(self.folders) == len(DREALSR_RELEASE_DIRS) and not self.ambiguous
+
+    def counts(self) -> str:
+        """One line per folder: files per recognised camera, then the unrecognised names."""
+        lines = []
+        for role, folder in self.folders.items():
+            per = ", ".join(f"{c} {len(self.files[role].get(c, ()))}" for c in DREALSR_CAMERAS)
+            line = f"  {_DREALSR_ROLE_NAMES[role]} {folder}: {per}"
+            odd = self.unrecognised[role]
+            if odd:
+                line += (f"; camera unknown for {len(odd)}: " + ", ".join(p.name for p in odd[:5])
+                         + (", ..." if len(odd) > 5 else ""))
+            lines.append(line)
+        return "\n".join(lines)
+
+    def expected(self) -> list[str]:
+        return [str(self.base / "x4" / split / leaf) for split, leaf in DREALSR_RELEASE_DIRS.values()]
+
+
+def drealsr_release(data_root=None) -> DRealSRRelease:
+    """Look for the DRealSR x4 release as downloaded under <data root>/DRealSR:
+    Train_x4/train_LR, Test_x4/test_LR and Test_x4/test_HR at any depth up to
+    _DREALSR_MAX_DEPTH (x4/ above them, or an archive's doubled folder, is fine), and
+    group their PNG files by camera from the file names (`drealsr_camera`)."""
+    base = resolve_data_root(data_root) / "DRealSR"
+    release = DRealSRRelease(base)
+    if not base.is_dir():
+        return release
+    candidates = {role: [] for role in DREALSR_RELEASE_DIRS}
+    leaves = {_normalised(n) for n in ("train_LR", "train_HR", "test_LR", "test_HR")}
+    stack = [(base, 0)]
+    while stack:
+        folder, depth = stack.pop()
+        try:
+            subs = sorted(Path(e.path) for e in os.scandir(folder) if e.is_dir())
+        except OSError:
+            continue
+        for sub in subs:
+            for role, (split, leaf) in DREALSR_RELEASE_DIRS.items():
+                if sub.name == leaf and folder.name == split:
+                    candidates[role].append(sub)
+            near = [n for n in _DREALSR_FOLDER_NAMES if _normalised(n) == _normalised(sub.name)]
+            if near and sub.name not in _DREALSR_FOLDER_NAMES:
+                release.hints.append(f"found {sub}: rename it to {sub.parent / near[0]}")
+            if _normalised(sub.name) not in leaves and depth + 1 < _DREALSR_MAX_DEPTH:
+                stack.append((sub, depth + 1))
+    for role, found in candidates.items():
+        if len(found) > 1:
+            release.ambiguous[role] = sorted(found)
+        elif found:
+            folder = found[0]
+            release.folders[role] = folder
+            release.files[role], release.unrecognised[role] = {}, []
+            for path in sorted(folder.glob("*.png")):
+                camera = drealsr_camera(path.name)
+                if camera is None:
+                    release.unrecognised[role].append(path)
+                else:
+                    release.files[role].setdefault(camera, []).append(path)
+    release.hints.sort()
+    return release
+
+
+def _drealsr_from_release(name: str, root: Path) -> tuple[dict, dict, str] | None:
+    """A DRealSR camera's files read from the release layout: (role -> paths, role -> where,
+    note), or None when no release folder is there at all. A release that is there but
+    incomplete, ambiguous or without this camera's files raises DatasetNotFoundError."""
+    release = drealsr_release(root)
+    if not release.folders and not release.ambiguous:
+        return None
+    what = f"{name} (DRealSR x4) from the release layout under {release.base}"
+    if not release.complete:
+        lines = [f"{what}: incomplete."]
+        lines += [f"  several folders could be {_DREALSR_ROLE_NAMES[r]}: " + ", ".join(map(str, ps))
+                  + " (keep one)" for r, ps in release.ambiguous.items()]
+        lines += [f"  no {_DREALSR_ROLE_NAMES[r]} folder: expected {split}/{leaf}, e.g. {release.base / 'x4' / split / leaf}"
+                  for r, (split, leaf) in DREALSR_RELEASE_DIRS.items()
+                  if r not in release.folders and r not in release.ambiguous]
+        if release.folders:
+            lines += ["found:", release.counts()]
+        raise DatasetNotFoundError("\n".join(lines + release.hints))
+    empty = [r for r in DREALSR_RELEASE_DIRS if not release.files[r].get(name)]
+    if empty:
+        raise DatasetNotFoundError(
+            f"{what}: no {name} files in " + ", ".join(_DREALSR_ROLE_NAMES[r] for r in empty)
+            + f". The camera is read from the file name ({name}: {_DREALSR_CAMERA_NAMES[name]}).\n"
+            "found:\n" + release.counts()
+            + f"\nOr sort {name}'s files by hand into {root}/DRealSR/x4/{name}/Train/LR, Test/LR and Test/HR.")
+    found = {r: release.files[r][name] for r in DREALSR_RELEASE_DIRS}
+    where = {r: f"{release.folders[r]} ({name} files: {_DREALSR_CAMERA_NAMES[name]})" for r in DREALSR_RELEASE_DIRS}
+    others = sum(len(v) for r in DREALSR_RELEASE_DIRS for c, v in release.files[r].items() if c != name)
+    unknown = sum(len(release.unrecognised[r]) for r in DREALSR_RELEASE_DIRS)
+    note = (f" Read from the release layout (all cameras in one folder), {name} picked by file name;"
+            f" {others} files of the other cameras" + (f" and {unknown} of unknown camera" if unknown else "")
+            + " left aside.")
+    return found, where, note
+
+
 def _open_real(name: str, root: Path, labeled) -> Domain:
     layout = _with_release_names(root, REAL_DOMAINS[name])
     found = {role: _glob(root, getattr(layout, role)) for role in ("unlabeled", "test_lr", "test_hr")}
     missing = [str(root / getattr(layout, role)) for role, paths in found.items() if not paths]
+    sources = {role: str(root / getattr(layout, role)) for role in found}
+    release_note = ""
+    if missing and layout.dataset.startswith("DRealSR"):
+        # Not sorted by camera: read the release as downloaded, the camera from file names.
+        release = _drealsr_from_release(name, root)
+        if release is not None:
+            found, sources, release_note = release
+            missing = []
     if missing:
         hints = _near_misses(root, layout)
+        if layout.dataset.startswith("DRealSR"):
+            release = drealsr_release(root)
+            hints = sorted(set(hints) | set(release.hints))
+            missing.append("or the release as downloaded, all cameras in one folder (camera read from "
+                           "file names):\n    " + "\n    ".join(release.expected()))
         raise DatasetNotFoundError(
             f"{name} ({layout.dataset}) not found under data root {root}; no files match:\n  "
             + "\n  ".join(missing) + ("\n" + "\n".join(hints) if hints else "")
@@ -491,9 +653,9 @@ def _open_real(name: str, root: Path, labeled) -> Domain:
     return Domain(
         name=name, kind="real", labeled_hr=labeled_hr, unlabeled_lr=_folder(found["unlabeled"]),
         test_pairs=PairFolder([lr_by_key[k] for k in keys], [hr_by_key[k] for k in keys], keys),
-        root=root, sources={"labeled": labeled_src, "unlabeled": str(root / layout.unlabeled),
-                            "test": str(root / layout.test_lr) + " + HR"},
-        notes=f"{layout.dataset}. Evaluate DRealSR on non-overlapping 512x512 LR crops (crop_512)."
+        root=root, sources={"labeled": labeled_src, "unlabeled": sources["unlabeled"],
+                            "test": sources["test_lr"] + " + HR"},
+        notes=f"{layout.dataset}. Evaluate DRealSR on non-overlapping 512x512 LR crops (crop_512)." + release_note
         if layout.dataset.startswith("DRealSR") else layout.dataset + ".")
 
 
