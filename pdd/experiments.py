@@ -589,6 +589,32 @@ def evidence_conclusions(results_dir, domain: str, preset: str, cfgs, per_image:
     return lines
 
 
+def hr_aware_sweep(field: str, values, preset: str, domain: str, seed: int = 0, row: str = HR_AWARE_DEFAULT,
+                   runs_dir=None, data_root=None, iters: int | None = None, pretrain_iters: int | None = None,
+                   metrics=None, last_k: int = 2, progress: bool = True) -> pd.DataFrame:
+    """One HR-aware stage-B field swept (e.g. ``lambda_ft`` over {0.1, 1, 10}, what the notes
+    recommend: the paper does not give it): trains what is missing (stage A is the row's own,
+    shared) and returns the per-image frame of ``evaluate_methods`` with each run labelled
+    ``"<row>, <field>=<value>"``, beside the generalist and specialist of the seed."""
+    from .data import open_domain
+    from .evaluate import create_metrics
+
+    runs_dir = Path(runs_dir) if runs_dir else ROOT / "runs"
+    default = getattr(hr_aware.make_hr_config("B", preset, {"init_m": "x", "rec_net": "x"}), field)
+    pairs = [(v, hr_aware_configs(row, preset, domain, seed, runs_dir, data_root, iters,
+                                  None if v == default else {field: v}, pretrain_iters)) for v in values]
+    run_methods(pretrain_configs(preset, domain, [seed], runs_dir, data_root, pretrain_iters), progress=progress)
+    run_methods(list({c.out: c for _, ab in pairs for c in ab}.values()), progress=progress)  # A once, then the Bs
+    dom = open_domain(domain, data_root)
+    test_sets = {"target": dom.test_pairs, "source": dom.source_test_pairs}
+    frames = []
+    for i, (v, (_, b)) in enumerate(pairs):
+        df = evaluate_methods([b], test_sets, metrics or create_metrics(), last_k, runs_dir, False, pretrain_iters)
+        df = df if i == 0 else df[df.method == row]  # the starting models once
+        frames.append(df.replace({"method": {row: f"{row}, {field}={v:g}"}}))
+    return pd.concat(frames, ignore_index=True)
+
+
 def hr_aware_vs_pdd(per_image: pd.DataFrame, row: str = HR_AWARE_DEFAULT, n_boot: int = 2000) -> list[str]:
     """Notebook 09's computed conclusion: the HR-aware row against EMA PDD and the fine-tune
     control on the target test set, PSNR and NIQE, paired per (seed, image) with bootstrap CIs."""
