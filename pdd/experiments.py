@@ -584,8 +584,17 @@ def evidence_conclusions(results_dir, domain: str, preset: str, cfgs, per_image:
         lines.append(f"{r.method}, {r.metric}: target {r['target gain']:+.3f}, source {r['source gain']:+.3f}, "
                      f"adaptation {r['adaptation gain']:+.3f} [{r['adaptation gain lo']:+.3f}, "
                      f"{r['adaptation gain hi']:+.3f}] -> {r['adaptation gain verdict']}")
-    adapted = gains[(gains.metric == "psnr") & (gains["adaptation gain verdict"] == "better")].method.tolist()
-    lines.append("Methods with a PSNR adaptation gain whose CI excludes 0: " + (", ".join(adapted) or "none") + ".")
+    psnr = gains[gains.metric == "psnr"]
+    above = psnr["adaptation gain verdict"] == "better"
+    # a positive adaptation gain with a LOSS on the target is degradation that hit the source
+    # harder, not adaptation: named apart
+    adapted = psnr[above & (psnr["target gain verdict"] != "worse")].method.tolist()
+    degraded = psnr[above & (psnr["target gain verdict"] == "worse")].method.tolist()
+    lines.append("Methods with a PSNR adaptation gain whose CI excludes 0, without a loss on the target: "
+                 + (", ".join(adapted) or "none") + ".")
+    if degraded:
+        lines.append("Adaptation gain above 0 only because the source lost more than the target (both worse than "
+                     "the generalist): " + ", ".join(degraded) + ".")
     return lines
 
 

@@ -169,3 +169,17 @@ def test_hr_aware_row_verdict_follows_its_gain_over_the_generalist():
         line = [v for v in claim_verdict(df, n_boot=200) if v.startswith("HR-aware fine-tuning")]
         assert len(line) == 1 and line[0].endswith(f"(a gain over the generalist) {word}.")
         assert f"{shift:+.2f} dB [{shift:+.2f}, {shift:+.2f}] vs the generalist" in line[0]
+
+
+def test_adaptation_gain_from_a_source_that_lost_more_is_not_called_adaptation(tmp_path):
+    """target -1 dB, source -3 dB: adaptation gain +2 dB with a CI above 0, but the target got
+    worse, so the method is named as degraded, not as adapting; target +1, source 0 adapts."""
+    from pdd.experiments import evidence_conclusions
+
+    for (t, s), adapts in (((-1.0, -3.0), False), ((1.0, 0.0), True)):
+        df = frame(t, s, noise=0.0)
+        gains = adaptation_gains(df, n_boot=200)
+        lines = evidence_conclusions(tmp_path, "D", "tiny", (), df, gains, n_boot=200)
+        said = [ln for ln in lines if ln.startswith("Methods with a PSNR adaptation gain")][0]
+        assert said.endswith(": m.") == adapts and said.endswith(": none.") != adapts
+        assert any(ln.startswith("Adaptation gain above 0 only because") and ln.endswith(": m.") for ln in lines) != adapts
