@@ -170,6 +170,11 @@ ABLATIONS = {
 }
 
 
+def _digest(overrides: dict) -> str:
+    """8 hex digits naming a config change in a run directory's name."""
+    return hashlib.sha1(json.dumps(overrides, sort_keys=True, default=str).encode()).hexdigest()[:8]
+
+
 def method_config(method: str, preset: str, domain: str, seed: int, runs_dir, data_root=None,
                   iters: int | None = None, overrides: dict | None = None,
                   pretrain_iters: int | None = None, variants: dict | None = None) -> TrainConfig:
@@ -187,8 +192,7 @@ def method_config(method: str, preset: str, domain: str, seed: int, runs_dir, da
     g_file = generalist_file(preset, domain, runs_dir, seed, pretrain_iters)
     name = f"{_slug(method)}_s{seed}"
     if overrides:  # a changed config must not resume another config's run
-        digest = hashlib.sha1(json.dumps(overrides, sort_keys=True, default=str).encode()).hexdigest()[:8]
-        name = f"{_slug(method)}-{digest}_s{seed}"
+        name = f"{_slug(method)}-{_digest(overrides)}_s{seed}"
     merged = {**extra, **(overrides or {})}
     if mode == "static" and "init_s" not in merged:  # paper Fig. 3a: the specialist is adapted
         merged["init_s"] = "specialist"
@@ -212,9 +216,8 @@ def hr_aware_configs(method: str, preset: str, domain: str, seed: int, runs_dir,
     cfg_a, cfg_b = hr_aware.method_configs(method, preset, domain, seed, runs_dir, data_root, init_m=init_m,
                                            stage_b_iters=iters, overrides=overrides)
     if overrides:  # a changed config must not resume another config's run (as method_config)
-        digest = hashlib.sha1(json.dumps(overrides, sort_keys=True, default=str).encode()).hexdigest()[:8]
         out = Path(cfg_b.out)
-        cfg_b.out = str(out.with_name(out.name.replace(f"_s{seed}", f"-{digest}_s{seed}")))
+        cfg_b.out = str(out.with_name(out.name.replace(f"_s{seed}", f"-{_digest(overrides)}_s{seed}")))
     return cfg_a, cfg_b
 
 
