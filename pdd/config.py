@@ -16,6 +16,7 @@ from .losses import PDDWeights, SupervisedWeights
 
 MODES = ("supervised", "finetune", "naive", "static", "ema")
 PRESETS = ("paper", "cpu", "scratch", "tiny")
+ARCHS = ("rrdbnet", "kdsr")   # what S and G can be (TrainConfig.s_arch / g_arch)
 # Presets whose generalist and specialist the companion pretrains from random init (pretrain_config).
 FROM_SCRATCH = ("scratch", "tiny")
 
@@ -42,6 +43,10 @@ class TrainConfig:
     disc_feat: int = 64
     init_s: str | None = "RealESRGAN_x4plus"   # weights name or path for S (None: random init)
     init_g: str | None = "RealESRGAN_x4plus"   # frozen reference in static/naive (paper Fig. 3a: the generalist)
+    # architecture of S (and of its EMA) and of the frozen G: "rrdbnet" (num_feat/num_block/num_grow_ch
+    # above) or "kdsr" (a KDSR student, pdd.kdsr; size and scale read from the init_s/init_g file)
+    s_arch: str = "rrdbnet"
+    g_arch: str = "rrdbnet"
     vgg_weights: str | None = None             # explicit VGG19 file; None: resolver
     # optimisation
     lr: float = 1e-4
@@ -87,6 +92,13 @@ class TrainConfig:
             raise ValueError(f"unknown mode {self.mode!r}; valid: {', '.join(MODES)}")
         if self.preset not in PRESETS:
             raise ValueError(f"unknown preset {self.preset!r}; valid: {', '.join(PRESETS)}")
+        for name in ("s_arch", "g_arch"):
+            if getattr(self, name) not in ARCHS:
+                raise ValueError(f"unknown {name} {getattr(self, name)!r}; valid: {', '.join(ARCHS)}")
+        if self.s_arch == "kdsr" and not self.init_s:
+            raise ValueError("s_arch 'kdsr' needs init_s: a KDSR student file (pdd.kdsr.load_kdsr), or a released name")
+        if self.g_arch == "kdsr" and self.mode in ("static", "naive") and not self.init_g:
+            raise ValueError("g_arch 'kdsr' needs init_g: a KDSR student file (pdd.kdsr.load_kdsr), or a released name")
         if self.down not in ("bicubic", "random", "second_order"):
             raise ValueError(f"unknown X^L degradation {self.down!r}; valid: bicubic, random, second_order")
         if self.pdd.intra_measure not in ("ce", "l1") or self.pdd.inter_measure not in ("gram", "l1"):

@@ -539,6 +539,28 @@ def paired_difference(per_image: pd.DataFrame, method: str, baseline: str, test_
             "difference": mean, "lo": lo, "hi": hi, "verdict": verdict}
 
 
+def gain_difference(per_image: pd.DataFrame, a: tuple[str, str], b: tuple[str, str], test_set: str = "target",
+                    metric: str = "psnr", n_boot: int = 2000, seed: int = 0) -> dict:
+    """(method_a − baseline_a) − (method_b − baseline_b): whether one method gains more over its
+    own starting model than another over its own, e.g. EMA PDD from a KDSR vs from an RRDBNet
+    generalist. Each gain is paired per (seed, image) as in ``paired_difference``; the two are
+    then paired per (seed, checkpoint, image), with a cluster-bootstrap CI over images."""
+    gains = []
+    for method, baseline in (a, b):
+        g = per_image[(per_image.method == method) & (per_image["test set"] == test_set)].copy()
+        g["d"] = g[metric].values - baseline_values(per_image, baseline, test_set, g, metric)
+        gains.append(g.set_index(["seed", "iteration", "name"])["d"])
+    both = pd.concat([gains[0].rename("a"), gains[1].rename("b")], axis=1, join="inner").dropna()
+    if both.empty:
+        raise ValueError(f"no (seed, checkpoint, image) scored for both {a[0]!r} and {b[0]!r} on {test_set!r}")
+    d = (both["a"] - both["b"]).values
+    mean, lo, hi = bootstrap_ci(d, n_boot=n_boot, seed=seed, groups=both.index.get_level_values("name"))
+    verdict = ("no effect" if not lo > 0 and not hi < 0 else
+               "better" if (mean > 0) != (metric in LOWER_IS_BETTER) else "worse")
+    return {"method": f"{a[0]} (vs {a[1]})", "baseline": f"{b[0]} (vs {b[1]})", "test set": test_set,
+            "metric": metric, "difference": mean, "lo": lo, "hi": hi, "verdict": verdict}
+
+
 # --------------------------------------------------------------------------- a run's discriminator
 def read_log(run_dir) -> dict[str, np.ndarray]:
     """log.csv of a run as {column: array}; missing values are NaN."""

@@ -1,7 +1,7 @@
 """The method comparison: generalist, fine-tune control(s), naive distillation, static
-and EMA PDD, and the authors' HR-aware self-supervised fine-tuning (``HR_AWARE_ROWS``),
-over seeds and the last checkpoints, on a domain's target test set and on the source
-protocol for the same images.
+and EMA PDD, the same with KDSR as the generalist (``KDSR_ROWS``), and the authors' HR-aware
+self-supervised fine-tuning (``HR_AWARE_ROWS``), over seeds and the last checkpoints, on a
+domain's target test set and on the source protocol for the same images.
 
 Training jobs run as separate ``python -m pdd.train --config`` (``pdd.hr_aware`` for the
 HR-aware rows' two stages) processes, by default two at a time with one thread each (on a 2-core CPU two single-thread jobs beat one
@@ -22,9 +22,9 @@ import numpy as np
 import pandas as pd
 
 from . import ROOT, cli
-from . import hr_aware
+from . import hr_aware, kdsr_train
 from .config import FROM_SCRATCH, TrainConfig, make_config, pretrain_config, pretrain_run_name
-from .train import last_weights, load_rrdbnet_like, train
+from .train import last_weights, load_rrdbnet_like, load_run_model, train
 
 # row name -> (mode, config overrides). The control has the same supervised loss as PDD,
 # GAN term included; the GAN-free control shows what the GAN term does on its own.
@@ -42,6 +42,17 @@ METHODS = {
 }
 GENERALIST = "generalist"
 SPECIALIST = "specialist"
+# PDD with KDSR (seed paper 002) as the generalist M_G: static PDD adapts the same specialist
+# against a frozen KDSR; EMA PDD adapts the KDSR student itself (M_G = its EMA), beside its
+# control (the KDSR fine-tuned with the same supervised loss). "kdsr" as init_s/init_g means
+# the KDSR generalist's file (``kdsr_generalist_file``): released KDSRS-GAN, or companion-trained.
+KDSR_GENERALIST = "KDSR generalist"
+KDSR_ROWS = {
+    "static PDD, KDSR generalist": ("static", {"init_g": "kdsr", "g_arch": "kdsr"}),
+    "EMA PDD, KDSR generalist": ("ema", {"init_s": "kdsr", "s_arch": "kdsr"}),
+    "finetune control, KDSR generalist": ("finetune", {"init_s": "kdsr", "s_arch": "kdsr"}),
+}
+METHODS.update(KDSR_ROWS)
 # The HR-aware paper's method and its Tab. 2 ablations (stage A + stage B each; pdd.hr_aware).
 # The comparison runs the method by default; the two ablations on request (``methods=``): their
 # own stage A each, about 8 CPU-minutes per row and seed under `scratch`.
@@ -56,6 +67,60 @@ def default_methods(preset: str) -> list[str]:
 def all_methods(preset: str) -> list[str]:
     """Every row the comparison knows: the default ones and the HR-aware ablations."""
     return default_methods(preset) + [m for m in HR_AWARE_ROWS if m != HR_AWARE_DEFAULT]
+
+
+def uses_kdsr(cfg) -> bool:
+    return "kdsr" in (getattr(cfg, "s_arch", None), getattr(cfg, "g_arch", None))
+
+
+def _released_kdsr(preset: str) -> str | None:
+    """The released KDSRS-GAN's path where the preset uses it: always under ``paper`` (an error
+    says where to download it), under ``cpu`` when it is in the hub cache; else None."""
+    from .kdsr import resolve_kdsr
+    from .weights import WeightsNotFoundError
+
+    if preset == "paper":
+        return str(resolve_kdsr("KDSRS-GAN")[0])
+    if preset == "cpu":
+        try:
+            return str(resolve_kdsr("KDSRS-GAN")[0])
+        except WeightsNotFoundError:
+            return None
+    return None
+
+
+def _kdsr_seed(preset: str, seed: int) -> int:
+    """Under the from-scratch presets one KDSR generalist per seed, as the RRDBNet one; under
+    ``cpu`` one companion-trained KDSR (seed 0) stands in for the released file for every seed."""
+    return seed if preset in FROM_SCRATCH else 0
+
+
+def kdsr_generalist_configs(preset: str, domain: str, seeds, runs_dir, data_root=None,
+                            pretrain_iters: int | None = None) -> list:
+    """The KDSR generalist's training stages (teacher, student) for each seed, where no released
+    file is used ([] under ``paper``, or ``cpu`` with KDSRS-GAN in the hub cache)."""
+    if _released_kdsr(preset):
+        return []
+    iters = pretrain_iters if preset in FROM_SCRATCH else None
+    seeds = sorted({_kdsr_seed(preset, s) for s in seeds})
+    return [c for s in seeds for c in kdsr_train.generalist_configs(preset, domain, runs_dir, s, data_root, iters)]
+
+
+def kdsr_generalist_file(preset: str, domain: str, runs_dir, seed: int = 0, pretrain_iters: int | None = None,
+                         data_root=None) -> str:
+    """The KDSR generalist's weights file: the released KDSRS-GAN (``paper``; ``cpu`` when in the
+    hub cache), else the student stage of the small KDSR the companion trains (trained here if
+    missing; ``compare_methods`` trains it in its pretraining pool first)."""
+    released = _released_kdsr(preset)
+    if released:
+        return released
+    seed = _kdsr_seed(preset, seed)
+    student = kdsr_generalist_configs(preset, domain, [seed], runs_dir, data_root, pretrain_iters)[-1]
+    f = Path(student.out) / "weights" / f"net_g_{student.iters:06d}.pth"
+    if not f.exists():
+        iters = pretrain_iters if preset in FROM_SCRATCH else None
+        kdsr_train.kdsr_generalist(preset, domain, data_root, seed, iters, runs_dir, progress=False)
+    return str(f)
 
 
 def _slug(text: str) -> str:
@@ -197,8 +262,9 @@ def method_config(method: str, preset: str, domain: str, seed: int, runs_dir, da
     if mode == "static" and "init_s" not in merged:  # paper Fig. 3a: the specialist is adapted
         merged["init_s"] = "specialist"
     starts = {"generalist": lambda: g_file,
-              "specialist": lambda: specialist_file(preset, domain, runs_dir, seed, iters, pretrain_iters)}
-    merged = {k: (starts[v]() if isinstance(v, str) and v in starts else v) for k, v in merged.items()}
+              "specialist": lambda: specialist_file(preset, domain, runs_dir, seed, iters, pretrain_iters),
+              "kdsr": lambda: kdsr_generalist_file(preset, domain, runs_dir, seed, pretrain_iters, data_root)}
+    merged = {k: (starts[v]() if k in ("init_s", "init_g") and v in starts else v) for k, v in merged.items()}
     cfg = make_config(preset, mode, overrides={"init_s": g_file, "init_g": g_file, **merged}, domain=domain,
                       seed=seed, data_root=data_root, out=str(Path(runs_dir) / preset / domain / name))
     if iters is not None:
@@ -230,9 +296,28 @@ def _pdd_row(cfgs):
     return next((c for c in cfgs if not is_hr_aware(c)), cfgs[0])
 
 
+def kdsr_generalist_source(cfgs) -> str | None:
+    """What the KDSR rows' generalist is, in words: the released file, or the companion-trained
+    small KDSR (read from its student run's config.json) and that it is NOT the released model."""
+    c = next((c for c in cfgs if uses_kdsr(c)), None)
+    if c is None:
+        return None
+    f = Path(c.init_s if c.s_arch == "kdsr" else c.init_g)
+    meta = f.parents[1] / "config.json" if f.suffix == ".pth" else None
+    if meta is None or not meta.exists():
+        return f"KDSR generalist: {f} (a KDSR student file; the released KDSRS-GAN when named so)"
+    k = json.loads(meta.read_text())["config"]
+    return "KDSR generalist: " + kdsr_train.NOT_RELEASED.format(
+        variant=k["variant"], iters=f"{k['iters']} (teacher) + {k['iters']} (student)",
+        data=k.get("hr_dir") or f"the clean photos of {k['domain']}") + f" [{f}]"
+
+
 def deviation_lines(cfgs) -> list[str]:
     """Markdown lines naming what the HR-aware rows' runs changed from their paper (offline
-    fallbacks, the reduced stage A, ...), read from each run's config.json; [] without such rows."""
+    fallbacks, the reduced stage A, ...), read from each run's config.json, and which KDSR the
+    KDSR rows used; [] without such rows."""
+    kdsr_line = kdsr_generalist_source(cfgs)
+    head = ["", kdsr_line] if kdsr_line else []
     seen: dict[str, list[str]] = {}
     for c in cfgs:
         if is_hr_aware(c) and (Path(c.out) / "config.json").exists():
@@ -242,8 +327,8 @@ def deviation_lines(cfgs) -> list[str]:
                     continue  # stage A's copy of a fallback stage B also uses
                 seen.setdefault(d, []).append(f"{method_name(c)} s{c.seed}")
     if not seen:
-        return []
-    return ["", "Deviations of the HR-aware rows from their paper (recorded by each run):"] + \
+        return head
+    return head + ["", "Deviations of the HR-aware rows from their paper (recorded by each run):"] + \
         [f"- {d} [{', '.join(rows)}]" for d, rows in seen.items()]
 
 
@@ -256,18 +341,19 @@ def is_finished(cfg: TrainConfig) -> bool:
 
 
 def _needs(cfg) -> set[str]:
-    """Run directories this job starts from: a static run's specialist when that is a run of
-    the comparison (the cpu preset's fine-tune control), an HR-aware stage B's stage A."""
+    """Run directories this job starts from: the run whose snapshot a row's S or G is (the cpu
+    preset's fine-tune control as static PDD's specialist, the KDSR generalist's student
+    stage), an HR-aware stage B's stage A, a KDSR stage's teacher and starting run."""
     if is_hr_aware(cfg):
         return {str(Path(cfg.rec_net))} if cfg.stage == "B" and cfg.rec_net else set()
-    if cfg.mode == "static" and cfg.init_s and Path(cfg.init_s).suffix == ".pth":
-        return {str(Path(cfg.init_s).parents[1])}
-    return set()
+    if isinstance(cfg, kdsr_train.KDSRTrainConfig):
+        return {str(Path(p)) for p in (cfg.teacher, cfg.init) if p}
+    return {str(Path(p).parents[1]) for p in (cfg.init_s, cfg.init_g) if p and Path(p).suffix == ".pth"}
 
 
 def run_methods(cfgs: list, parallel: int = 2, threads: int | None = None, progress: bool = True) -> float:
-    """Train every unfinished config in subprocesses (``pdd.train``, or ``pdd.hr_aware`` for an
-    HR-aware stage), ``parallel`` at a time; a job whose starting run (``_needs``) is among the
+    """Train every unfinished config in subprocesses (``pdd.train``, ``pdd.hr_aware`` for an
+    HR-aware stage, ``pdd.kdsr_train`` for a KDSR stage), ``parallel`` at a time; a job whose starting run (``_needs``) is among the
     unfinished ones waits for it. Returns the wall time in seconds. A failed job raises with its log.
 
     ``threads`` per job; None: the machine's cores shared among the jobs that can run now, so
@@ -290,7 +376,8 @@ def run_methods(cfgs: list, parallel: int = 2, threads: int | None = None, progr
             (out / "requested_config.json").write_text(cfg.to_json())
             log = open(out / "train.log", "w")
             env = {**os.environ, "OMP_NUM_THREADS": str(cfg.threads)}
-            module = "pdd.hr_aware" if is_hr_aware(cfg) else "pdd.train"
+            module = ("pdd.hr_aware" if is_hr_aware(cfg) else "pdd.kdsr_train"
+                      if isinstance(cfg, kdsr_train.KDSRTrainConfig) else "pdd.train")
             p = subprocess.Popen([sys.executable, "-m", module, "--config", str(out / "requested_config.json"),
                                   "--no-progress"], cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env=env)
             running.append((p, cfg, out))
@@ -358,6 +445,9 @@ def evaluate_methods(cfgs: list[TrainConfig], test_sets: dict, metrics: dict, la
         df = _eval_cached(lambda: load_rrdbnet(g_file, **arch), Path("RealESRGAN_x4plus"),
                           runs_dir / c0.preset / c0.domain / "generalist_eval", test_sets, metrics)
         frames.append(df.assign(method=GENERALIST, seed=-1, iteration=0))
+    if any(uses_kdsr(c) for c in cfgs):
+        frames += _eval_kdsr_generalist(c0.preset, c0.domain, sorted({c.seed for c in cfgs}), runs_dir, test_sets,
+                                        metrics, pretrain_iters)
     jobs = []
     for cfg in cfgs:
         snaps = sorted((Path(cfg.out) / "weights").glob("net_g_*.pth"))
@@ -365,12 +455,27 @@ def evaluate_methods(cfgs: list[TrainConfig], test_sets: dict, metrics: dict, la
             raise FileNotFoundError(f"run {cfg.out} has no weights: train it first (run_methods)")
         jobs += [(cfg, s) for s in snaps[-last_k:]]
     for cfg, snap in tqdm(jobs, desc="evaluate", disable=not progress):
-        df = _eval_cached(lambda c=cfg, s=snap: load_rrdbnet_like(c, s), snap, Path(cfg.out) / "eval", test_sets, metrics)
+        df = _eval_cached(lambda c=cfg, s=snap: load_run_model(c, s), snap, Path(cfg.out) / "eval", test_sets, metrics)
         frames.append(df.assign(method=method_name(cfg, variants), seed=cfg.seed,
                                 iteration=int(snap.stem.split("_")[-1])))
     cols = ["method", "seed", "iteration", "test set", "name"]
     out = pd.concat(frames, ignore_index=True)
     return out[cols + [c for c in out.columns if c not in cols]]
+
+
+def _eval_kdsr_generalist(preset, domain, seeds, runs_dir, test_sets, metrics, pretrain_iters=None) -> list:
+    """The KDSR generalist's per-image scores: one per seed under the from-scratch presets (paired
+    with that seed's runs), else one model for every seed (seed -1, as a released generalist)."""
+    from .kdsr import load_kdsr
+
+    frames = []
+    for seed in (seeds if preset in FROM_SCRATCH else [-1]):
+        f = Path(kdsr_generalist_file(preset, domain, runs_dir, max(seed, 0), pretrain_iters))
+        inside = f.resolve().is_relative_to(Path(runs_dir).resolve())
+        cache = f.parents[1] / "eval" if inside else Path(runs_dir) / preset / domain / "kdsr-generalist_eval"
+        df = _eval_cached(lambda f=f: load_kdsr(f, role="student"), f, cache, test_sets, metrics)
+        frames.append(df.assign(method=KDSR_GENERALIST, seed=seed, iteration=0))
+    return frames
 
 
 def method_name(cfg, variants: dict | None = None) -> str:
@@ -463,7 +568,11 @@ def _seed_list(seeds) -> list[int]:
 # and its control; EMA PDD against the generalist and its control.
 CLAIM_PAIRS = (("static PDD", (SPECIALIST, GENERALIST, "specialist finetune control")),
                ("EMA PDD", (GENERALIST, "finetune control")),
-               ("naive distillation", (GENERALIST,)))
+               ("naive distillation", (GENERALIST,)),
+               # the same with KDSR as M_G, and against the RRDBNet generalist's rows
+               (KDSR_GENERALIST, (GENERALIST,)),
+               ("static PDD, KDSR generalist", (SPECIALIST, KDSR_GENERALIST, GENERALIST, "static PDD")),
+               ("EMA PDD, KDSR generalist", (KDSR_GENERALIST, "finetune control, KDSR generalist", "EMA PDD")))
 
 
 def claim_table(per_image: pd.DataFrame, metrics=("psnr", "niqe"), sides=("target", "source"),
@@ -519,6 +628,7 @@ def claim_verdict(per_image: pd.DataFrame, test_set: str = "target", source: str
         holds = vs_g["verdict"] == "better" and vs_c is not None and vs_c["verdict"] == "better"
         out.append(f"EMA PDD, PSNR on {test_set}: {t_g}, {t_c} -> the paper's direction "
                    f"{'holds' if holds else 'does NOT hold'} here.")
+    out += kdsr_verdict(per_image, test_set, source, n_boot)
     for m in (r for r in HR_AWARE_ROWS if r in present):
         # its paper's claim: the adapted RealESRGAN+ beats RealESRGAN+ (the generalist) on the target
         vs_g, t_g = cmp(m, GENERALIST)
@@ -531,6 +641,52 @@ def claim_verdict(per_image: pd.DataFrame, test_set: str = "target", source: str
                 r, t = cmp("naive distillation", m, metric="niqe")
                 said = {"worse": "as the paper says", "better": "NOT as the paper says"}.get(r["verdict"], "unresolved")
                 out.append(f"naive distillation NIQE on {test_set}: {t} (the paper: naive is perceptually worse): {said}.")
+    return out
+
+
+def kdsr_verdict(per_image: pd.DataFrame, test_set: str = "target", source: str = "source",
+                 n_boot: int = 2000) -> list[str]:
+    """Does a degradation-aware generalist help distillation? Sentences from paired per-image
+    differences with cluster-bootstrap CIs: KDSR against the RRDBNet generalist; static PDD with
+    KDSR as M_G against the same run with the RRDBNet generalist (same specialist, only G
+    differs); EMA PDD's gain over its own starting model with KDSR minus that gain with the
+    RRDBNet generalist (paired per seed, checkpoint and image). [] without KDSR rows."""
+    from .evaluate import gain_difference, paired_difference
+
+    present = set(per_image.method)
+    if KDSR_GENERALIST not in present:
+        return []
+    spec = SPECIALIST if SPECIALIST in present else "finetune control"
+
+    def text(r, unit=" dB"):
+        return f"{r['difference']:+.2f}{unit} [{r['lo']:+.2f}, {r['hi']:+.2f}] ({r['verdict']})"
+
+    def cmp(m, base, side=test_set):
+        return text(paired_difference(per_image, m, base, side, "psnr", n_boot=n_boot))
+
+    out = [f"KDSR generalist vs the generalist, PSNR: {cmp(KDSR_GENERALIST, GENERALIST)} on the {test_set}, "
+           f"{cmp(KDSR_GENERALIST, GENERALIST, source)} on the {source} protocol."]
+    m = "static PDD, KDSR generalist"
+    if m in present:
+        r = paired_difference(per_image, m, spec, test_set, "psnr", n_boot=n_boot)
+        k = paired_difference(per_image, m, KDSR_GENERALIST, test_set, "psnr", n_boot=n_boot)
+        holds = r["verdict"] == "better" and k["verdict"] == "better"
+        line = (f"{m}, PSNR on {test_set}: {text(r)} vs the {spec}, {text(k)} vs the KDSR generalist -> beats both "
+                f"starting models: {'yes' if holds else 'no'}")
+        if "static PDD" in present:
+            line += f"; KDSR instead of the RRDBNet generalist as M_G: {cmp(m, 'static PDD')}"
+        out.append(line + ".")
+    m = "EMA PDD, KDSR generalist"
+    if m in present:
+        own = paired_difference(per_image, m, KDSR_GENERALIST, test_set, "psnr", n_boot=n_boot)
+        line = f"{m}, PSNR on {test_set}: {text(own)} vs its start (the KDSR generalist)"
+        if "finetune control, KDSR generalist" in present:
+            line += f", {cmp(m, 'finetune control, KDSR generalist')} vs its control"
+        if "EMA PDD" in present:
+            d = gain_difference(per_image, (m, KDSR_GENERALIST), ("EMA PDD", GENERALIST), test_set, "psnr", n_boot)
+            line += (f"; its gain over its start minus EMA PDD's over the RRDBNet generalist: {text(d)} -> a "
+                     f"degradation-aware generalist {'helps' if d['verdict'] == 'better' else 'hurts' if d['verdict'] == 'worse' else 'makes no measurable difference to'} EMA PDD here")
+        out.append(line + ".")
     return out
 
 
@@ -646,10 +802,24 @@ def hr_aware_vs_pdd(per_image: pd.DataFrame, row: str = HR_AWARE_DEFAULT, n_boot
     return lines
 
 
+def kdsr_gains(per_image: pd.DataFrame, n_boot: int = 2000) -> pd.DataFrame:
+    """The KDSR rows' target, source and adaptation gains against the KDSR generalist (their own
+    M_G), as ``evaluate.adaptation_gains`` computes them against the RRDBNet generalist; an
+    empty frame without KDSR rows."""
+    from .evaluate import adaptation_gains
+
+    rows = per_image[per_image.method.isin([KDSR_GENERALIST, *KDSR_ROWS])]
+    if KDSR_GENERALIST not in set(rows.method) or len(set(rows.method)) < 2:
+        return pd.DataFrame(columns=EVIDENCE_COLUMNS)
+    return adaptation_gains(rows, baseline=KDSR_GENERALIST, n_boot=n_boot, seed=0)
+
+
 def write_evidence(out, domain: str, preset: str, seeds, last_k: int, n_boot: int, gains: pd.DataFrame,
-                   claims: pd.DataFrame, lines: list[str], cfgs, metrics: dict, generalist_source: str) -> Path:
-    """``out/07_evidence_seeds<seeds>.csv`` (the gains) and ``.md`` (gains, claim table, the
-    computed conclusions, and what produced them). Returns the Markdown path."""
+                   claims: pd.DataFrame, lines: list[str], cfgs, metrics: dict, generalist_source: str,
+                   kdsr: pd.DataFrame | None = None) -> Path:
+    """``out/07_evidence_seeds<seeds>.csv`` (the gains) and ``.md`` (gains, claim table, the KDSR
+    rows' gains over the KDSR generalist when given, the computed conclusions, and what produced
+    them). Returns the Markdown path."""
     from .evaluate import markdown_table, metric_info, result_record, unavailable_note
 
     out = Path(out)
@@ -662,8 +832,10 @@ def write_evidence(out, domain: str, preset: str, seeds, last_k: int, n_boot: in
     stem = out / ("07_evidence_seeds" + "-".join(map(str, seeds)))
     gains.to_csv(stem.with_suffix(".csv"), index=False, float_format="%.4f")
     md = [f"# Adaptation or drift ({domain}, {preset})", "", markdown_table(gains[EVIDENCE_COLUMNS].round(4)), "",
-          "## Adapted specialist vs specialist vs generalist vs control", "", markdown_table(claims.round(4)), "",
-          "## Conclusion (computed)", ""] + [f"- {line}" for line in lines] + deviation_lines(cfgs) + [
+          "## Adapted specialist vs specialist vs generalist vs control", "", markdown_table(claims.round(4)), ""]
+    if kdsr is not None and len(kdsr):
+        md += ["## KDSR rows against the KDSR generalist", "", markdown_table(kdsr[EVIDENCE_COLUMNS].round(4)), ""]
+    md += ["## Conclusion (computed)", ""] + [f"- {line}" for line in lines] + deviation_lines(cfgs) + [
           "", f"Produced by: commit {record['git_commit']}, seeds {list(seeds)}, last {last_k} checkpoints, "
               f"{record['ci']}; precision {record['precision']}, LR patch {record['patch']}; generalist: "
               f"{record['generalist']}.", unavailable_note(metrics) or ""]
@@ -690,12 +862,15 @@ def method_configs(preset: str, domain: str, seeds, methods=None, runs_dir=None,
 def train_methods(preset: str, domain: str, seeds, methods=None, runs_dir=None, data_root=None,
                   iters: int | None = None, pretrain_iters: int | None = None, variants: dict | None = None,
                   extra: list[TrainConfig] = (), parallel: int = 2, progress: bool = True) -> tuple[list, float]:
-    """Train what is missing of every row for every seed: under ``scratch``/``tiny`` the starting
-    models first (in parallel: every row starts from them), then the rows and ``extra`` configs
-    in one pool. Returns (the rows' configs, wall seconds)."""
+    """Train what is missing of every row for every seed: the starting models first (in parallel:
+    every row starts from them): under ``scratch``/``tiny`` the generalist and specialist, and the
+    KDSR generalist's two stages when a KDSR row is asked for and no released file is used; then
+    the rows and ``extra`` configs in one pool. Returns (the rows' configs, wall seconds)."""
     runs_dir = Path(runs_dir) if runs_dir else ROOT / "runs"
-    wall = run_methods(pretrain_configs(preset, domain, _seed_list(seeds), runs_dir, data_root, pretrain_iters),
-                       parallel=parallel, progress=progress)
+    starts = pretrain_configs(preset, domain, _seed_list(seeds), runs_dir, data_root, pretrain_iters)
+    if any(m in KDSR_ROWS for m in (methods or variants or default_methods(preset))):
+        starts += kdsr_generalist_configs(preset, domain, _seed_list(seeds), runs_dir, data_root, pretrain_iters)
+    wall = run_methods(starts, parallel=parallel, progress=progress)
     cfgs = method_configs(preset, domain, seeds, methods, runs_dir, data_root, iters, pretrain_iters, variants)
     # An HR-aware row's stage B starts from its stage A (rows with the same stage A share it).
     # Both go first in the queue, B right behind its A: the pool starts B as soon as A is done
@@ -757,6 +932,7 @@ def compare_methods(preset: str = "cpu", domain: str = "Synth-Defocus", seeds=(0
                                patch=c0.patch,
                                batch=f"{c0.batch}" if is_hr_aware(c0) else f"{c0.batch_l}+{c0.batch_u}",
                                generalist=generalist_file(preset, domain, runs_dir, seeds[0], pretrain_iters),
+                               kdsr_generalist=kdsr_generalist_source(cfgs),
                                sources=sources,
                                metrics=metric_info(metrics), train_wall_s=round(train_s), eval_wall_s=round(eval_s))
         summary.to_csv(stem.with_suffix(".csv"), index=False, float_format="%.4f")
@@ -787,7 +963,8 @@ def main(argv=None) -> int:
     ap.add_argument("--preset", default="cpu")
     ap.add_argument("--domain", default="Synth-Defocus")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
-    ap.add_argument("--methods", nargs="+", choices=list(METHODS) + list(HR_AWARE_ROWS))
+    ap.add_argument("--methods", nargs="+", choices=list(METHODS) + list(HR_AWARE_ROWS),
+                    metavar="METHOD", help="rows (quote names with spaces): " + "; ".join(list(METHODS) + list(HR_AWARE_ROWS)))
     ap.add_argument("--pretrain-iters", type=int)
     ap.add_argument("--iters", type=int)
     ap.add_argument("--last-k", type=int, default=2)

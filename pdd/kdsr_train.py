@@ -21,12 +21,15 @@ outputs: ``d_norm`` (mean L2 norm of D), ``d_spread`` (std of D across the batch
 over channels: near 0 means D ignores the degradation), ``d_teacher_spread``; and at every
 checkpoint the EMA encoder's D and D' on a fixed probe batch (``idr/idr_<iter>.npz``).
 
-Under the ``cpu`` and ``tiny`` presets this trains a small KDSR from scratch on the
-built-in photos: NOT the released model, and not evidence about it.
+Under the ``cpu``, ``scratch`` and ``tiny`` presets this trains a small KDSR from scratch on
+the built-in photos: NOT the released model, and not evidence about it. ``scratch`` is the
+KDSR counterpart of ``pdd.config``'s scratch generalist (same patch, batch, schedule and
+second-order data; pixel loss only, as that RRDBNet), the second generalist of the
+method comparison's KDSR rows.
 
-    python -m pdd.kdsr --stage teacher --preset tiny --out runs/kdsr/teacher
-    python -m pdd.kdsr --stage student --preset tiny --out runs/kdsr/student --teacher runs/kdsr/teacher
-    python -m pdd.kdsr --stage gan --preset tiny --out runs/kdsr/gan --teacher runs/kdsr/teacher --init runs/kdsr/student
+    python -m pdd.kdsr_train --stage teacher --preset tiny --out runs/kdsr/teacher
+    python -m pdd.kdsr_train --stage student --preset tiny --out runs/kdsr/student --teacher runs/kdsr/teacher
+    python -m pdd.kdsr_train --stage gan --preset tiny --out runs/kdsr/gan --teacher runs/kdsr/teacher --init runs/kdsr/student
 """
 from __future__ import annotations
 
@@ -50,7 +53,7 @@ from .train import Trainer, ema_update
 
 STAGES = ("teacher", "student", "gan")
 DEGRADATIONS = ("second_order", "classic_iso", "classic_aniso")
-PRESETS = ("paper", "cpu", "tiny")
+PRESETS = ("paper", "cpu", "scratch", "tiny")
 NOT_RELEASED = ("companion-trained small KDSR ({variant}, {iters} iterations on {data}): NOT the released "
                 "KDSR model and not evidence about it")
 
@@ -173,15 +176,54 @@ def make_kdsr_config(stage: str = "teacher", preset: str = "cpu", overrides: dic
         cfg.lr_milestones, cfg.ema_decay = (10**9,), 0.99  # a stated deviation, as the PDD cpu preset
         cfg.ckpt_every, cfg.log_every = 50, 10
         cfg.bf16 = cfg.channels_last = cpu_has_native_bf16()
+    elif preset == "scratch":
+        # pdd.config.pretrain_config's scratch generalist schedule, per stage: LR patch 32,
+        # batch 8, 1000 iterations, lr 5e-4 halved for the last quarter (the official student
+        # stage's 2x teacher lr is not kept: one schedule for both). The tiny size (32 features
+        # like the scratch RRDBNet, 0.37 M parameters against its 0.76 M) at 2 x 1000 iterations
+        # costs about what that RRDBNet's 1000 do (0.11 vs 0.28 s per bf16 step, 1 thread).
+        from .config import SCRATCH_PRETRAIN_ITERS
+
+        cfg.variant, cfg.patch, cfg.batch, cfg.iters = CPU_VARIANT, 32, 8, SCRATCH_PRETRAIN_ITERS
+        cfg.lr, cfg.lr_milestones, cfg.ema_decay = 5e-4, (int(0.75 * cfg.iters),), 0.99
+        cfg.ckpt_every, cfg.log_every = 250, 25
+        cfg.bf16 = cfg.channels_last = cpu_has_native_bf16()
     elif preset == "tiny":
         cfg.variant, cfg.patch, cfg.batch, cfg.iters, cfg.disc_feat = "tiny", 16, 2, 20, 16
         cfg.lr_milestones, cfg.ema_decay = (10**9,), 0.9
         cfg.ckpt_every, cfg.log_every = 10, 2
     else:
         raise ValueError(f"unknown preset {preset!r}; valid: {', '.join(PRESETS)}")
-    for k, v in {**(overrides or {}), **kw}.items():
+    given = {**(overrides or {}), **kw}
+    for k, v in given.items():
         set_field(cfg, k, v)
+    if preset == "scratch" and "iters" in given and "lr_milestones" not in given:
+        cfg.lr_milestones = (max(1, int(0.75 * cfg.iters)),)  # the schedule's last quarter, at any length
     return cfg.validate()
+
+
+def generalist_run_dirs(preset: str, domain: str, runs_dir, seed: int = 0, iters: int | None = None,
+                        gan_stage: bool = False) -> dict[str, Path]:
+    """{stage: run directory} of the companion-trained KDSR generalist:
+    ``runs_dir/<preset>/<domain>/kdsr-<stage>_s<seed>`` (``-<iters>it`` when not the preset's length,
+    so that no run resumes one of another length)."""
+    default = make_kdsr_config("teacher", preset).iters
+    tag = "" if iters in (None, default) else f"-{iters}it"
+    stages = ("teacher", "student") + (("gan",) if gan_stage else ())
+    return {st: Path(runs_dir) / preset / domain / f"kdsr-{st}{tag}_s{seed}" for st in stages}
+
+
+def generalist_configs(preset: str, domain: str, runs_dir, seed: int = 0, data_root=None, iters: int | None = None,
+                       gan_stage: bool = False, **overrides) -> list[KDSRTrainConfig]:
+    """The stages that train the companion's KDSR generalist, in order (teacher, student[, gan]);
+    each names the run before it as its teacher/init, so a pool can start one when that finishes."""
+    dirs = generalist_run_dirs(preset, domain, runs_dir, seed, iters, gan_stage)
+    common = dict(domain=domain, data_root=data_root, seed=seed, **overrides)
+    if iters is not None:
+        common["iters"] = iters
+    links = {"teacher": {}, "student": {"teacher": str(dirs["teacher"])},
+             "gan": {"teacher": str(dirs["teacher"]), "init": str(dirs["student"])}}
+    return [make_kdsr_config(st, preset, out=str(d), **links[st], **common) for st, d in dirs.items()]
 
 
 def _weights_arg(name_or_path: str) -> str:
@@ -359,10 +401,10 @@ def kdsr_generalist(preset: str = "cpu", domain: str | None = None, data_root=No
 
     ``weights`` (a file or a name in ``pdd.kdsr.RELEASED``) is loaded as given. Otherwise the
     ``paper`` preset loads the released ``KDSRS-GAN`` (an error says where to download it), and
-    ``cpu`` does too when it is in the torch hub cache. Else (``tiny``, or ``cpu`` without the
-    file) a small KDSR is trained here: teacher, then student (then the GAN stage with
-    ``gan_stage``), ``iters`` iterations each (default: the preset's), cached under
-    ``runs_dir/<preset>/<domain>/kdsr-<stage>_s<seed>`` and reused; its ``weights_source``
+    ``cpu`` does too when it is in the torch hub cache. Else (``scratch``, ``tiny``, or ``cpu``
+    without the file) a small KDSR is trained here: teacher, then student (then the GAN stage
+    with ``gan_stage``), ``iters`` iterations each (default: the preset's), cached under
+    ``generalist_run_dirs`` and reused; its ``weights_source``
     says plainly that it is not the released model. ``overrides`` go to every stage's config.
     The result has ``weights_source`` and, when trained here, ``run_dir``.
     """
@@ -380,22 +422,14 @@ def kdsr_generalist(preset: str = "cpu", domain: str | None = None, data_root=No
         except WeightsNotFoundError:
             pass  # no released file here: train the small one below
     domain = domain or KDSRTrainConfig.domain
-    base = Path(runs_dir) / preset / domain
-    common = dict(domain=domain, data_root=data_root, seed=seed, **overrides)
-    if iters is not None:
-        common["iters"] = iters
     previous = {}
-    for stage in ("teacher", "student") + (("gan",) if gan_stage else ()):
-        # each stage starts from the runs before it: student <- teacher; gan <- teacher + student
-        links = {"teacher": {}, "student": {"teacher": previous.get("teacher")},
-                 "gan": {"teacher": previous.get("teacher"), "init": previous.get("student")}}[stage]
-        cfg = make_kdsr_config(stage, preset, out=str(base / f"kdsr-{stage}_s{seed}"), **links, **common)
-        previous[stage] = str(train_kdsr(cfg, progress=progress))
+    for cfg in generalist_configs(preset, domain, runs_dir, seed, data_root, iters, gan_stage, **overrides):
+        previous[cfg.stage] = str(train_kdsr(cfg, progress=progress))
     run = Path(previous["gan" if gan_stage else "student"])
     from .train import last_weights
 
     model = load_kdsr(last_weights(run))
-    note = NOT_RELEASED.format(variant=cfg.variant, iters=f"{cfg.iters} per stage",
+    note = NOT_RELEASED.format(variant=cfg.variant, iters="+".join([str(cfg.iters)] * len(previous)),
                                data=cfg.hr_dir or f"the clean photos of {domain}")
     model.weights_source = WeightsSource(f"KDSR student ({preset})", "companion-trained", str(last_weights(run)), note)
     model.run_dir = run
@@ -407,9 +441,11 @@ def main(argv: list[str] | None = None) -> int:
 
     ap = argparse.ArgumentParser(prog="python -m pdd.kdsr_train", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--stage", required=True, choices=STAGES)
+    ap.add_argument("--stage", choices=STAGES, help="required without --config")
     ap.add_argument("--preset", default="cpu", choices=PRESETS)
-    ap.add_argument("--out", required=True, help="run directory (checkpoint.pt, log.csv, weights/)")
+    ap.add_argument("--out", help="run directory (checkpoint.pt, log.csv, weights/); required without --config")
+    ap.add_argument("--config", help="a KDSRTrainConfig JSON (as pdd.experiments writes requested_config.json); "
+                                     "flags override it")
     ap.add_argument("--variant", help="network size: gan, M, L, tiny (default: the preset's)")
     ap.add_argument("--teacher", help="frozen teacher (student/gan stages): run directory, file, or KDSRT-rec")
     ap.add_argument("--init", help="starting weights: run directory, file, or a released name (gan: KDSRS-rec)")
@@ -425,10 +461,18 @@ def main(argv: list[str] | None = None) -> int:
     given = {k: v for k, v in (("variant", args.variant), ("teacher", args.teacher), ("init", args.init),
                                 ("domain", args.domain), ("data_root", args.data_root), ("hr_dir", args.hr_dir),
                                 ("iters", args.iters), ("seed", args.seed)) if v is not None}
-    try:
-        cfg = make_kdsr_config(args.stage, args.preset, out=args.out, **given)
-    except ValueError as e:
-        ap.error(str(e))
+    if args.config:
+        cfg = KDSRTrainConfig.from_dict(json.loads(Path(args.config).read_text()))
+        for k, v in {"stage": args.stage, "out": args.out, **given}.items():
+            if v is not None:
+                set_field(cfg, k, v)
+    else:
+        if not args.stage or not args.out:
+            ap.error("--stage and --out are required (or give --config)")
+        try:
+            cfg = make_kdsr_config(args.stage, args.preset, out=args.out, **given)
+        except ValueError as e:
+            ap.error(str(e))
     for item in args.set:
         if "=" not in item:
             ap.error(f"--set expects KEY=VALUE, got {item!r}")

@@ -36,12 +36,17 @@ from . import cli
 from . import losses as L
 from .archs import RRDBNet, UNetDiscriminatorSN
 from .config import TrainConfig, make_config, resolve_device, set_field
+from .kdsr import MeanShift
 
 CHECKPOINT = "checkpoint.pt"
 
 
 class NonFiniteLossError(FloatingPointError):
     """A loss term became NaN/inf; the last good checkpoint is kept."""
+
+
+class CheckpointMismatchError(ValueError):
+    """A run directory's checkpoint.pt does not fit the configured networks or optimiser."""
 
 
 @torch.no_grad()
@@ -73,7 +78,7 @@ class Trainer:
         network mapping (N,3,H,W) to (N,3,sH,sW) with s = cfg.scale (e.g. loaded by spandrel);
         static/naive then use a frozen copy of it as G unless ``cfg.init_g`` is set."""
         from .data import LabeledPatches, UnlabeledPatches, open_domain
-        from .weights import load_rrdbnet, load_vgg19
+        from .weights import load_vgg19
 
         self._start(cfg, progress)
 
@@ -91,20 +96,23 @@ class Trainer:
             s = model
             self.sources["S"] = str(getattr(model, "weights_source", type(model).__name__ + " given to the Trainer"))
         elif cfg.init_s:
-            s = load_rrdbnet(cfg.init_s, **arch)
+            s = load_network(cfg.s_arch, cfg.init_s, cfg)
             self.sources["S"] = str(s.weights_source)
         else:
             s = RRDBNet(**arch)
             self.sources["S"] = "random init (seed %d)" % cfg.seed
         self.s = s.to(self.device).train()
         self.s.requires_grad_(True)
+        for m in self.s.modules():  # KDSR's fixed RGB-mean shifts are constants, never trained
+            if isinstance(m, MeanShift):
+                m.requires_grad_(False)
         self.ema = copy.deepcopy(self.s).eval().requires_grad_(False)
         self.g = None
         if cfg.mode == "ema":
             self.g = self.ema  # M_G is the EMA of M_S
             self.sources["G"] = "EMA of S (decay %g)" % cfg.ema_decay
         elif cfg.mode in ("static", "naive"):
-            g = load_rrdbnet(cfg.init_g, **arch) if cfg.init_g else copy.deepcopy(s)
+            g = load_network(cfg.g_arch, cfg.init_g, cfg) if cfg.init_g else copy.deepcopy(s)
             self.sources["G"] = str(g.weights_source) if cfg.init_g else "copy of S's initial weights"
             self.g = g.to(self.device).eval().requires_grad_(False)
         self.d = None
@@ -135,7 +143,7 @@ class Trainer:
         # D inside the G step (no weight grads): the bare module, which is D itself without DDP
         self.d_frozen_fwd = self.d_fwd if self.d is None or _bare(self.d) is self.d else fwd(_bare(self.d))
         self.vgg_fwd = None if self.vgg is None else fwd(self.vgg)
-        self._optimisers(self.s.parameters())
+        self._optimisers([p for p in self.s.parameters() if p.requires_grad])
 
     # ------------------------------------------------------------------ set-up shared with other trainers
     def _start(self, cfg, progress: bool, single_process: str | None = None) -> None:
@@ -301,15 +309,21 @@ class Trainer:
             return None
         from .weights import load_state_dict
         st = load_state_dict(path)
-        _bare(self.s).load_state_dict(st["s"])
-        self.ema.load_state_dict(st["ema"])
-        if self.d is not None and st["d"] is not None:
-            _bare(self.d).load_state_dict(st["d"])
-        self.opt_g.load_state_dict(st["opt_g"])
-        self.sched_g.load_state_dict(st["sched_g"])
-        if self.opt_d is not None and st["opt_d"] is not None:
-            self.opt_d.load_state_dict(st["opt_d"])
-            self.sched_d.load_state_dict(st["sched_d"])
+        try:
+            _bare(self.s).load_state_dict(st["s"])
+            self.ema.load_state_dict(st["ema"])
+            if self.d is not None and st["d"] is not None:
+                _bare(self.d).load_state_dict(st["d"])
+            self.opt_g.load_state_dict(st["opt_g"])
+            self.sched_g.load_state_dict(st["sched_g"])
+            if self.opt_d is not None and st["opt_d"] is not None:
+                self.opt_d.load_state_dict(st["opt_d"])
+                self.sched_d.load_state_dict(st["sched_d"])
+        except (RuntimeError, ValueError, KeyError) as e:  # torch: key/shape or parameter-group mismatch
+            raise CheckpointMismatchError(
+                f"{path} was written by another configuration or version of this run (networks or "
+                f"trained parameters differ: {str(e).splitlines()[0]}). Nothing was changed; train into a "
+                f"new out directory, or delete {self.out} to start this run over.") from None
         torch.set_rng_state(st["rng"])
         self.iteration = self.iteration_saved = int(st["iteration"])
         return self.iteration
@@ -381,6 +395,25 @@ def last_weights(run_dir) -> Path:
     if not snaps:
         raise FileNotFoundError(f"no weights under {Path(run_dir) / 'weights'}; has the run finished?")
     return snaps[-1]
+
+
+def load_network(arch: str, weights, cfg: TrainConfig):
+    """S or G of a run: ``arch`` "rrdbnet" builds the RRDBNet ``cfg`` describes and loads
+    ``weights`` (a released name or a file) into it; "kdsr" loads a KDSR student whose size
+    and scale the file says (``pdd.kdsr.load_kdsr``, strict). Eval mode, with ``weights_source``."""
+    if arch == "kdsr":
+        from .kdsr import load_kdsr
+
+        return load_kdsr(weights, role="student", scale=cfg.scale)
+    from .weights import load_rrdbnet
+
+    return load_rrdbnet(str(weights), num_feat=cfg.num_feat, num_block=cfg.num_block,
+                        num_grow_ch=cfg.num_grow_ch, scale=cfg.scale)
+
+
+def load_run_model(cfg: TrainConfig, path):
+    """A run's weights file (a snapshot: EMA weights first) in the architecture of its S."""
+    return load_network(cfg.s_arch, path, cfg)
 
 
 def load_rrdbnet_like(cfg: TrainConfig, path):
