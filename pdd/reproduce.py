@@ -160,6 +160,41 @@ def lead_lines(res: Path) -> list[str]:
     return lines
 
 
+def _run_seconds(run: Path) -> float | None:
+    """A finished run's own training time: the ``sec`` of the last row of its log.csv."""
+    import csv
+
+    log = run / "log.csv"
+    if not log.exists():
+        return None
+    with open(log) as f:
+        last = None
+        for last in csv.DictReader(f):
+            pass
+    return float(last["sec"]) if last and last.get("sec") not in (None, "") else None
+
+
+def kdsr_cost_lines(runs_dir: Path = ROOT / "runs") -> list[str]:
+    """What the KDSR rows add to a setting's training, per seed, read from the runs' logs: the
+    KDSR generalist's stages (``kdsr-*``) and the three rows (``*kdsr-generalist*``) against every
+    other run of the setting. Run-seconds as logged (one thread each, two runs at a time, so
+    the wall time added is about half their sum). [] where no KDSR row was trained."""
+    lines = []
+    for setting in sorted(p for p in Path(runs_dir).glob("*/*") if p.is_dir() and p.parts[-2] != "smoke"):
+        kdsr: dict[str, list[float]] = {}
+        for run in sorted(setting.iterdir()):
+            if not (run.name.startswith("kdsr-") or "kdsr-generalist" in run.name) or "_s" not in run.name:
+                continue
+            sec = _run_seconds(run)
+            if sec is not None:
+                kdsr.setdefault(run.name.rsplit("_s", 1)[1], []).append(sec)
+        if kdsr:
+            per_seed = ", ".join(f"seed {s}: {sum(v) / 60:.1f} run-min over {len(v)} runs" for s, v in sorted(kdsr.items()))
+            lines.append(f"- {setting.parts[-1]}/{setting.parts[-2]}: {per_seed}; two runs at a time, so the KDSR rows "
+                         f"add about half a seed's run-minutes to the wall time of a fresh `make reproduce` (seed 0).")
+    return lines
+
+
 def write_summary(rows, total: float, fresh: bool = False) -> Path:
     """results/README.md: what ran and how long, every table and figure, the 02->04 chain
     time, the extra (non-default) executed notebooks with their parameters, and what could
@@ -190,6 +225,9 @@ def write_summary(rows, total: float, fresh: bool = False) -> Path:
     for timings in sorted(res.glob("*/*/timings.json")):
         lines += ["", f"## 02 → 04 chain ({timings.parent.relative_to(res)})", "",
                   chain_report(timings.parent, ["02_pretrain_check", "03_static", "04_ema"], budget_s=35 * 60)]
+    costs = kdsr_cost_lines()
+    if costs:
+        lines += ["", "## What the KDSR rows add (training time read from the runs' logs)", ""] + costs
     default = {n for n, _, _ in rows} | {p.name for p in (ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb")}
     extra = sorted(p for p in out_dir.glob("*.ipynb") if p.name not in default)
     extra += sorted(out_dir.glob("*/*.ipynb"))  # committed second runs, e.g. cpu-Synth-Defocus/

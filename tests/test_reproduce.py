@@ -177,3 +177,18 @@ def test_two_headless_runs_of_a_widget_notebook_at_once_both_finish(tmp_path):
     for k in range(2):
         state = json.loads((tmp_path / f"w{k}_out.ipynb").read_text())["metadata"]["widgets"]
         assert "image/png" in json.dumps(state)
+
+
+def test_kdsr_cost_lines_sum_the_kdsr_runs_per_seed(tmp_path):
+    from pdd.reproduce import kdsr_cost_lines
+
+    setting = tmp_path / "scratch" / "Synth-ISO"
+    for name, sec in (("kdsr-teacher_s0", 60), ("ema-pdd--kdsr-generalist_s0", 120), ("ema-pdd_s0", 999),
+                      ("kdsr-teacher_s1", 30)):
+        (setting / name).mkdir(parents=True)
+        (setting / name / "log.csv").write_text(f"iter,sec,l1\n10,{sec / 2},0.1\n20,{sec},0.1\n")
+    (tmp_path / "smoke" / "tiny").mkdir(parents=True)  # smoke runs are not counted
+    lines = kdsr_cost_lines(tmp_path)
+    assert len(lines) == 1
+    assert "seed 0: 3.0 run-min over 2 runs, seed 1: 0.5 run-min over 1 runs" in lines[0]
+    assert kdsr_cost_lines(tmp_path / "nothing") == []
