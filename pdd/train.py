@@ -412,8 +412,9 @@ def load_network(arch: str, weights, cfg: TrainConfig):
 
 
 def load_run_model(cfg: TrainConfig, path):
-    """A run's weights file (a snapshot: EMA weights first) in the architecture of its S."""
-    return load_network(cfg.s_arch, path, cfg)
+    """A run's weights file (a snapshot: EMA weights first) in the architecture of its S (an
+    RRDBNet for configs without ``s_arch``, e.g. the HR-aware trainer's)."""
+    return load_network(getattr(cfg, "s_arch", "rrdbnet"), path, cfg)
 
 
 def load_rrdbnet_like(cfg: TrainConfig, path):

@@ -196,3 +196,16 @@ def test_kdsr_gains_are_taken_against_the_kdsr_generalist():
     assert (r["target gain"], r["source gain"], r["adaptation gain"]) == pytest.approx((0.5, 0.2, 0.3))
     assert r["adaptation gain verdict"] == "better"
     assert experiments.kdsr_gains(_frame([x for x in rows if "KDSR" not in x[0]])).empty
+
+
+def test_run_model_of_a_config_without_arch_fields_is_an_rrdbnet(tmp_path):
+    from pdd import hr_aware
+
+    cfg = hr_aware.make_hr_config("B", "tiny", {"init_m": "x", "rec_net": "x"})
+    assert not hasattr(cfg, "s_arch")
+    torch.manual_seed(0)
+    net = RRDBNet(num_feat=cfg.num_feat, num_block=cfg.num_block, num_grow_ch=cfg.num_grow_ch, scale=cfg.scale)
+    torch.save({"params_ema": net.state_dict()}, tmp_path / "net_g_000001.pth")
+    loaded = load_run_model(cfg, tmp_path / "net_g_000001.pth")
+    assert isinstance(loaded, RRDBNet)
+    assert all(torch.equal(v, loaded.state_dict()[k]) for k, v in net.state_dict().items())
