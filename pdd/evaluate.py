@@ -428,6 +428,9 @@ def write_results(table: pd.DataFrame, stem, record: dict) -> list[Path]:
     note = table.attrs.get("unavailable", "")
     prov = ", ".join(f"{k}: {v}" for k, v in record.items() if k in ("git_commit", "preset", "seed", "precision"))
     md = [markdown_table(table), "", f"Produced by: {prov}."]
+    # which weights (a companion-trained stand-in says so) and which machine, one line each
+    md += [f"- {k}: {v}" for k, v in record.items()
+           if k in ("generalist", "specialist", "kdsr", "weights", "machine") and v]
     if note:
         md.append(note)
     stem.with_suffix(".md").write_text("\n".join(md) + "\n")
