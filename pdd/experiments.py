@@ -676,16 +676,26 @@ def kdsr_verdict(per_image: pd.DataFrame, test_set: str = "target", source: str 
         if "static PDD" in present:
             line += f"; KDSR instead of the RRDBNet generalist as M_G: {cmp(m, 'static PDD')}"
         out.append(line + ".")
-    m = "EMA PDD, KDSR generalist"
+    m, control = "EMA PDD, KDSR generalist", "finetune control, KDSR generalist"
     if m in present:
         own = paired_difference(per_image, m, KDSR_GENERALIST, test_set, "psnr", n_boot=n_boot)
-        line = f"{m}, PSNR on {test_set}: {text(own)} vs its start (the KDSR generalist)"
-        if "finetune control, KDSR generalist" in present:
-            line += f", {cmp(m, 'finetune control, KDSR generalist')} vs its control"
+        line = (f"{m}, PSNR over its start (the KDSR generalist): {text(own)} on the {test_set}, "
+                f"{cmp(m, KDSR_GENERALIST, source)} on the {source} protocol")
+        vs_c = paired_difference(per_image, m, control, test_set, "psnr", n_boot=n_boot) if control in present else None
+        if vs_c is not None:
+            line += f"; {text(vs_c)} vs its control"
         if "EMA PDD" in present:
             d = gain_difference(per_image, (m, KDSR_GENERALIST), ("EMA PDD", GENERALIST), test_set, "psnr", n_boot)
-            line += (f"; its gain over its start minus EMA PDD's over the RRDBNet generalist: {text(d)} -> a "
-                     f"degradation-aware generalist {'helps' if d['verdict'] == 'better' else 'hurts' if d['verdict'] == 'worse' else 'makes no measurable difference to'} EMA PDD here")
+            line += f"; its {test_set} gain minus EMA PDD's over the RRDBNet generalist: {text(d)} -> "
+            if d["verdict"] == "better" and vs_c is not None and vs_c["verdict"] != "better":
+                line += ("a KDSR start gives EMA PDD a larger gain, but its fine-tune control gains as much: "
+                         "supervised training, not distillation, so degradation awareness does not help PDD here")
+            elif d["verdict"] == "better":
+                line += "a degradation-aware generalist helps EMA PDD here (no control run to rule out plain fine-tuning)" \
+                    if vs_c is None else "a degradation-aware generalist helps EMA PDD here"
+            else:
+                line += ("a degradation-aware generalist hurts EMA PDD here" if d["verdict"] == "worse" else
+                         "a degradation-aware generalist makes no measurable difference to EMA PDD here")
         out.append(line + ".")
     return out
 

@@ -168,6 +168,13 @@ def test_kdsr_verdict_answers_the_question_from_the_numbers():
     ema = next(ln for ln in lines if ln.startswith("EMA PDD, KDSR generalist"))
     # +0.8 over its own start against +0.1: the KDSR start gains 0.7 dB more, on every image
     assert "+0.80 dB" in ema and "+0.70 dB [+0.70, +0.70] (better)" in ema and "helps EMA PDD" in ema
+    assert "no control run" in ema
+    # a control that gains as much: the larger gain is supervised training, not distillation
+    ctrl = [("finetune control, KDSR generalist", *r[1:5], r[5] + 0.1) for r in rows if r[0] == "EMA PDD, KDSR generalist"]
+    ema = experiments.kdsr_verdict(_frame(rows + ctrl), n_boot=500)[-1]
+    assert "-0.10 dB [-0.10, -0.10] (worse) vs its control" in ema and "not distillation" in ema
+    ctrl = [(*r[:5], r[5] - 0.3) for r in ctrl]  # a control 0.2 dB below EMA PDD
+    assert experiments.kdsr_verdict(_frame(rows + ctrl), n_boot=500)[-1].endswith("helps EMA PDD here.")
     assert experiments.kdsr_verdict(_frame([r for r in rows if "KDSR" not in r[0]])) == []
 
 
