@@ -353,8 +353,9 @@ def _needs(cfg) -> set[str]:
 
 def run_methods(cfgs: list, parallel: int = 2, threads: int | None = None, progress: bool = True) -> float:
     """Train every unfinished config in subprocesses (``pdd.train``, ``pdd.hr_aware`` for an
-    HR-aware stage, ``pdd.kdsr_train`` for a KDSR stage), ``parallel`` at a time; a job whose starting run (``_needs``) is among the
-    unfinished ones waits for it. Returns the wall time in seconds. A failed job raises with its log.
+    HR-aware stage, ``pdd.kdsr_train`` for a KDSR stage), ``parallel`` at a time; a job whose
+    starting run (``_needs``) is among the unfinished ones waits for it. Returns the wall time
+    in seconds. A failed job raises with its log.
 
     ``threads`` per job; None: the machine's cores shared among the jobs that can run now, so
     that a job started with nothing beside it (a single run, the last of a wave) uses them all."""
