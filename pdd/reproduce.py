@@ -192,7 +192,8 @@ def kdsr_cost_lines(runs_dir: Path = ROOT / "runs") -> list[str]:
             per_seed = ", ".join(f"seed {s}: {sum(v) / 60:.1f} run-min over {len(v)} runs" for s, v in sorted(kdsr.items()))
             lines.append(f"- {setting.parts[-1]}/{setting.parts[-2]}: {per_seed} (as each run logged it: more when "
                          f"other work shared the cores); two runs at a time, so the KDSR rows add about half a "
-                         f"seed's run-minutes to the wall time of a fresh `make reproduce` (seed 0).")
+                         f"seed's run-minutes to the wall time of that setting's comparison (`make reproduce` "
+                         f"trains Synth-ISO/scratch, seed 0).")
     return lines
 
 

@@ -190,5 +190,5 @@ def test_kdsr_cost_lines_sum_the_kdsr_runs_per_seed(tmp_path):
     (tmp_path / "smoke" / "tiny").mkdir(parents=True)  # smoke runs are not counted
     lines = kdsr_cost_lines(tmp_path)
     assert len(lines) == 1
-    assert "seed 0: 3.0 run-min over 2 runs, seed 1: 0.5 run-min over 1 runs" in lines[0]
+    assert "seed 0: 3.0 run-min over 2 runs, seed 1: 0.5 run-min over 1 runs" in lines[0] and "that setting" in lines[0]
     assert kdsr_cost_lines(tmp_path / "nothing") == []
