@@ -528,6 +528,13 @@ def adaptation_gains(per_image: pd.DataFrame, baseline: str = "generalist", metr
     return pd.DataFrame(rows)
 
 
+def ci_verdict(mean: float, lo: float, hi: float, metric: str) -> str:
+    """"no effect" when the CI holds 0 (or is NaN), else "better"/"worse" in the metric's direction."""
+    if not lo > 0 and not hi < 0:
+        return "no effect"
+    return "better" if (mean > 0) != (metric in LOWER_IS_BETTER) else "worse"
+
+
 def paired_difference(per_image: pd.DataFrame, method: str, baseline: str, test_set: str = "target",
                       metric: str = "psnr", n_boot: int = 2000, seed: int = 0) -> dict:
     """``method`` − ``baseline`` on one test set, paired per (seed, image) — the baseline's
@@ -536,8 +543,7 @@ def paired_difference(per_image: pd.DataFrame, method: str, baseline: str, test_
     g = per_image[(per_image.method == method) & (per_image["test set"] == test_set)]
     d = g[metric].values - baseline_values(per_image, baseline, test_set, g, metric)
     mean, lo, hi = bootstrap_ci(d, n_boot=n_boot, seed=seed, groups=g["name"].values)
-    verdict = ("no effect" if not lo > 0 and not hi < 0 else
-               "better" if (mean > 0) != (metric in LOWER_IS_BETTER) else "worse")
+    verdict = ci_verdict(mean, lo, hi, metric)
     return {"method": method, "baseline": baseline, "test set": test_set, "metric": metric,
             "difference": mean, "lo": lo, "hi": hi, "verdict": verdict}
 
@@ -558,8 +564,7 @@ def gain_difference(per_image: pd.DataFrame, a: tuple[str, str], b: tuple[str, s
         raise ValueError(f"no (seed, checkpoint, image) scored for both {a[0]!r} and {b[0]!r} on {test_set!r}")
     d = (both["a"] - both["b"]).values
     mean, lo, hi = bootstrap_ci(d, n_boot=n_boot, seed=seed, groups=both.index.get_level_values("name"))
-    verdict = ("no effect" if not lo > 0 and not hi < 0 else
-               "better" if (mean > 0) != (metric in LOWER_IS_BETTER) else "worse")
+    verdict = ci_verdict(mean, lo, hi, metric)
     return {"method": f"{a[0]} (vs {a[1]})", "baseline": f"{b[0]} (vs {b[1]})", "test set": test_set,
             "metric": metric, "difference": mean, "lo": lo, "hi": hi, "verdict": verdict}
 

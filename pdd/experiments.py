@@ -79,14 +79,14 @@ def _released_kdsr(preset: str) -> str | None:
     from .kdsr import resolve_kdsr
     from .weights import WeightsNotFoundError
 
-    if preset == "paper":
+    if preset not in ("paper", "cpu"):
+        return None
+    try:
         return str(resolve_kdsr("KDSRS-GAN")[0])
-    if preset == "cpu":
-        try:
-            return str(resolve_kdsr("KDSRS-GAN")[0])
-        except WeightsNotFoundError:
-            return None
-    return None
+    except WeightsNotFoundError:
+        if preset == "paper":
+            raise
+        return None
 
 
 def _kdsr_seed(preset: str, seed: int) -> int:

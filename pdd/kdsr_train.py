@@ -185,7 +185,7 @@ def make_kdsr_config(stage: str = "teacher", preset: str = "cpu", overrides: dic
         from .config import SCRATCH_PRETRAIN_ITERS
 
         cfg.variant, cfg.patch, cfg.batch, cfg.iters = CPU_VARIANT, 32, 8, SCRATCH_PRETRAIN_ITERS
-        cfg.lr, cfg.lr_milestones, cfg.ema_decay = 5e-4, (int(0.75 * cfg.iters),), 0.99
+        cfg.lr, cfg.ema_decay = 5e-4, 0.99   # lr_milestones: set from iters below
         cfg.ckpt_every, cfg.log_every = 250, 25
         cfg.bf16 = cfg.channels_last = cpu_has_native_bf16()
     elif preset == "tiny":
@@ -197,7 +197,7 @@ def make_kdsr_config(stage: str = "teacher", preset: str = "cpu", overrides: dic
     given = {**(overrides or {}), **kw}
     for k, v in given.items():
         set_field(cfg, k, v)
-    if preset == "scratch" and "iters" in given and "lr_milestones" not in given:
+    if preset == "scratch" and "lr_milestones" not in given:
         cfg.lr_milestones = (max(1, int(0.75 * cfg.iters)),)  # the schedule's last quarter, at any length
     return cfg.validate()
 

@@ -418,11 +418,8 @@ def load_run_model(cfg: TrainConfig, path):
 
 
 def load_rrdbnet_like(cfg: TrainConfig, path):
-    """Load a run's weights file into the architecture ``cfg`` describes (EMA weights first)."""
-    from .weights import load_rrdbnet
-
-    return load_rrdbnet(str(path), num_feat=cfg.num_feat, num_block=cfg.num_block,
-                        num_grow_ch=cfg.num_grow_ch, scale=cfg.scale)
+    """Load a run's weights file into the RRDBNet ``cfg`` describes (EMA weights first)."""
+    return load_network("rrdbnet", path, cfg)
 
 
 def main(argv: list[str] | None = None) -> int:
