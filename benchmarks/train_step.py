@@ -1,5 +1,7 @@
 """Where a training step's time goes on the CPU (issue 15), and the modes side by side.
 
+First, under a from-scratch preset (`scratch`), the two pretraining runs' steps and their batch
+share (the second-order pipeline of the generalist, the MATLAB bicubic of the specialist).
 Default: one `cpu`-preset EMA PDD step (full RRDBNet, LR 32, batch 2+2, the preset's precision;
 random init, D warm-up and k 0 so every step distils) split into its parts, each timed around
 the Trainer's own modules and optimisers:
@@ -14,6 +16,7 @@ share (one snapshot scored on both test sets) and the scheduling of parallel tra
 
     python benchmarks/train_step.py                        # profile, evaluation share, scheduling
     python benchmarks/train_step.py --preset scratch       # the preset make reproduce trains
+    python benchmarks/train_step.py --preset scratch --compile --no-eval --no-scheduling
     python benchmarks/train_step.py --table --sizes cpu paper   # s/step per mode, fp32 vs bf16+CL
 """
 import argparse
@@ -143,6 +146,55 @@ def evaluation_share(tr: Trainer, step: float, steps_per_run: int) -> None:
           f"{2 * ev / (2 * ev + steps_per_run * step):.0%} of its time")
 
 
+# ------------------------------------------------------------------ the pretraining steps (scratch)
+def pretrain_profile(preset: str, steps: int) -> None:
+    """A from-scratch preset's two pretraining runs (02; the longest runs of make reproduce):
+    s/step, and the share of it spent making the batch (MATLAB bicubic for the specialist,
+    Real-ESRGAN's second-order pipeline for the generalist)."""
+    from pdd.config import FROM_SCRATCH, pretrain_config
+
+    if preset not in FROM_SCRATCH:
+        return
+    for role in ("specialist", "generalist"):
+        with tempfile.TemporaryDirectory() as out:
+            tr = Trainer(pretrain_config(preset, role, make_config(preset).domain, 0, out), progress=False)
+            tr.step(1)
+            data = whole = 0.0
+            for t in range(2, steps + 2):
+                t0 = time.perf_counter()
+                tr.batch(t)
+                t1 = time.perf_counter()
+                tr.step(t)
+                data, whole = data + t1 - t0, whole + time.perf_counter() - t1
+        cfg = tr.cfg
+        print(f"pretraining the {role} ({cfg.iters} its, batch {cfg.batch_l}, X^L {cfg.down}): {whole / steps:.3f} s/step, "
+              f"of which the batch {data / steps:.3f} s ({data / whole:.0%})")
+
+
+# ------------------------------------------------------------------ torch.compile on the CPU
+def compile_check(preset: str, steps: int) -> None:
+    """TrainConfig.compile on this CPU: the first steps (compilation) and the steady s/step,
+    beside eager, and the run length from which compiling pays (measured, not assumed)."""
+    res = {}
+    for comp in (False, True):
+        with tempfile.TemporaryDirectory() as out:
+            cfg = step_config(preset, out)
+            cfg.compile = comp
+            tr = Trainer(cfg, progress=False)
+            t0 = time.perf_counter()
+            for t in (1, 2):  # the first distilling steps: every graph (G step, D step) compiles here
+                tr.step(t)
+            first = time.perf_counter() - t0
+            t0 = time.perf_counter()
+            for t in range(3, steps + 3):
+                tr.step(t)
+            res[comp] = first, (time.perf_counter() - t0) / steps
+    (f0, s0), (f1, s1) = res[False], res[True]
+    pays = "never" if s1 >= s0 else f"after {(f1 - f0) / (s0 - s1):.0f} steps"
+    print(f"\ntorch.compile ({preset}, EMA step): eager {s0:.3f} s/step, compiled {s1:.3f} s/step "
+          f"({s0 / s1:.2f}x); the first 2 steps {f0:.1f} s eager vs {f1:.1f} s compiled: compiling pays {pays}")
+
+
 # ------------------------------------------------------------------ scheduling of parallel jobs
 def worker(preset: str, steps: int, threads: int) -> None:
     """Subprocess body: time `steps` steps after one warm-up; print JSON."""
@@ -202,6 +254,7 @@ def main():
     ap.add_argument("--steps", type=int, default=3)
     ap.add_argument("--no-eval", action="store_true", help="skip the evaluation share")
     ap.add_argument("--no-scheduling", action="store_true", help="skip the 2x1 vs 1x2 thread comparison")
+    ap.add_argument("--compile", action="store_true", help="also time TrainConfig.compile against eager")
     ap.add_argument("--table", action="store_true", help="instead: s/step per mode, fp32 vs bf16+CL")
     ap.add_argument("--sizes", nargs="+", default=["cpu"], choices=list(SIZES))
     ap.add_argument("--modes", nargs="+", default=list(MODES), choices=list(MODES))
@@ -215,9 +268,12 @@ def main():
     from pdd.config import cpu_model
     print(f"{cpu_model()}; torch {torch.__version__}; {time.strftime('%Y-%m-%d %H:%M')}; "
           f"load average {os.getloadavg()[0]:.2f} (other jobs on the machine inflate every figure)")
+    pretrain_profile(args.preset, max(args.steps, 10))
     tr, whole = profile(args.preset, args.steps)
     if not args.no_eval:
         evaluation_share(tr, whole, make_config(args.preset, "ema").iters)
+    if args.compile:
+        compile_check(args.preset, args.steps)
     if not args.no_scheduling:
         scheduling(args.preset, args.steps)
     print(f"load average at the end {os.getloadavg()[0]:.2f}")

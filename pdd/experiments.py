@@ -10,6 +10,7 @@ two-thread job, DESIGN.md). Finished runs are reused; evaluations are cached per
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -117,7 +118,7 @@ def kdsr_generalist_file(preset: str, domain: str, runs_dir, seed: int = 0, pret
     seed = _kdsr_seed(preset, seed)
     student = kdsr_generalist_configs(preset, domain, [seed], runs_dir, data_root, pretrain_iters)[-1]
     f = Path(student.out) / "weights" / f"net_g_{student.iters:06d}.pth"
-    if not f.exists():
+    if not f.exists() and not _PLANNING:
         iters = pretrain_iters if preset in FROM_SCRATCH else None
         kdsr_train.kdsr_generalist(preset, domain, data_root, seed, iters, runs_dir, progress=False)
     return str(f)
@@ -140,11 +141,26 @@ def pretrain_configs(preset: str, domain: str, seeds, runs_dir, data_root=None,
                             data_root, pretrain_iters) for s in seeds for role in ("generalist", "specialist")]
 
 
+# True while training_jobs plans: a starting model's file is named, never trained in-process
+# (the pool trains it first, and the rows that start from it wait for it: _needs).
+_PLANNING = False
+
+
+@contextlib.contextmanager
+def _paths_only():
+    global _PLANNING
+    before, _PLANNING = _PLANNING, True
+    try:
+        yield
+    finally:
+        _PLANNING = before
+
+
 def _pretrained_file(preset, domain, runs_dir, role, seed, pretrain_iters) -> str:
     cfg = pretrain_config(preset, role, domain, seed, str(pretrain_dir(preset, domain, runs_dir, role, seed, pretrain_iters)),
                           iters=pretrain_iters)
     f = Path(cfg.out) / "weights" / f"net_g_{cfg.iters:06d}.pth"
-    if not f.exists():  # not pretrained yet (compare_methods pretrains in parallel first)
+    if not f.exists() and not _PLANNING:  # not pretrained yet (compare_methods pretrains in parallel first)
         pretrained(role, preset, domain, seed=seed, iters=pretrain_iters, runs_dir=runs_dir, progress=False)
     return str(f)
 
@@ -343,61 +359,78 @@ def is_finished(cfg: TrainConfig) -> bool:
 def _needs(cfg) -> set[str]:
     """Run directories this job starts from: the run whose snapshot a row's S or G is (the cpu
     preset's fine-tune control as static PDD's specialist, the KDSR generalist's student
-    stage), an HR-aware stage B's stage A, a KDSR stage's teacher and starting run."""
+    stage), an HR-aware stage B's stage A and M, a KDSR stage's teacher and starting run."""
     if is_hr_aware(cfg):
-        return {str(Path(cfg.rec_net))} if cfg.stage == "B" and cfg.rec_net else set()
+        if cfg.stage != "B":
+            return set()
+        return ({str(Path(cfg.rec_net))} if cfg.rec_net else set()) | \
+            ({str(Path(cfg.init_m).parents[1])} if cfg.init_m and Path(cfg.init_m).suffix == ".pth" else set())
     if isinstance(cfg, kdsr_train.KDSRTrainConfig):
         return {str(Path(p)) for p in (cfg.teacher, cfg.init) if p}
     return {str(Path(p).parents[1]) for p in (cfg.init_s, cfg.init_g) if p and Path(p).suffix == ".pth"}
 
 
-def run_methods(cfgs: list, parallel: int = 2, threads: int | None = None, progress: bool = True) -> float:
+def run_methods(cfgs: list, parallel: int = 2, threads: int | None = None, progress: bool = True,
+                job_timeout_s: float | None = None) -> float:
     """Train every unfinished config in subprocesses (``pdd.train``, ``pdd.hr_aware`` for an
     HR-aware stage, ``pdd.kdsr_train`` for a KDSR stage), ``parallel`` at a time; a job whose
     starting run (``_needs``) is among the unfinished ones waits for it. Returns the wall time
     in seconds. A failed job raises with its log.
 
     ``threads`` per job; None: the machine's cores shared among the jobs that can run now, so
-    that a job started with nothing beside it (a single run, the last of a wave) uses them all."""
+    that a job started with nothing beside it (a single run, the last of a wave) uses them all.
+    ``job_timeout_s``: a job running longer is stopped and raised as hung (None: no limit).
+    Whatever stops the pool (a failure, a hang, Ctrl-C) stops its running jobs; their last
+    checkpoints stay, so a rerun resumes them."""
     t0 = time.time()
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     queue = [c for c in cfgs if not is_finished(c)]
-    running: list[tuple[subprocess.Popen, object, Path]] = []
-    while queue or running:
-        pending = {str(Path(c.out)) for c in queue} | {str(out) for _, _, out in running}
-        ready = [c for c in queue if not (_needs(c) & pending)]
-        if not ready and not running:
-            raise RuntimeError(f"jobs wait on each other: {[c.out for c in queue]}")
-        while ready and len(running) < parallel:
-            cfg = ready.pop(0)
-            queue.remove(cfg)
-            cfg.threads = threads or max(1, cores // min(parallel, len(ready) + len(running) + 1))
-            out = Path(cfg.out)
-            out.mkdir(parents=True, exist_ok=True)
-            (out / "requested_config.json").write_text(cfg.to_json())
-            log = open(out / "train.log", "w")
-            env = {**os.environ, "OMP_NUM_THREADS": str(cfg.threads)}
-            module = ("pdd.hr_aware" if is_hr_aware(cfg) else "pdd.kdsr_train"
-                      if isinstance(cfg, kdsr_train.KDSRTrainConfig) else "pdd.train")
-            p = subprocess.Popen([sys.executable, "-m", module, "--config", str(out / "requested_config.json"),
-                                  "--no-progress"], cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env=env)
-            running.append((p, cfg, out))
-            if progress:
-                print(f"[{time.time() - t0:6.0f} s] started  {out.name} ({cfg.mode}, {cfg.iters} iterations, "
-                      f"{cfg.threads} thread{'s' if cfg.threads > 1 else ''})", flush=True)
-        time.sleep(2)
-        for item in list(running):
-            p, cfg, out = item
-            if p.poll() is None:
-                continue
-            running.remove(item)
-            if p.returncode != 0:
-                tail = (out / "train.log").read_text()[-3000:]
-                for q, _, _ in running:
-                    q.terminate()
-                raise RuntimeError(f"training failed ({cfg.mode}, seed {cfg.seed}, {out}):\n{tail}")
-            if progress:
-                print(f"[{time.time() - t0:6.0f} s] finished {out.name}", flush=True)
+    running: list[tuple[subprocess.Popen, object, Path, float]] = []
+    try:
+        while queue or running:
+            pending = {str(Path(c.out)) for c in queue} | {str(item[2]) for item in running}
+            ready = [c for c in queue if not (_needs(c) & pending)]
+            if not ready and not running:
+                raise RuntimeError(f"jobs wait on each other: {[c.out for c in queue]}")
+            while ready and len(running) < parallel:
+                cfg = ready.pop(0)
+                queue.remove(cfg)
+                cfg.threads = threads or max(1, cores // min(parallel, len(ready) + len(running) + 1))
+                out = Path(cfg.out)
+                out.mkdir(parents=True, exist_ok=True)
+                (out / "requested_config.json").write_text(cfg.to_json())
+                env = {**os.environ, "OMP_NUM_THREADS": str(cfg.threads)}
+                module = ("pdd.hr_aware" if is_hr_aware(cfg) else "pdd.kdsr_train"
+                          if isinstance(cfg, kdsr_train.KDSRTrainConfig) else "pdd.train")
+                with open(out / "train.log", "w") as log:
+                    p = subprocess.Popen([sys.executable, "-m", module, "--config", str(out / "requested_config.json"),
+                                          "--no-progress"], cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env=env)
+                running.append((p, cfg, out, time.time()))
+                if progress:
+                    print(f"[{time.time() - t0:6.0f} s] started  {out.name} ({cfg.mode}, {cfg.iters} iterations, "
+                          f"{cfg.threads} thread{'s' if cfg.threads > 1 else ''})", flush=True)
+            time.sleep(2)
+            for item in list(running):
+                p, cfg, out, started = item
+                if p.poll() is None:
+                    if job_timeout_s is not None and time.time() - started > job_timeout_s:
+                        raise RuntimeError(f"training hung ({cfg.mode}, seed {cfg.seed}, {out}): still running after "
+                                           f"{job_timeout_s:.0f} s; stopped. Its log: {out / 'train.log'}")
+                    continue
+                running.remove(item)
+                if p.returncode != 0:
+                    tail = (out / "train.log").read_text()[-3000:]
+                    raise RuntimeError(f"training failed ({cfg.mode}, seed {cfg.seed}, {out}):\n{tail}")
+                if progress:
+                    print(f"[{time.time() - t0:6.0f} s] finished {out.name}", flush=True)
+    finally:
+        for p, *_ in running:
+            p.terminate()
+        for p, *_ in running:
+            try:
+                p.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                p.kill()
     return time.time() - t0
 
 
@@ -870,30 +903,43 @@ def method_configs(preset: str, domain: str, seeds, methods=None, runs_dir=None,
     return cfgs
 
 
-def train_methods(preset: str, domain: str, seeds, methods=None, runs_dir=None, data_root=None,
+def training_jobs(preset: str, domain: str, seeds, methods=None, runs_dir=None, data_root=None,
                   iters: int | None = None, pretrain_iters: int | None = None, variants: dict | None = None,
-                  extra: list[TrainConfig] = (), parallel: int = 2, progress: bool = True) -> tuple[list, float]:
-    """Train what is missing of every row for every seed: the starting models first (in parallel:
-    every row starts from them): under ``scratch``/``tiny`` the generalist and specialist, and the
-    KDSR generalist's two stages when a KDSR row is asked for and no released file is used; then
-    the rows and ``extra`` configs in one pool. Returns (the rows' configs, wall seconds)."""
+                  extra: list[TrainConfig] = ()) -> tuple[list, list, list]:
+    """What ``train_methods`` trains, in its order: (the starting models' configs, every job of
+    the rows' pool, the rows' configs). Starts: under ``scratch``/``tiny`` the generalist and
+    specialist, and the KDSR generalist's two stages when a KDSR row is asked for and no released
+    file is used. Pool: the rows, each HR-aware stage A right before its stage B, and ``extra``."""
     runs_dir = Path(runs_dir) if runs_dir else ROOT / "runs"
     starts = pretrain_configs(preset, domain, _seed_list(seeds), runs_dir, data_root, pretrain_iters)
     if any(m in KDSR_ROWS for m in (methods or variants or default_methods(preset))):
         starts += kdsr_generalist_configs(preset, domain, _seed_list(seeds), runs_dir, data_root, pretrain_iters)
-    wall = run_methods(starts, parallel=parallel, progress=progress)
-    cfgs = method_configs(preset, domain, seeds, methods, runs_dir, data_root, iters, pretrain_iters, variants)
+    with _paths_only():
+        cfgs = method_configs(preset, domain, seeds, methods, runs_dir, data_root, iters, pretrain_iters, variants)
     # An HR-aware row's stage B starts from its stage A (rows with the same stage A share it).
     # Both go first in the queue, B right behind its A: the pool starts B as soon as A is done
     # instead of after every other row, so the longest chain does not end the run alone.
     jobs = []
     for c in cfgs:
         if is_hr_aware(c):
-            a = hr_aware_configs(method_name(c), preset, domain, c.seed, runs_dir, data_root, iters,
-                                 pretrain_iters=pretrain_iters)[0]
+            with _paths_only():
+                a = hr_aware_configs(method_name(c), preset, domain, c.seed, runs_dir, data_root, iters,
+                                     pretrain_iters=pretrain_iters)[0]
             jobs += [j for j in (a, c) if j.out not in {k.out for k in jobs}]
     jobs += list(extra)
     jobs += [c for c in cfgs if c.out not in {j.out for j in jobs}]
+    return starts, jobs, cfgs
+
+
+def train_methods(preset: str, domain: str, seeds, methods=None, runs_dir=None, data_root=None,
+                  iters: int | None = None, pretrain_iters: int | None = None, variants: dict | None = None,
+                  extra: list[TrainConfig] = (), parallel: int = 2, progress: bool = True) -> tuple[list, float]:
+    """Train what is missing of every row for every seed (``training_jobs``): the starting models
+    first (in parallel: every row starts from them), then the rows and ``extra`` configs in one
+    pool. Returns (the rows' configs, wall seconds)."""
+    starts, jobs, cfgs = training_jobs(preset, domain, seeds, methods, runs_dir, data_root, iters,
+                                       pretrain_iters, variants, extra)
+    wall = run_methods(starts, parallel=parallel, progress=progress)
     wall += run_methods(jobs, parallel=parallel, progress=progress)
     return cfgs, wall
 

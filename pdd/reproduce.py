@@ -17,8 +17,20 @@ from . import cli
 ROOT = Path(__file__).resolve().parents[1]
 # What `make reproduce` runs within its 45-minute budget on a 2-core CPU.
 DEFAULT_CHAIN = ("01", "02", "03", "04", "05", "06", "07")
-# A hung cell must not hang the run: no cell of the chain should come near this (04's comparison is the longest).
-CELL_TIMEOUT_S = 3 * 3600
+# A hung cell must not hang the run. The longest honest cell: 04's training cell when 04 trains
+# its rows itself (about 17 min for the rows before the KDSR ones, 2-core Xeon, 2026-11-30; the
+# KDSR rows add about 10), so an hour leaves a slower laptop twice that. Under `make reproduce`
+# the training pool (below) trains first and no cell trains: cells take seconds to minutes.
+CELL_TIMEOUT_S = 3600
+# A training job of the pool: the longest honest one is the generalist's pretraining, about 9
+# min on one thread here; a job past this has hung (it is stopped and reported; its
+# checkpoints stay, so the next run resumes it).
+JOB_TIMEOUT_S = 3600
+
+
+# The notebooks whose runs the training pool trains before any notebook runs (train_chain).
+TRAINING_NOTEBOOKS = ("02", "03", "04", "05", "06")
+POOL_ROW = "training pool (the runs of 02-06)"
 
 
 def git_commit() -> str:
@@ -215,8 +227,12 @@ def write_summary(rows, total: float, fresh: bool = False) -> Path:
              "Embedded default: `scratch` preset on the built-in domain Synth-ISO, every notebook with its own "
              "parameters cell. Each notebook's latest execution:", "",
              "| notebook | status | wall time (s) | commit | finished |", "|---|---|---|---|---|"]
-    lines += [f"| [{n}](notebooks/{n}) | {r['status']} | {r['wall_s']:.0f} | `{r['commit']}` | {r['finished']} |"
-              for n, r in runs.items()]
+    lines += [f"| {n if n == POOL_ROW else f'[{n}](notebooks/{n})'} | {r['status']} | {r['wall_s']:.0f} | "
+              f"`{r['commit']}` | {r['finished']} |" for n, r in runs.items()]
+    if POOL_ROW in runs:
+        lines += ["", f"`make reproduce` trains every run of 02-06 first, in one pool ({POOL_ROW}: two jobs at a "
+                  "time, one thread each, each as soon as what it starts from is done); the notebooks then find "
+                  "their runs finished and evaluate them, so their own times are evaluation and figures."]
     lines += ["", f"Sum of the table: {sum(r['wall_s'] for r in runs.values()) / 60:.1f} min.", "",
               "Invocations on this machine (fresh = started with no finished training run, so it trained "
               "everything it needed):", ""]
@@ -280,15 +296,16 @@ def _stopped_cell(executed: Path) -> str:
     return f"cell {i}: {first[:80]}"
 
 
-def execute(nb: Path, out: Path, timeout_s: float = CELL_TIMEOUT_S, cwd: Path | None = None) -> str:
-    """Run one notebook with papermill (each cell at most ``timeout_s``): "ok", or "FAILED: ..."
-    naming the error and the cell that failed or hung. Never raises: one notebook's failure
-    must not hide the others."""
+def execute(nb: Path, out: Path, timeout_s: float = CELL_TIMEOUT_S, cwd: Path | None = None,
+            parameters: dict | None = None) -> str:
+    """Run one notebook with papermill (each cell at most ``timeout_s``; ``parameters`` as
+    ``papermill -p``): "ok", or "FAILED: ..." naming the error and the cell that failed or hung.
+    Never raises: one notebook's failure must not hide the others."""
     import papermill
 
     try:
         papermill.execute_notebook(str(nb), str(out), cwd=str(cwd or nb.parent), progress_bar=True,
-                                   execution_timeout=timeout_s)
+                                   execution_timeout=timeout_s, parameters=parameters or {})
         return "ok"
     except Exception as e:  # noqa: BLE001 -- reported in the summary, the run goes on
         if hasattr(e, "ename"):  # an exception inside the notebook (PapermillExecutionError)
@@ -296,6 +313,107 @@ def execute(nb: Path, out: Path, timeout_s: float = CELL_TIMEOUT_S, cwd: Path | 
         else:
             what = f"{type(e).__name__}: " + (str(e).strip().splitlines() or [""])[0]
         return f"FAILED at {_stopped_cell(out)}: {what[:240]}"
+
+
+def notebook_defaults(nb_path, parameters: dict | None = None) -> dict:
+    """The values a notebook runs with: its parameters cell executed as papermill would (the
+    same PDD_SMOKE), then ``parameters`` over them, as ``papermill -p`` injects them. Our own
+    notebooks' cell: plain assignments."""
+    cells = json.loads(Path(nb_path).read_text())["cells"]
+    cell = next((c for c in cells if "parameters" in c.get("metadata", {}).get("tags", [])), None)
+    if cell is None:
+        return dict(parameters or {})
+    ns: dict = {}
+    exec(compile("".join(cell["source"]), f"{Path(nb_path).name} parameters", "exec"), ns)  # noqa: S102
+    values = {k: v for k, v in ns.items() if not k.startswith("_") and not isinstance(v, type(json))}
+    return {**values, **(parameters or {})}
+
+
+def chain_jobs(notebooks, parameters: dict | None = None) -> list:
+    """Every training run the notebooks would start, at the values they run with
+    (``notebook_defaults``), built by the same pdd.experiments calls the notebooks make, so the
+    run directories are the same: 02's starting models, 03's static PDD (and naive distillation
+    when asked), 04's EMA PDD and its method comparison, 05's ablations, 06's adapted models.
+    Each run once; the tiny preset's short runs (05) last, to fill the pool's tail."""
+    from . import experiments as E
+    from .config import FROM_SCRATCH
+
+    jobs: list = []
+    for nb in notebooks:
+        key, p = Path(nb).name[:2], notebook_defaults(nb, parameters)
+        if key not in ("02", "03", "04", "05", "06"):
+            continue
+        runs = Path(p["runs_dir"]) if p.get("runs_dir") else ROOT / "runs" / ("smoke" if p.get("smoke") else "")
+        preset, domain, data_root = p["preset"], p["domain"], p.get("data_root")
+        pre, iters = p.get("pretrain_iters"), p.get("iters")
+        seeds = p.get("seeds", [p.get("seed", 0)])
+        overrides = {}
+        if p.get("ema_decay") is not None:
+            overrides["ema_decay"] = p["ema_decay"]
+        if (p.get("lambda_intra", 1.0), p.get("lambda_inter", 1.0)) != (1.0, 1.0):
+            overrides.update({"pdd.lambda_intra": p["lambda_intra"], "pdd.lambda_inter": p["lambda_inter"]})
+        if p.get("device", "auto") != "auto":
+            overrides["device"] = p["device"]
+        with E._paths_only():
+            row = lambda m, over=None: E.method_config(m, preset, domain, seeds[0], runs, data_root, iters,  # noqa: E731
+                                                      over, pretrain_iters=pre)
+            if key == "02" and preset in FROM_SCRATCH:
+                jobs += E.pretrain_configs(preset, domain, seeds, runs, data_root, pre)
+            elif key == "02" and not p.get("specialist_path"):
+                jobs += [E.method_config("finetune control", preset, domain, s, runs, data_root, iters) for s in seeds]
+            elif key == "03":
+                jobs += E.pretrain_configs(preset, domain, seeds, runs, data_root, pre)
+                cfg = row("static PDD", {k: v for k, v in overrides.items() if k != "ema_decay"})
+                if p.get("specialist_path"):
+                    cfg.init_s = p["specialist_path"]
+                jobs += [cfg] + ([row("naive distillation")] if p.get("train_naive") else [])
+            elif key == "04":
+                ema = row("EMA PDD", overrides)
+                if p.get("compare_seeds"):
+                    starts, pool, _ = E.training_jobs(preset, domain, p["compare_seeds"], runs_dir=runs,
+                                                      data_root=data_root, iters=iters, pretrain_iters=pre, extra=[ema])
+                    jobs += starts + pool
+                else:
+                    jobs += E.pretrain_configs(preset, domain, seeds, runs, data_root, pre) + [ema]
+                jobs += [row("naive distillation")] if p.get("train_naive") else []
+            elif key == "05":
+                chosen = {k: v for k, v in E.ABLATIONS.items() if p.get("variants") is None or k in p["variants"]}
+                starts, pool, _ = E.training_jobs(preset, domain, seeds, list(chosen), runs, data_root, iters, pre,
+                                                  variants=chosen)
+                jobs += starts + pool
+            elif key == "06":
+                jobs += E.pretrain_configs(preset, domain, seeds, runs, data_root, pre)
+                jobs += [row("static PDD"), row("EMA PDD")]
+    by_dir: dict = {}
+    for j in jobs:  # each run once, where it first appears
+        by_dir.setdefault(str(Path(j.out)), j)
+    unique = list(by_dir.values())
+    # what other runs start from goes first (the starting models, the KDSR teacher, HR-aware stage
+    # A: the long chains start early), then the rows in the chain's order, the tiny preset last
+    needed = set().union(*(E._needs(j) for j in unique)) if unique else set()
+    return sorted(unique, key=lambda j: (j.preset == "tiny", str(Path(j.out)) not in needed))
+
+
+def train_chain(notebooks, parameters: dict | None = None, parallel: int = 2) -> tuple[str, float]:
+    """Train every run of ``chain_jobs`` in one pool, ``parallel`` jobs at a time on one thread
+    each, each job as soon as what it starts from is done: no barrier between notebooks, no job
+    alone on the machine while work is left, where the notebooks one after the other would
+    leave a core idle (03's static PDD alone, 04's KDSR stages one after the other, the tail of
+    each pool). The notebooks then find their runs finished (the same run directories) and only
+    evaluate. Returns (status, seconds): "ok", "nothing to train", or "FAILED: ..." -- never
+    raises: a failed job is reported and the notebooks still run (and report it again)."""
+    from . import experiments as E
+
+    t0 = time.time()
+    try:
+        jobs = [j for j in chain_jobs(notebooks, parameters) if not E.is_finished(j)]
+        if not jobs:
+            return "nothing to train", time.time() - t0
+        print(f"   {len(jobs)} training run(s), {parallel} at a time", flush=True)
+        E.run_methods(jobs, parallel=parallel, job_timeout_s=JOB_TIMEOUT_S)
+        return "ok", time.time() - t0
+    except Exception as e:  # noqa: BLE001 -- reported in the summary, the notebooks still run
+        return f"FAILED: {type(e).__name__}: {(str(e).strip().splitlines() or [''])[0][:240]}", time.time() - t0
 
 
 def build_site(out: Path = ROOT / "site") -> str:
@@ -329,6 +447,12 @@ def main(argv: list[str] | None = None) -> int:
     fresh = not weight_files(ROOT / "runs")
     if not notebooks:
         print("No notebooks yet: nothing to reproduce.")
+    if any(nb.name[:2] in TRAINING_NOTEBOOKS for nb in notebooks):
+        print(f"== {POOL_ROW}", flush=True)
+        status, seconds = train_chain(notebooks)
+        failed += status.startswith("FAILED")
+        rows.append((POOL_ROW, status, seconds))
+        print(f"   {status} ({seconds:.0f} s)", flush=True)
     for nb in notebooks:
         t0 = time.time()
         print(f"== {nb.name}", flush=True)

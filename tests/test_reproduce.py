@@ -192,3 +192,96 @@ def test_kdsr_cost_lines_sum_the_kdsr_runs_per_seed(tmp_path):
     assert len(lines) == 1
     assert "seed 0: 3.0 run-min over 2 runs, seed 1: 0.5 run-min over 1 runs" in lines[0] and "that setting" in lines[0]
     assert kdsr_cost_lines(tmp_path / "nothing") == []
+
+
+def test_two_papermill_runs_of_notebook_01_at_once_both_finish(tmp_path):
+    """The report: `papermill notebooks/01_data.ipynb ... -p domain Synth-Defocus` twice at the
+    same moment, one stopped at the image browser until killed. Both start together here, on a
+    fresh data folder (both build the built-in domain at once), and both finish."""
+    import threading
+
+    import papermill
+
+    nb = reproduce.ROOT / "notebooks" / "01_data.ipynb"
+    status = {}
+
+    def run(k):
+        try:
+            papermill.execute_notebook(str(nb), str(tmp_path / f"01_{k}.ipynb"), cwd=str(nb.parent),
+                                       parameters={"domain": "Synth-Defocus", "data_root": str(tmp_path / "data")},
+                                       progress_bar=False, execution_timeout=240)
+            status[k] = "ok"
+        except Exception as e:  # noqa: BLE001 -- the assertion names it
+            status[k] = f"{type(e).__name__}: {e}"[:300]
+
+    threads = [threading.Thread(target=run, args=(k,)) for k in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=600)
+    assert status == {0: "ok", 1: "ok"}
+
+
+def _plan(parameters):
+    nbs = sorted((reproduce.ROOT / "notebooks").glob("0[1-7]_*.ipynb"))
+    return reproduce.chain_jobs(nbs, parameters)
+
+
+def test_the_training_pool_plans_each_run_once_and_what_runs_start_from_first(tmp_path, monkeypatch):
+    """make reproduce's plan at the notebooks' own defaults: nothing is trained while planning;
+    each run directory once; every run a job starts from is planned before it (so the pool's
+    order never makes a row wait behind a row), the tiny preset's short runs (05) last."""
+    from pathlib import Path
+
+    from pdd import experiments
+
+    monkeypatch.setenv("PDD_SMOKE", "0")  # the embedded default's plan (only planned, nothing trains)
+    jobs = _plan({"runs_dir": str(tmp_path / "runs")})
+    assert not (tmp_path / "runs").exists()  # planning trained nothing
+    outs = [str(j.out) for j in jobs]
+    assert len(outs) == len(set(outs))
+    names = [Path(j.out).name for j in jobs]
+    for must in ("pretrained-generalist_s0", "pretrained-specialist_s0", "kdsr-teacher_s0", "kdsr-student_s0",
+                 "hr-aware-stage-a_s0", "hr-aware-fine-tuning_s0", "static-pdd_s0", "ema-pdd_s0",
+                 "finetune-control_s0", "naive-distillation_s0", "ema-pdd--kdsr-generalist_s0", "singlefixed_s0"):
+        assert must in names, must
+    for i, j in enumerate(jobs):
+        for need in experiments._needs(j):
+            assert need in outs[:i], (j.out, need)
+    # HR-aware stage B waits for its stage A and for M, the generalist it adapts
+    stage_b = next(j for j in jobs if Path(j.out).name == "hr-aware-fine-tuning_s0")
+    by_name = {Path(o).name: o for o in outs if "/scratch/" in o}
+    assert experiments._needs(stage_b) == {by_name["hr-aware-stage-a_s0"], by_name["pretrained-generalist_s0"]}
+    presets = [j.preset for j in jobs]
+    assert presets == sorted(presets, key=lambda p: p == "tiny") and presets[-1] == "tiny"
+    # the same calls as the notebooks: 04's EMA PDD is the comparison's run, 03's static PDD too
+    with experiments._paths_only():
+        ema = experiments.method_config("EMA PDD", "scratch", "Synth-ISO", 0, tmp_path / "runs")
+    assert str(ema.out) in outs
+    assert not (tmp_path / "runs").exists()
+
+
+def test_a_hung_training_job_is_stopped_and_reported(tmp_path):
+    from pdd import experiments
+    from pdd.config import make_config
+
+    cfg = make_config("tiny", "supervised", out=str(tmp_path / "long"), iters=10**6, log_every=10**6,
+                                  ckpt_every=10**6, init_s=None)
+    t0 = __import__("time").time()
+    with pytest.raises(RuntimeError, match="hung"):
+        experiments.run_methods([cfg], job_timeout_s=3, progress=False)
+    assert __import__("time").time() - t0 < 60
+
+
+def test_after_the_pool_the_notebooks_train_nothing(tmp_path, monkeypatch):
+    """The plan is what the notebooks train: after the pool (smoke sizes), notebooks 03 and 04
+    run and find every run finished (their clocks record no new weight snapshot)."""
+    monkeypatch.setenv("PDD_SMOKE", "1")
+    params = {"runs_dir": str(tmp_path / "runs"), "results_dir": str(tmp_path / "results")}
+    nbs = [reproduce.ROOT / "notebooks" / n for n in ("03_static.ipynb", "04_ema.ipynb")]
+    status, _ = reproduce.train_chain(nbs, params)
+    assert status == "ok", status
+    for nb in nbs:
+        assert reproduce.execute(nb, tmp_path / nb.name, timeout_s=600, parameters=params) == "ok"
+    timings = json.loads((tmp_path / "results" / "timings.json").read_text())
+    assert timings["03_static"]["new_weight_snapshots"] == 0 and timings["04_ema"]["new_weight_snapshots"] == 0
