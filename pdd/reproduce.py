@@ -15,7 +15,7 @@ from pathlib import Path
 from . import cli
 
 ROOT = Path(__file__).resolve().parents[1]
-# What `make reproduce` runs within its 45-minute budget on a 2-core CPU.
+# What `make reproduce` runs (about 44 minutes fresh on a 2-core CPU before the training pool; benchmarks/README.md).
 DEFAULT_CHAIN = ("01", "02", "03", "04", "05", "06", "07")
 # A hung cell must not hang the run. The longest honest cell: 04's training cell when 04 trains
 # its rows itself (about 17 min for the rows before the KDSR ones, 2-core Xeon, 2026-11-30; the
@@ -243,6 +243,9 @@ def write_summary(rows, total: float, fresh: bool = False) -> Path:
     for timings in sorted(res.glob("*/*/timings.json")):
         lines += ["", f"## 02 → 04 chain ({timings.parent.relative_to(res)})", "",
                   chain_report(timings.parent, ["02_pretrain_check", "03_static", "04_ema"], budget_s=35 * 60)]
+        if POOL_ROW in runs:
+            lines.append(f"(`make reproduce` trained these notebooks' runs beforehand in the {POOL_ROW}: "
+                         f"{runs[POOL_ROW]['wall_s'] / 60:.1f} min, in the table above.)")
     costs = kdsr_cost_lines()
     if costs:
         lines += ["", "## What the KDSR rows add (training time read from the runs' logs)", ""] + costs
