@@ -344,7 +344,7 @@ def chain_jobs(notebooks, parameters: dict | None = None) -> list:
     jobs: list = []
     for nb in notebooks:
         key, p = Path(nb).name[:2], notebook_defaults(nb, parameters)
-        if key not in ("02", "03", "04", "05", "06"):
+        if key not in TRAINING_NOTEBOOKS:
             continue
         runs = Path(p["runs_dir"]) if p.get("runs_dir") else ROOT / "runs" / ("smoke" if p.get("smoke") else "")
         preset, domain, data_root = p["preset"], p["domain"], p.get("data_root")
