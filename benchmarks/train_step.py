@@ -18,6 +18,7 @@ share (one snapshot scored on both test sets) and the scheduling of parallel tra
     python benchmarks/train_step.py --preset scratch       # the preset make reproduce trains
     python benchmarks/train_step.py --preset scratch --compile --no-eval --no-scheduling
     python benchmarks/train_step.py --table --sizes cpu paper   # s/step per mode, fp32 vs bf16+CL
+    python benchmarks/train_step.py --preset scratch --ab 12    # before/after of the removed waste
 """
 import argparse
 import json
@@ -248,6 +249,110 @@ def mode_table(sizes, modes, steps, device):
                   f"{res[True][1]:>12.3f}", flush=True)
 
 
+# ------------------------------------------------------------------ what the step used to waste
+def _median(xs):
+    xs = sorted(xs)
+    return xs[len(xs) // 2]
+
+
+def step_server(preset: str) -> None:
+    """Subprocess body: one Trainer; a step per line read from stdin, its seconds printed."""
+    torch.set_num_threads(1)
+    with tempfile.TemporaryDirectory() as out:
+        tr = Trainer(step_config(preset, out, 1), progress=False)
+        for t in (1, 2):
+            tr.step(t)
+        print("ready", flush=True)
+        t = 3
+        for _ in sys.stdin:
+            t0 = time.perf_counter()
+            tr.step(t)
+            t += 1
+            print(time.perf_counter() - t0, flush=True)
+
+
+def waste_ab(preset: str, rounds: int) -> None:
+    """Before/after of the three removals of issue 15, each against its own control, interleaved
+    round by round so that the machine's drift hits both sides alike (medians):
+    (1) the discriminator step (2 calls + backward, the preset's batch and precision) with torch's
+        spectral-norm hook vs pdd's (`archs._FastSpectralNorm`, same forward bits);
+    (2) VGG19 to conv5_4 (a no-grad and a grad pass) with fp32 weights cast by autocast at each
+        call vs weights stored in bf16 once (`VGG19Features.autocast_weights_`, same bits);
+    (3) the whole Trainer.step in two single-thread processes, glibc malloc's defaults vs
+        `train.job_env`'s tunables, a step each in turn."""
+    import copy
+
+    from torch.nn.utils.spectral_norm import SpectralNorm
+
+    from pdd.archs import UNetDiscriminatorSN, VGG19Features, VGG19_CONVS
+    from pdd.train import job_env
+
+    torch.set_num_threads(1)
+    cfg = make_config(preset, "ema")
+    bf16 = torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.bf16)
+    fmt = torch.channels_last if cfg.channels_last else torch.contiguous_format
+    hr = cfg.patch * cfg.scale
+    real, fake = (torch.rand(cfg.batch_l, 3, hr, hr).contiguous(memory_format=fmt) for _ in range(2))
+    print(f"{preset}: D step on {cfg.batch_l}+{cfg.batch_l} images of {hr} px, VGG on {cfg.batch_l + cfg.batch_u}, "
+          f"{'bf16 autocast' if cfg.bf16 else 'fp32'}; {rounds} interleaved rounds, medians")
+
+    fast = UNetDiscriminatorSN(3, cfg.disc_feat).to(memory_format=fmt)
+    plain = copy.deepcopy(fast)  # torch's hook and torch's layout choice (weights follow .to(fmt))
+    for m in plain.modules():
+        for h in m._forward_pre_hooks.values():
+            if isinstance(h, SpectralNorm):
+                h.__class__ = SpectralNorm
+    nn_apply = torch.nn.Module._apply
+    nn_apply(plain, lambda t: t.contiguous(memory_format=fmt) if t.dim() == 4 else t)
+
+    def d_step(d):
+        with bf16:
+            a, b = d(real), d(fake)
+        (a.float().mean() - b.float().mean()).backward()
+
+    x = torch.rand(cfg.batch_l + cfg.batch_u, 3, hr, hr).contiguous(memory_format=fmt)
+    vgg = VGG19Features(VGG19_CONVS[:16]).to(memory_format=fmt)
+    vgg_bf16 = copy.deepcopy(vgg).autocast_weights_(torch.bfloat16)
+
+    def vgg_pass(v):
+        with bf16:
+            with torch.no_grad():
+                v(x)
+            xx = x.detach().requires_grad_(True)
+            sum(f.float().mean() for f in v(xx).values()).backward()
+
+    pairs = {"D step": ((plain, fast), d_step), "VGG (no-grad + grad pass)": ((vgg, vgg_bf16), vgg_pass)}
+    for name, ((before, after), fn) in pairs.items():
+        fn(before), fn(after)
+        tb, ta = [], []
+        for _ in range(rounds):
+            for net, ts in ((before, tb), (after, ta)):
+                t0 = time.perf_counter()
+                fn(net)
+                ts.append(time.perf_counter() - t0)
+        print(f"{name:28} before {_median(tb):.3f} s, after {_median(ta):.3f} s: {_median(tb) / _median(ta):.2f}x",
+              flush=True)
+
+    servers = {}
+    for label, env in (("malloc defaults", {**os.environ, "GLIBC_TUNABLES": "", "OMP_NUM_THREADS": "1"}),
+                       ("job_env tunables", job_env(1))):
+        p = subprocess.Popen([sys.executable, __file__, "--preset", preset, "--step-server"], env=env,
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        assert p.stdout.readline().strip() == "ready"
+        servers[label] = (p, [])
+    for _ in range(rounds):
+        for p, ts in servers.values():
+            p.stdin.write("step\n")
+            p.stdin.flush()
+            ts.append(float(p.stdout.readline()))
+    for p, _ in servers.values():
+        p.stdin.close()
+        p.wait()
+    (_, a), (_, b) = servers.values()
+    print(f"{'Trainer.step, whole':28} malloc defaults {_median(a):.3f} s, job_env tunables {_median(b):.3f} s: "
+          f"{_median(a) / _median(b):.2f}x")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--preset", default="cpu", choices=["cpu", "scratch", "paper"])
@@ -259,10 +364,20 @@ def main():
     ap.add_argument("--sizes", nargs="+", default=["cpu"], choices=list(SIZES))
     ap.add_argument("--modes", nargs="+", default=list(MODES), choices=list(MODES))
     ap.add_argument("--device", default="auto")
+    ap.add_argument("--ab", type=int, metavar="ROUNDS", help="instead: before/after of the removed waste "
+                    "(spectral norm, VGG weight casts, malloc), ROUNDS interleaved rounds")
     ap.add_argument("--worker", nargs=2, type=int, metavar=("STEPS", "THREADS"), help=argparse.SUPPRESS)
+    ap.add_argument("--step-server", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.worker:
         return worker(args.preset, *args.worker)
+    if args.step_server:
+        return step_server(args.preset)
+    if args.ab:
+        from pdd.config import cpu_model
+        print(f"{cpu_model()}; torch {torch.__version__}; {time.strftime('%Y-%m-%d %H:%M')}; "
+              f"load average {os.getloadavg()[0]:.2f}")
+        return waste_ab(args.preset, args.ab)
     if args.table:
         return mode_table(args.sizes, args.modes, args.steps, args.device)
     from pdd.config import cpu_model

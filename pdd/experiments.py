@@ -25,7 +25,7 @@ import pandas as pd
 from . import ROOT, cli
 from . import hr_aware, kdsr_train
 from .config import FROM_SCRATCH, TrainConfig, make_config, pretrain_config, pretrain_run_name
-from .train import last_weights, load_rrdbnet_like, load_run_model, train
+from .train import job_env, last_weights, load_rrdbnet_like, load_run_model, train
 
 # row name -> (mode, config overrides). The control has the same supervised loss as PDD,
 # GAN term included; the GAN-free control shows what the GAN term does on its own.
@@ -399,7 +399,7 @@ def run_methods(cfgs: list, parallel: int = 2, threads: int | None = None, progr
                 out = Path(cfg.out)
                 out.mkdir(parents=True, exist_ok=True)
                 (out / "requested_config.json").write_text(cfg.to_json())
-                env = {**os.environ, "OMP_NUM_THREADS": str(cfg.threads)}
+                env = job_env(cfg.threads)
                 module = ("pdd.hr_aware" if is_hr_aware(cfg) else "pdd.kdsr_train"
                           if isinstance(cfg, kdsr_train.KDSRTrainConfig) else "pdd.train")
                 with open(out / "train.log", "w") as log:

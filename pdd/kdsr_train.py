@@ -293,6 +293,8 @@ class KDSRTrainer(Trainer):
             self.d = UNetDiscriminatorSN(3, cfg.disc_feat).to(self.device).train()
             self.vgg = load_vgg19(list(cfg.perceptual_layers), path=cfg.vgg_weights).to(self.device)
             self.sources["VGG19"] = str(self.vgg.weights_source)
+            # VGG runs only inside step's autocast
+            self.vgg.autocast_weights_(torch.bfloat16 if cfg.bf16 else None)
         if cfg.channels_last:
             for m in (self.s, self.ema, self.teacher, self.d, self.vgg):
                 if m is not None:

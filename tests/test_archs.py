@@ -84,3 +84,106 @@ def test_vgg_rejects_unknown_layer():
     else:
         raise AssertionError("unknown layer accepted")
     assert len(VGG19_CONVS) == 16
+
+
+# ------------------------------------------------------------------ the discriminator's spectral norm
+def _torch_sn_twin(d_fast: UNetDiscriminatorSN) -> UNetDiscriminatorSN:
+    """The same discriminator (weights, u, v) computed by torch's own spectral-norm hook."""
+    import copy
+
+    from torch.nn.utils.spectral_norm import SpectralNorm
+    d_ref = copy.deepcopy(d_fast)
+    for m in d_ref.modules():
+        for hook in m._forward_pre_hooks.values():
+            if isinstance(hook, SpectralNorm):
+                hook.__class__ = SpectralNorm
+    return d_ref
+
+
+def test_fast_spectral_norm_matches_torch_forward_bitwise_and_gradient_to_rounding():
+    """The GAN pattern of BasicSR's D step (two forwards, one backward), three steps, fp32 and
+    bf16 autocast: the outputs and the power iteration's u, v are torch's bit for bit; the
+    gradient of every weight_orig equals torch's autograd route up to fp32 rounding."""
+    from torch.nn.utils.spectral_norm import SpectralNorm
+
+    from pdd.archs import _FastSpectralNorm
+    torch.manual_seed(0)
+    d = UNetDiscriminatorSN(3, num_feat=16)
+    assert sum(isinstance(h, _FastSpectralNorm) for m in d.modules() for h in m._forward_pre_hooks.values()) == 8
+    ref = _torch_sn_twin(d)
+    assert not any(isinstance(h, _FastSpectralNorm) for m in ref.modules() for h in m._forward_pre_hooks.values())
+    assert any(isinstance(h, SpectralNorm) for m in ref.modules() for h in m._forward_pre_hooks.values())
+    for bf16 in (False, True):
+        for _ in range(3):
+            real, fake = torch.rand(2, 3, 32, 32), torch.rand(2, 3, 32, 32)
+            outs = []
+            for net in (d, ref):
+                net.zero_grad(set_to_none=True)
+                with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+                    a, b = net(real), net(fake)
+                (a.float().square().mean() - b.float().mean()).backward()
+                outs.append((a, b))
+            assert torch.equal(outs[0][0], outs[1][0]) and torch.equal(outs[0][1], outs[1][1])
+            for (name, x), (_, y) in zip(d.named_buffers(), ref.named_buffers()):
+                assert torch.equal(x, y), name
+            for (name, p), (_, q) in zip(d.named_parameters(), ref.named_parameters()):
+                scale = q.grad.abs().max()
+                assert (p.grad - q.grad).abs().max() <= 1e-5 * scale, name
+            with torch.no_grad():  # one optimiser-like update, the same on both
+                for p, q in zip(d.parameters(), ref.parameters()):
+                    p -= 0.1 * q.grad
+                    q -= 0.1 * q.grad
+
+
+def test_fast_spectral_norm_gradient_by_hand():
+    """W/σ with σ = uᵀWv: the gradient of Σ C⊙(W/σ) is C/σ − (Σ C⊙W/σ²) u vᵀ (worked out on paper),
+    for a 2x2 convolution weight in eval mode (no power iteration: u, v as stored)."""
+    from pdd.archs import fast_spectral_norm
+    conv = fast_spectral_norm(torch.nn.Conv2d(2, 2, 1, bias=False)).eval()
+    w = torch.tensor([[3.0, 1.0], [0.5, 2.0]])
+    u, v = torch.tensor([0.6, 0.8]), torch.tensor([0.8, 0.6])
+    with torch.no_grad():
+        conv.weight_orig.copy_(w.view(2, 2, 1, 1))
+        conv.weight_u.copy_(u)
+        conv.weight_v.copy_(v)
+    sigma = 0.6 * (3 * 0.8 + 1 * 0.6) + 0.8 * (0.5 * 0.8 + 2 * 0.6)  # uᵀWv = 3.08
+    c = torch.tensor([[1.0, -2.0], [0.25, 4.0]])
+    x = torch.zeros(1, 2, 1, 1)  # the forward pre-hook computes conv.weight
+    conv(x)
+    assert torch.allclose(conv.weight.view(2, 2), w / sigma)
+    (c.view(2, 2, 1, 1) * conv.weight).sum().backward()
+    cw = float((c * w).sum())  # 3 - 2 + 0.125 + 8 = 9.125
+    expected = c / sigma - cw / sigma ** 2 * torch.outer(u, v)
+    assert torch.allclose(conv.weight_orig.grad.view(2, 2), expected, atol=1e-6)
+
+
+def test_discriminator_keeps_spectral_norm_weights_contiguous_and_loads_torch_layout():
+    torch.manual_seed(0)
+    d = UNetDiscriminatorSN(3, num_feat=8).to(memory_format=torch.channels_last)
+    assert all(p.is_contiguous() for n, p in d.named_parameters() if n.endswith("weight_orig"))
+    assert d.conv0.weight.is_contiguous(memory_format=torch.channels_last)  # no spectral norm there
+    ref = _torch_sn_twin(UNetDiscriminatorSN(3, num_feat=8))
+    d.load_state_dict(ref.state_dict(), strict=True)  # torch's spectral_norm layout, as released
+    x = torch.rand(1, 3, 16, 16)
+    with torch.no_grad():
+        for _ in range(5):  # training-mode forwards: u, v converge from their random start
+            d(x), ref(x)
+        d.eval(), ref.eval()
+        assert torch.allclose(d(x), ref(x), rtol=1e-4, atol=1e-6)
+    torch.nn.utils.remove_spectral_norm(d.conv1)  # torch's own removal still works
+    assert "conv1.weight" in d.state_dict() and "conv1.weight_orig" not in d.state_dict()
+
+
+def test_vgg_autocast_weights_give_the_same_bits_under_autocast():
+    import copy
+    torch.manual_seed(0)
+    a = VGG19Features(["conv1_2", "conv3_4", "conv4_1"])
+    b = copy.deepcopy(a).autocast_weights_(torch.bfloat16)
+    assert all(p.dtype == torch.bfloat16 for p in b.parameters())
+    assert b.mean.dtype == b.std.dtype == torch.float32  # the normalisation is untouched
+    x = torch.rand(2, 3, 32, 32)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        for inp in (x, x.to(torch.bfloat16)):
+            fa, fb = a(inp), b(inp)
+            assert all(torch.equal(fa[k], fb[k]) for k in fa)
+    assert a.autocast_weights_(None) is a and all(p.dtype == torch.float32 for p in a.parameters())

@@ -249,3 +249,18 @@ def test_compiled_step_matches_the_eager_step_and_keeps_the_checkpoint_layout(da
     snap = lambda c: torch.load(tmp_path / str(c) / "weights" / "net_g_000002.pth", weights_only=True)  # noqa: E731
     assert list(snap(True)["params_ema"]) == list(snap(False)["params_ema"])
     assert not any("_orig_mod" in k for k in snap(True)["params"])
+
+
+def test_job_env_adds_the_malloc_tunables_and_keeps_the_users():
+    from pdd.train import MALLOC_TUNABLES, job_env
+    env = job_env(1, base={"PATH": "/bin"})
+    assert env["PATH"] == "/bin" and env["OMP_NUM_THREADS"] == "1"
+    assert dict(kv.split("=") for kv in env["GLIBC_TUNABLES"].split(":")) == MALLOC_TUNABLES
+    # the classic ceiling of M_MMAP_THRESHOLD on 64-bit glibc is 32 MiB: a larger value may be
+    # refused, and a trim threshold set without it would make every block over 128 KiB an mmap
+    assert int(MALLOC_TUNABLES["glibc.malloc.mmap_threshold"]) <= 32 * 2 ** 20
+    mine = job_env(None, base={"GLIBC_TUNABLES": "glibc.malloc.trim_threshold=1:glibc.cpu.x86_foo=1"})
+    kv = dict(x.split("=") for x in mine["GLIBC_TUNABLES"].split(":"))
+    assert kv["glibc.malloc.trim_threshold"] == "1" and kv["glibc.cpu.x86_foo"] == "1"  # a user's setting wins
+    assert kv["glibc.malloc.mmap_threshold"] == MALLOC_TUNABLES["glibc.malloc.mmap_threshold"]
+    assert "OMP_NUM_THREADS" not in mine
