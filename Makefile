@@ -15,8 +15,9 @@ $(STAMP): pyproject.toml
 
 env: $(STAMP)
 
+# the malloc settings of make reproduce's jobs (pdd/procenv.py)
 test: env
-	PDD_SMOKE=1 $(PY) -m pytest -q tests notebooks --nbval-lax
+	GLIBC_TUNABLES="$$($(PY) -m pdd.procenv)" PDD_SMOKE=1 $(PY) -m pytest -q tests notebooks --nbval-lax
 
 reproduce: env
 	$(PY) -m pdd.reproduce

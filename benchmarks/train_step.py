@@ -19,6 +19,7 @@ share (one snapshot scored on both test sets) and the scheduling of parallel tra
     python benchmarks/train_step.py --preset scratch --compile --no-eval --no-scheduling
     python benchmarks/train_step.py --table --sizes cpu paper   # s/step per mode, fp32 vs bf16+CL
     python benchmarks/train_step.py --preset scratch --ab 12    # before/after of the removed waste
+    python benchmarks/train_step.py --preset scratch --ab 12 --against /tmp/before   # + an older checkout
 """
 import argparse
 import json
@@ -209,8 +210,10 @@ def worker(preset: str, steps: int, threads: int) -> None:
 
 
 def scheduling(preset: str, steps: int) -> None:
+    from pdd.procenv import job_env
+
     def launch(threads):
-        env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
+        env = job_env(threads)  # as the training pool starts its jobs
         return subprocess.Popen([sys.executable, __file__, "--preset", preset, "--worker", str(steps), str(threads)],
                                 stdout=subprocess.PIPE, text=True, env=env)
 
@@ -255,11 +258,20 @@ def _median(xs):
     return xs[len(xs) // 2]
 
 
-def step_server(preset: str) -> None:
-    """Subprocess body: one Trainer; a step per line read from stdin, its seconds printed."""
+STEP_KINDS = ("ema", "generalist")  # the EMA PDD step; the generalist's pretraining step (02's longest run)
+
+
+def step_server(preset: str, kind: str) -> None:
+    """Subprocess body: one Trainer (``kind``: the EMA step or the generalist's pretraining); a
+    step per line read from stdin, its seconds printed."""
+    from pdd.config import pretrain_config
+
     torch.set_num_threads(1)
     with tempfile.TemporaryDirectory() as out:
-        tr = Trainer(step_config(preset, out, 1), progress=False)
+        cfg = (step_config(preset, out, 1) if kind == "ema" else
+               pretrain_config(preset, kind, make_config(preset).domain, 0, out))
+        cfg.threads = 1
+        tr = Trainer(cfg, progress=False)
         for t in (1, 2):
             tr.step(t)
         print("ready", flush=True)
@@ -271,21 +283,23 @@ def step_server(preset: str) -> None:
             print(time.perf_counter() - t0, flush=True)
 
 
-def waste_ab(preset: str, rounds: int) -> None:
+def waste_ab(preset: str, rounds: int, against: str | None = None, kinds=STEP_KINDS) -> None:
     """Before/after of the three removals of issue 15, each against its own control, interleaved
     round by round so that the machine's drift hits both sides alike (medians):
     (1) the discriminator step (2 calls + backward, the preset's batch and precision) with torch's
         spectral-norm hook vs pdd's (`archs._FastSpectralNorm`, same forward bits);
     (2) VGG19 to conv5_4 (a no-grad and a grad pass) with fp32 weights cast by autocast at each
         call vs weights stored in bf16 once (`VGG19Features.autocast_weights_`, same bits);
-    (3) the whole Trainer.step in two single-thread processes, glibc malloc's defaults vs
-        `train.job_env`'s tunables, a step each in turn."""
+    (3) the whole Trainer.step (EMA PDD; the generalist's pretraining, whose second-order
+        degradations allocate a lot) in single-thread processes, glibc malloc's defaults vs
+        `train.job_env`'s tunables, a step each in turn; with ``against`` (another checkout, e.g.
+        a worktree of the commit before) the same two for that checkout's pdd too."""
     import copy
 
     from torch.nn.utils.spectral_norm import SpectralNorm
 
     from pdd.archs import UNetDiscriminatorSN, VGG19Features, VGG19_CONVS
-    from pdd.train import job_env
+    from pdd.procenv import job_env
 
     torch.set_num_threads(1)
     cfg = make_config(preset, "ema")
@@ -312,7 +326,7 @@ def waste_ab(preset: str, rounds: int) -> None:
 
     x = torch.rand(cfg.batch_l + cfg.batch_u, 3, hr, hr).contiguous(memory_format=fmt)
     vgg = VGG19Features(VGG19_CONVS[:16]).to(memory_format=fmt)
-    vgg_bf16 = copy.deepcopy(vgg).autocast_weights_(torch.bfloat16)
+    vgg_bf16 = copy.deepcopy(vgg).autocast_weights_(torch.bfloat16 if cfg.bf16 else None)
 
     def vgg_pass(v):
         with bf16:
@@ -333,29 +347,44 @@ def waste_ab(preset: str, rounds: int) -> None:
         print(f"{name:28} before {_median(tb):.3f} s, after {_median(ta):.3f} s: {_median(tb) / _median(ta):.2f}x",
               flush=True)
 
-    servers = {}
-    for label, env in (("malloc defaults", {**os.environ, "GLIBC_TUNABLES": "", "OMP_NUM_THREADS": "1"}),
-                       ("job_env tunables", job_env(1))):
-        p = subprocess.Popen([sys.executable, __file__, "--preset", preset, "--step-server"], env=env,
-                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-        assert p.stdout.readline().strip() == "ready"
-        servers[label] = (p, [])
-    for _ in range(rounds):
-        for p, ts in servers.values():
-            p.stdin.write("step\n")
-            p.stdin.flush()
-            ts.append(float(p.stdout.readline()))
-    for p, _ in servers.values():
-        p.stdin.close()
-        p.wait()
-    (_, a), (_, b) = servers.values()
-    print(f"{'Trainer.step, whole':28} malloc defaults {_median(a):.3f} s, job_env tunables {_median(b):.3f} s: "
-          f"{_median(a) / _median(b):.2f}x")
+    checkouts = [("this checkout", None)] + ([(f"{against}", against)] if against else [])
+    from pdd.config import FROM_SCRATCH
+
+    for kind in [k for k in kinds if k == "ema" or preset in FROM_SCRATCH]:
+        servers = {}
+        # a first process not measured: here the first one started ran its steps up to 1.7x slower
+        # than an identical one started after it (seen 2026-11-30; the host's memory reclaim?)
+        warm = subprocess.Popen([sys.executable, __file__, "--preset", preset, "--step-server", kind],
+                                env=job_env(1), stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        assert warm.stdout.readline().strip() == "ready"
+        for where, path in checkouts:
+            for label, env in (("malloc defaults", {**os.environ, "GLIBC_TUNABLES": "", "OMP_NUM_THREADS": "1"}),
+                               ("job_env tunables", job_env(1))):
+                if path:  # the other checkout's pdd first on the path; this file's step server
+                    env = {**env, "PYTHONPATH": str(Path(path).resolve())}
+                p = subprocess.Popen([sys.executable, __file__, "--preset", preset, "--step-server", kind], env=env,
+                                     cwd=path or None, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+                assert p.stdout.readline().strip() == "ready"
+                servers[f"{where}, {label}"] = (p, [])
+        order = list(servers.values())
+        for r in range(rounds):  # a step of each in turn, one computing at a time; who goes first rotates
+            for p, ts in order[r % len(order):] + order[:r % len(order)]:
+                p.stdin.write("step\n")
+                p.stdin.flush()
+                ts.append(float(p.stdout.readline()))
+        for p, _ in order + [(warm, None)]:
+            p.stdin.close()
+            p.wait()
+        base = _median(list(servers.values())[-2][1])  # the last checkout's malloc defaults
+        what = "the EMA PDD step" if kind == "ema" else f"the {kind}'s pretraining step"
+        print(f"Trainer.step, {what} ({rounds} steps each, in turn; x: against {list(servers)[-2]!r}):")
+        for label, (_, ts) in servers.items():
+            print(f"  {label:60} {_median(ts):.3f} s/step  {base / _median(ts):.2f}x", flush=True)
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--preset", default="cpu", choices=["cpu", "scratch", "paper"])
+    ap.add_argument("--preset", default="cpu", choices=["tiny", "cpu", "scratch", "paper"])
     ap.add_argument("--steps", type=int, default=3)
     ap.add_argument("--no-eval", action="store_true", help="skip the evaluation share")
     ap.add_argument("--no-scheduling", action="store_true", help="skip the 2x1 vs 1x2 thread comparison")
@@ -366,18 +395,22 @@ def main():
     ap.add_argument("--device", default="auto")
     ap.add_argument("--ab", type=int, metavar="ROUNDS", help="instead: before/after of the removed waste "
                     "(spectral norm, VGG weight casts, malloc), ROUNDS interleaved rounds")
+    ap.add_argument("--against", metavar="CHECKOUT", help="with --ab: also time the whole step with the pdd of "
+                    "another checkout (e.g. `git worktree add /tmp/before <commit>`)")
+    ap.add_argument("--kinds", nargs="+", default=list(STEP_KINDS), choices=STEP_KINDS,
+                    help="with --ab: which whole steps to time (default: both)")
     ap.add_argument("--worker", nargs=2, type=int, metavar=("STEPS", "THREADS"), help=argparse.SUPPRESS)
-    ap.add_argument("--step-server", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--step-server", choices=STEP_KINDS, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.worker:
         return worker(args.preset, *args.worker)
     if args.step_server:
-        return step_server(args.preset)
+        return step_server(args.preset, args.step_server)
     if args.ab:
         from pdd.config import cpu_model
         print(f"{cpu_model()}; torch {torch.__version__}; {time.strftime('%Y-%m-%d %H:%M')}; "
               f"load average {os.getloadavg()[0]:.2f}")
-        return waste_ab(args.preset, args.ab)
+        return waste_ab(args.preset, args.ab, args.against, args.kinds)
     if args.table:
         return mode_table(args.sizes, args.modes, args.steps, args.device)
     from pdd.config import cpu_model

@@ -25,7 +25,8 @@ import pandas as pd
 from . import ROOT, cli
 from . import hr_aware, kdsr_train
 from .config import FROM_SCRATCH, TrainConfig, make_config, pretrain_config, pretrain_run_name
-from .train import job_env, last_weights, load_rrdbnet_like, load_run_model, train
+from .procenv import job_env
+from .train import last_weights, load_rrdbnet_like, load_run_model, train
 
 # row name -> (mode, config overrides). The control has the same supervised loss as PDD,
 # GAN term included; the GAN-free control shows what the GAN term does on its own.

@@ -447,7 +447,7 @@ def main(argv: list[str] | None = None) -> int:
         notebooks = [nb for nb in notebooks if nb.name[:2] in DEFAULT_CHAIN]
     out_dir = ROOT / "results" / "notebooks"
     out_dir.mkdir(parents=True, exist_ok=True)
-    from .train import job_env
+    from .procenv import job_env
     os.environ.update(job_env())  # the notebook kernels (and the jobs they start) inherit it
     rows, t_all, failed = [], time.time(), 0
     fresh = not weight_files(ROOT / "runs")

@@ -40,26 +40,6 @@ from .kdsr import MeanShift
 
 CHECKPOINT = "checkpoint.pt"
 
-# glibc's malloc, for the processes we start (training jobs, notebook kernels). Its default hands
-# every block over 128 KiB-32 MiB back to the kernel when freed (mmap / heap trimming), so each
-# training step takes its activations as fresh pages: about 30,000 page faults per `scratch` EMA
-# step, each page zeroed by the kernel. Blocks up to 32 MiB from the heap, and a heap that is
-# never trimmed below its peak, remove that (benchmarks/README.md: measured). Ignored off glibc.
-MALLOC_TUNABLES = {"glibc.malloc.mmap_threshold": "33554432", "glibc.malloc.trim_threshold": "17179869184"}
-
-
-def job_env(threads: int | None = None, base: dict | None = None) -> dict:
-    """The environment for a process we start: ``base`` (default os.environ) with
-    `MALLOC_TUNABLES` added to ``GLIBC_TUNABLES`` (a setting already there wins) and
-    ``OMP_NUM_THREADS`` when ``threads`` is given."""
-    env = dict(os.environ if base is None else base)
-    have = [kv for kv in env.get("GLIBC_TUNABLES", "").split(":") if kv]
-    names = {kv.split("=", 1)[0] for kv in have}
-    env["GLIBC_TUNABLES"] = ":".join(have + [f"{k}={v}" for k, v in MALLOC_TUNABLES.items() if k not in names])
-    if threads is not None:
-        env["OMP_NUM_THREADS"] = str(threads)
-    return env
-
 
 class NonFiniteLossError(FloatingPointError):
     """A loss term became NaN/inf; the last good checkpoint is kept."""

@@ -252,7 +252,7 @@ def test_compiled_step_matches_the_eager_step_and_keeps_the_checkpoint_layout(da
 
 
 def test_job_env_adds_the_malloc_tunables_and_keeps_the_users():
-    from pdd.train import MALLOC_TUNABLES, job_env
+    from pdd.procenv import MALLOC_TUNABLES, job_env
     env = job_env(1, base={"PATH": "/bin"})
     assert env["PATH"] == "/bin" and env["OMP_NUM_THREADS"] == "1"
     assert dict(kv.split("=") for kv in env["GLIBC_TUNABLES"].split(":")) == MALLOC_TUNABLES
