@@ -26,6 +26,7 @@ import json
 import os
 import subprocess
 import sys
+from statistics import median_high
 import tempfile
 import time
 from pathlib import Path
@@ -253,11 +254,6 @@ def mode_table(sizes, modes, steps, device):
 
 
 # ------------------------------------------------------------------ what the step used to waste
-def _median(xs):
-    xs = sorted(xs)
-    return xs[len(xs) // 2]
-
-
 STEP_KINDS = ("ema", "generalist")  # the EMA PDD step; the generalist's pretraining step (02's longest run)
 
 
@@ -292,13 +288,14 @@ def waste_ab(preset: str, rounds: int, against: str | None = None, kinds=STEP_KI
         call vs weights stored in bf16 once (`VGG19Features.autocast_weights_`, same bits);
     (3) the whole Trainer.step (EMA PDD; the generalist's pretraining, whose second-order
         degradations allocate a lot) in single-thread processes, glibc malloc's defaults vs
-        `train.job_env`'s tunables, a step each in turn; with ``against`` (another checkout, e.g.
+        `procenv.job_env`'s tunables, a step each in turn; with ``against`` (another checkout, e.g.
         a worktree of the commit before) the same two for that checkout's pdd too."""
     import copy
 
     from torch.nn.utils.spectral_norm import SpectralNorm
 
     from pdd.archs import UNetDiscriminatorSN, VGG19Features, VGG19_CONVS
+    from pdd.config import FROM_SCRATCH
     from pdd.procenv import job_env
 
     torch.set_num_threads(1)
@@ -316,8 +313,7 @@ def waste_ab(preset: str, rounds: int, against: str | None = None, kinds=STEP_KI
         for h in m._forward_pre_hooks.values():
             if isinstance(h, SpectralNorm):
                 h.__class__ = SpectralNorm
-    nn_apply = torch.nn.Module._apply
-    nn_apply(plain, lambda t: t.contiguous(memory_format=fmt) if t.dim() == 4 else t)
+    torch.nn.Module._apply(plain, lambda t: t.contiguous(memory_format=fmt) if t.dim() == 4 else t)
 
     def d_step(d):
         with bf16:
@@ -344,28 +340,27 @@ def waste_ab(preset: str, rounds: int, against: str | None = None, kinds=STEP_KI
                 t0 = time.perf_counter()
                 fn(net)
                 ts.append(time.perf_counter() - t0)
-        print(f"{name:28} before {_median(tb):.3f} s, after {_median(ta):.3f} s: {_median(tb) / _median(ta):.2f}x",
-              flush=True)
+        b, a = median_high(tb), median_high(ta)
+        print(f"{name:28} before {b:.3f} s, after {a:.3f} s: {b / a:.2f}x", flush=True)
 
     checkouts = [("this checkout", None)] + ([(f"{against}", against)] if against else [])
-    from pdd.config import FROM_SCRATCH
+    def launch(kind, env, cwd=None):
+        p = subprocess.Popen([sys.executable, __file__, "--preset", preset, "--step-server", kind], env=env,
+                             cwd=cwd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        assert p.stdout.readline().strip() == "ready"
+        return p
 
     for kind in [k for k in kinds if k == "ema" or preset in FROM_SCRATCH]:
         servers = {}
         # a first process not measured: here the first one started ran its steps up to 1.7x slower
         # than an identical one started after it (seen 2026-11-30; the host's memory reclaim?)
-        warm = subprocess.Popen([sys.executable, __file__, "--preset", preset, "--step-server", kind],
-                                env=job_env(1), stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-        assert warm.stdout.readline().strip() == "ready"
+        warm = launch(kind, job_env(1))
         for where, path in checkouts:
             for label, env in (("malloc defaults", {**os.environ, "GLIBC_TUNABLES": "", "OMP_NUM_THREADS": "1"}),
                                ("job_env tunables", job_env(1))):
                 if path:  # the other checkout's pdd first on the path; this file's step server
                     env = {**env, "PYTHONPATH": str(Path(path).resolve())}
-                p = subprocess.Popen([sys.executable, __file__, "--preset", preset, "--step-server", kind], env=env,
-                                     cwd=path or None, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-                assert p.stdout.readline().strip() == "ready"
-                servers[f"{where}, {label}"] = (p, [])
+                servers[f"{where}, {label}"] = (launch(kind, env, path), [])
         order = list(servers.values())
         for r in range(rounds):  # a step of each in turn, one computing at a time; who goes first rotates
             for p, ts in order[r % len(order):] + order[:r % len(order)]:
@@ -375,11 +370,11 @@ def waste_ab(preset: str, rounds: int, against: str | None = None, kinds=STEP_KI
         for p, _ in order + [(warm, None)]:
             p.stdin.close()
             p.wait()
-        base = _median(list(servers.values())[-2][1])  # the last checkout's malloc defaults
+        base = median_high(list(servers.values())[-2][1])  # the last checkout's malloc defaults
         what = "the EMA PDD step" if kind == "ema" else f"the {kind}'s pretraining step"
         print(f"Trainer.step, {what} ({rounds} steps each, in turn; x: against {list(servers)[-2]!r}):")
         for label, (_, ts) in servers.items():
-            print(f"  {label:60} {_median(ts):.3f} s/step  {base / _median(ts):.2f}x", flush=True)
+            print(f"  {label:60} {median_high(ts):.3f} s/step  {base / median_high(ts):.2f}x", flush=True)
 
 
 def main():
