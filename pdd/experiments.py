@@ -17,7 +17,10 @@ import os
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -69,6 +72,27 @@ def default_methods(preset: str) -> list[str]:
 def all_methods(preset: str) -> list[str]:
     """Every row the comparison knows: the default ones and the HR-aware ablations."""
     return default_methods(preset) + [m for m in HR_AWARE_ROWS if m != HR_AWARE_DEFAULT]
+
+
+def pdd_methods(preset: str) -> list[str]:
+    """PDD's own rows (the controls, naive distillation, static and EMA PDD): the default rows
+    without the seed papers' methods (the KDSR rows, HR-aware fine-tuning). Under `make
+    reproduce` they leave out about a third of the training (README)."""
+    return [m for m in default_methods(preset) if m not in KDSR_ROWS and m not in HR_AWARE_ROWS]
+
+
+# The named row sets a notebook parameter or `pdd.reproduce --rows` can ask for.
+ROW_SETS = {"default": default_methods, "pdd": pdd_methods, "all": all_methods}
+
+
+def resolve_methods(preset: str, methods=None, variants: dict | None = None) -> list[str]:
+    """The rows to compare: a list of row names as given; a name of ``ROW_SETS``; None: the
+    ``variants``' rows if given (05's ablations), else the default rows."""
+    if isinstance(methods, str):
+        if methods not in ROW_SETS:
+            raise ValueError(f"unknown row set {methods!r}; valid: {', '.join(ROW_SETS)}, or a list of rows")
+        return ROW_SETS[methods](preset)
+    return list(methods or variants or default_methods(preset))
 
 
 def uses_kdsr(cfg) -> bool:
@@ -447,23 +471,91 @@ def _eval_cached(model_loader, weights_file: Path, cache_dir: Path, test_sets: d
             model = model or model_loader()
             df = evaluate(model, pairs, metrics, progress=False)
             cache.parent.mkdir(parents=True, exist_ok=True)
-            df.to_csv(cache, index=False)
+            # written whole or not at all: a run stopped mid-write must not leave a short cache
+            part = cache.with_name(cache.name + f".{os.getpid()}.part")
+            df.to_csv(part, index=False)
+            part.replace(cache)
         df["test set"] = set_name
         frames.append(df)
     return pd.concat(frames, ignore_index=True)
 
 
+@dataclass
+class EvalItem:
+    """One model to score: how to load it, its weights file (names the cache), the cache folder,
+    and the labels its rows get (method, seed, iteration)."""
+    load: Callable
+    weights_file: Path
+    cache_dir: Path
+    labels: dict
+
+    def cached(self, test_sets: dict) -> bool:
+        return all((self.cache_dir / f"{self.weights_file.stem}__{_slug(s)}.csv").exists() for s in test_sets)
+
+
+def eval_workers(n_items: int) -> int:
+    """How many models to score at once: one per core (two on the development machine), at one
+    torch thread each, as the training pool does; one on a GPU (it is fast enough alone)."""
+    import torch
+
+    if torch.cuda.is_available() or n_items < 2:
+        return 1
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, min(cores, 4, n_items))
+
+
+def evaluate_items(items: list[EvalItem], test_sets: dict, metrics: dict, workers: int | None = None,
+                   progress: bool = True) -> list[pd.DataFrame]:
+    """Per-image metrics of every item (``_eval_cached``: a cached score is read, not recomputed),
+    in the items' order, each frame labelled. The uncached ones are scored ``workers`` at a time
+    (None: ``eval_workers``) in threads at one torch thread each: on a 2-core Xeon two such
+    threads score 1.46x as fast as one model at a time on two threads (SSIM's float64 filters
+    and NIQE's per-block work spread badly over threads; benchmarks/evaluation.py), with the
+    numbers each model gets scored alone at one thread (the metrics hold no state between
+    calls). Every finished score is cached at once, so a failure or an interrupt loses only the
+    models being scored."""
+    import torch
+    from tqdm.auto import tqdm
+
+    todo = list({(it.cache_dir, it.weights_file.stem): it for it in items if not it.cached(test_sets)}.values())
+    workers = eval_workers(len(todo)) if workers is None else max(1, int(workers))
+    score = lambda it: _eval_cached(it.load, it.weights_file, it.cache_dir, test_sets, metrics)  # noqa: E731
+    bar = tqdm(total=len(todo), desc="evaluate", disable=not progress or not todo)
+    if workers > 1:
+        threads = torch.get_num_threads()
+        cudnn = torch.backends.cudnn
+        # pyiqa's forward sets cuDNN's flags and restores them on exit: interleaved calls in two
+        # threads could leave another thread's setting behind, so they are put back afterwards
+        with cudnn.flags(enabled=cudnn.enabled, benchmark=cudnn.benchmark, deterministic=cudnn.deterministic):
+            torch.set_num_threads(1)
+            try:
+                pool = ThreadPoolExecutor(workers)
+                try:
+                    for _ in pool.map(score, todo):
+                        bar.update()
+                finally:  # on a failure or Ctrl-C: the models being scored finish (and are cached), no new one starts
+                    pool.shutdown(wait=True, cancel_futures=True)
+            finally:
+                torch.set_num_threads(threads)
+    else:
+        for it in todo:
+            score(it)
+            bar.update()
+    bar.close()
+    return [score(it).assign(**it.labels) for it in items]
+
+
 def evaluate_methods(cfgs: list[TrainConfig], test_sets: dict, metrics: dict, last_k: int = 2,
                      runs_dir=None, progress: bool = True, pretrain_iters: int | None = None,
-                     variants: dict | None = None) -> pd.DataFrame:
-    """Per-image metrics for the generalist and for the last ``last_k`` EMA snapshots of every run.
+                     variants: dict | None = None, workers: int | None = None) -> pd.DataFrame:
+    """Per-image metrics for the generalist and for the last ``last_k`` EMA snapshots of every run
+    (``workers`` models at a time, ``evaluate_items``).
 
     Returns a long frame: method, seed, iteration, test set, name, metric columns.
     """
-    from tqdm.auto import tqdm
     from .weights import load_rrdbnet
 
-    frames = []
+    items = []
     c0 = cfgs[0]
     runs_dir = Path(runs_dir) if runs_dir else Path(c0.out).parents[2]
     arch = dict(num_feat=c0.num_feat, num_block=c0.num_block, num_grow_ch=c0.num_grow_ch)
@@ -473,44 +565,41 @@ def evaluate_methods(cfgs: list[TrainConfig], test_sets: dict, metrics: dict, la
         for seed in sorted({c.seed for c in cfgs}):
             for role, fn in ((GENERALIST, generalist_file), (SPECIALIST, specialist_file)):
                 f = Path(fn(c0.preset, c0.domain, runs_dir, seed, pretrain_iters=pretrain_iters))
-                df = _eval_cached(lambda f=f: load_rrdbnet(str(f), **arch), f, f.parents[1] / "eval", test_sets, metrics)
-                frames.append(df.assign(method=role, seed=seed, iteration=0))
+                items.append(EvalItem(lambda f=f: load_rrdbnet(str(f), **arch), f, f.parents[1] / "eval",
+                                      dict(method=role, seed=seed, iteration=0)))
     else:
         g_file = generalist_file(c0.preset, c0.domain, runs_dir, pretrain_iters=pretrain_iters)
-        df = _eval_cached(lambda: load_rrdbnet(g_file, **arch), Path("RealESRGAN_x4plus"),
-                          runs_dir / c0.preset / c0.domain / "generalist_eval", test_sets, metrics)
-        frames.append(df.assign(method=GENERALIST, seed=-1, iteration=0))
+        items.append(EvalItem(lambda: load_rrdbnet(g_file, **arch), Path("RealESRGAN_x4plus"),
+                              runs_dir / c0.preset / c0.domain / "generalist_eval",
+                              dict(method=GENERALIST, seed=-1, iteration=0)))
     if any(uses_kdsr(c) for c in cfgs):
-        frames += _eval_kdsr_generalist(c0.preset, c0.domain, sorted({c.seed for c in cfgs}), runs_dir, test_sets,
-                                        metrics, pretrain_iters)
-    jobs = []
+        items += _kdsr_generalist_items(c0.preset, c0.domain, sorted({c.seed for c in cfgs}), runs_dir, pretrain_iters)
     for cfg in cfgs:
         snaps = sorted((Path(cfg.out) / "weights").glob("net_g_*.pth"))
         if not snaps:
             raise FileNotFoundError(f"run {cfg.out} has no weights: train it first (run_methods)")
-        jobs += [(cfg, s) for s in snaps[-last_k:]]
-    for cfg, snap in tqdm(jobs, desc="evaluate", disable=not progress):
-        df = _eval_cached(lambda c=cfg, s=snap: load_run_model(c, s), snap, Path(cfg.out) / "eval", test_sets, metrics)
-        frames.append(df.assign(method=method_name(cfg, variants), seed=cfg.seed,
-                                iteration=int(snap.stem.split("_")[-1])))
+        items += [EvalItem(lambda c=cfg, s=s: load_run_model(c, s), s, Path(cfg.out) / "eval",
+                           dict(method=method_name(cfg, variants), seed=cfg.seed, iteration=int(s.stem.split("_")[-1])))
+                  for s in snaps[-last_k:]]
+    frames = evaluate_items(items, test_sets, metrics, workers, progress)
     cols = ["method", "seed", "iteration", "test set", "name"]
     out = pd.concat(frames, ignore_index=True)
     return out[cols + [c for c in out.columns if c not in cols]]
 
 
-def _eval_kdsr_generalist(preset, domain, seeds, runs_dir, test_sets, metrics, pretrain_iters=None) -> list:
-    """The KDSR generalist's per-image scores: one per seed under the from-scratch presets (paired
+def _kdsr_generalist_items(preset, domain, seeds, runs_dir, pretrain_iters=None) -> list[EvalItem]:
+    """The KDSR generalist to score: one per seed under the from-scratch presets (paired
     with that seed's runs), else one model for every seed (seed -1, as a released generalist)."""
     from .kdsr import load_kdsr
 
-    frames = []
+    items = []
     for seed in (seeds if preset in FROM_SCRATCH else [-1]):
         f = Path(kdsr_generalist_file(preset, domain, runs_dir, max(seed, 0), pretrain_iters))
         inside = f.resolve().is_relative_to(Path(runs_dir).resolve())
         cache = f.parents[1] / "eval" if inside else Path(runs_dir) / preset / domain / "kdsr-generalist_eval"
-        df = _eval_cached(lambda f=f: load_kdsr(f, role="student"), f, cache, test_sets, metrics)
-        frames.append(df.assign(method=KDSR_GENERALIST, seed=seed, iteration=0))
-    return frames
+        items.append(EvalItem(lambda f=f: load_kdsr(f, role="student"), f, cache,
+                              dict(method=KDSR_GENERALIST, seed=seed, iteration=0)))
+    return items
 
 
 def method_name(cfg, variants: dict | None = None) -> str:
@@ -579,13 +668,14 @@ def starting_models(preset: str, domain: str, seeds=(0,), runs_dir=None, data_ro
         files[(GENERALIST, s if preset in FROM_SCRATCH else -1)] = generalist_file(preset, domain, runs_dir, s, pretrain_iters)
         files[(SPECIALIST, s if not specialist_path else -1)] = (
             specialist_path or specialist_file(preset, domain, runs_dir, s, iters, pretrain_iters))
-    frames = []
+    items = []
     for (role, s), f in files.items():
         # a run's weights cache beside the run; a released name or a user's file under runs/
         inside = Path(f).exists() and Path(f).resolve().is_relative_to(runs_dir.resolve())
         cache = Path(f).parents[1] / "eval" if inside else runs_dir / preset / domain / f"{role}_eval"
-        df = _eval_cached(lambda f=f: load_rrdbnet(str(f), **arch), Path(f), cache, test_sets, metrics)
-        frames.append(df.assign(method=role, seed=s, iteration=0))
+        items.append(EvalItem(lambda f=f: load_rrdbnet(str(f), **arch), Path(f), cache,
+                              dict(method=role, seed=s, iteration=0)))
+    frames = evaluate_items(items, test_sets, metrics, progress=progress)
     runs = {(role, s): Path(f).parents[1] for (role, s), f in files.items() if Path(f).exists()}
     cols = ["method", "seed", "iteration", "test set", "name"]
     per_image = pd.concat(frames, ignore_index=True)
@@ -894,7 +984,7 @@ def method_configs(preset: str, domain: str, seeds, methods=None, runs_dir=None,
     """Every row's config for every seed (``method_config``), plus what a row starts from:
     under ``paper``/``cpu`` static PDD adapts the fine-tune control, so that run is added."""
     runs_dir = Path(runs_dir) if runs_dir else ROOT / "runs"
-    methods = list(methods or variants or default_methods(preset))
+    methods = resolve_methods(preset, methods, variants)
     cfgs = [method_config(m, preset, domain, s, runs_dir, data_root, iters, pretrain_iters=pretrain_iters,
                           variants=variants) for s in _seed_list(seeds) for m in methods]
     if preset not in FROM_SCRATCH and any(c.mode == "static" and "finetune-control" in c.init_s for c in cfgs) \
@@ -913,7 +1003,8 @@ def training_jobs(preset: str, domain: str, seeds, methods=None, runs_dir=None, 
     file is used. Pool: the rows, each HR-aware stage A right before its stage B, and ``extra``."""
     runs_dir = Path(runs_dir) if runs_dir else ROOT / "runs"
     starts = pretrain_configs(preset, domain, _seed_list(seeds), runs_dir, data_root, pretrain_iters)
-    if any(m in KDSR_ROWS for m in (methods or variants or default_methods(preset))):
+    methods = resolve_methods(preset, methods, variants)
+    if any(m in KDSR_ROWS for m in methods):
         starts += kdsr_generalist_configs(preset, domain, _seed_list(seeds), runs_dir, data_root, pretrain_iters)
     with _paths_only():
         cfgs = method_configs(preset, domain, seeds, methods, runs_dir, data_root, iters, pretrain_iters, variants)
@@ -959,7 +1050,7 @@ def compare_methods(preset: str = "cpu", domain: str = "Synth-Defocus", seeds=(0
 
     runs_dir = Path(runs_dir) if runs_dir else ROOT / "runs"
     seeds = _seed_list(seeds)
-    methods = list(methods or variants or default_methods(preset))
+    methods = resolve_methods(preset, methods, variants)
     cfgs, train_s = train_methods(preset, domain, seeds, methods, runs_dir, data_root, iters, pretrain_iters,
                                   variants, parallel=parallel, progress=progress)
     dom = open_domain(domain, data_root)
