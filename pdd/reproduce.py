@@ -110,11 +110,11 @@ def _parameters(nb_path) -> dict:
     return nb.get("metadata", {}).get("papermill", {}).get("parameters", {})
 
 
-def record_runs(rows, total: float, fresh: bool) -> dict:
+def record_runs(rows, total: float, fresh: bool, rows_set: str = "default") -> dict:
     """Merge this invocation's (notebook, status, seconds) rows into results/reproduce.json,
     so that `python -m pdd.reproduce 07` updates one row instead of dropping the others, and
     append the invocation itself (which notebooks, how long, whether it started without any
-    finished training run, i.e. trained everything it needed)."""
+    finished training run, i.e. trained everything it needed, and the comparison's row set)."""
     path = ROOT / "results" / "reproduce.json"
     state = json.loads(path.read_text()) if path.exists() else {}
     notebooks, invocations = state.get("notebooks", {}), state.get("invocations", [])
@@ -125,7 +125,8 @@ def record_runs(rows, total: float, fresh: bool) -> dict:
         from .config import cpu_model
 
         invocations.append({"notebooks": [n for n, _, _ in rows], "wall_min": round(total / 60, 1), "commit": git_commit(),
-                            "finished": time.strftime("%Y-%m-%d %H:%M:%S"), "fresh": fresh, "cpu": cpu_model()})
+                            "finished": time.strftime("%Y-%m-%d %H:%M:%S"), "fresh": fresh, "cpu": cpu_model(),
+                            "rows": rows_set})
     state = {"notebooks": dict(sorted(notebooks.items())), "invocations": invocations}
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(state, indent=2) + "\n")
@@ -210,7 +211,7 @@ def kdsr_cost_lines(runs_dir: Path = ROOT / "runs") -> list[str]:
     return lines
 
 
-def write_summary(rows, total: float, fresh: bool = False) -> Path:
+def write_summary(rows, total: float, fresh: bool = False, rows_set: str = "default") -> Path:
     """results/README.md: what ran and how long, every table and figure, the 02->04 chain
     time, the extra (non-default) executed notebooks with their parameters, and what could
     not be computed offline."""
@@ -221,7 +222,7 @@ def write_summary(rows, total: float, fresh: bool = False) -> Path:
     fig_dir.mkdir(parents=True, exist_ok=True)
     for old in fig_dir.glob("*.png"):
         old.unlink()
-    state = record_runs(rows, total, fresh)
+    state = record_runs(rows, total, fresh, rows_set)
     runs = state["notebooks"]
     lines = ["# Results of `make reproduce`", ""] + lead_lines(res) + ["",
              "## What ran", "",
@@ -239,6 +240,7 @@ def write_summary(rows, total: float, fresh: bool = False) -> Path:
               "everything it needed):", ""]
     lines += [f"- {i['finished']}: {len(i['notebooks'])} notebook(s) ({', '.join(n[:2] for n in i['notebooks'])}), "
               f"{i['wall_min']:.1f} min, commit `{i['commit']}`" + (", fresh" if i["fresh"] else ", reused runs")
+              + (f", comparison rows '{i['rows']}'" if i.get("rows", "default") != "default" else "")
               + (f", on {i['cpu']}" if i.get("cpu") else "")
               for i in state["invocations"]]
     for timings in sorted(res.glob("*/*/timings.json")):
@@ -374,7 +376,7 @@ def chain_jobs(notebooks, parameters: dict | None = None) -> list:
             elif key == "04":
                 ema = row("EMA PDD", overrides)
                 if p.get("compare_seeds"):
-                    starts, pool, _ = E.training_jobs(preset, domain, p["compare_seeds"], runs_dir=runs,
+                    starts, pool, _ = E.training_jobs(preset, domain, p["compare_seeds"], p.get("compare_rows"), runs,
                                                       data_root=data_root, iters=iters, pretrain_iters=pre, extra=[ema])
                     jobs += starts + pool
                 else:
@@ -433,18 +435,32 @@ def build_site(out: Path = ROOT / "site") -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    import argparse
 
+    from .experiments import ROW_SETS
+
+    ap = argparse.ArgumentParser(prog="python -m pdd.reproduce", description=__doc__.split("\n\n")[0])
+    ap.add_argument("notebooks", nargs="*", metavar="NN",
+                    help="only the notebooks starting with these, e.g. 02 03 04 or 08 09 10; 'none': only "
+                         "regenerate results/README.md (default: 01-07)")
+    ap.add_argument("--rows", choices=list(ROW_SETS), default="default",
+                    help="the method comparison's rows (04, 07): 'default' every row; 'pdd' PDD's own rows (the "
+                         "controls, naive distillation, static and EMA PDD; no KDSR, no HR-aware fine-tuning: "
+                         "about a third less training); 'all' also the HR-aware ablations")
+    args = ap.parse_args(argv if argv is not None else [])
     notebooks = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
-    if argv == ["none"]:  # `python -m pdd.reproduce none`: only regenerate results/README.md
+    if args.notebooks == ["none"]:  # `python -m pdd.reproduce none`: only regenerate results/README.md
         notebooks = []
-    elif argv:  # e.g. `python -m pdd.reproduce 02 03 04` or `... 08 09 10`: only these notebooks
-        unknown = [a for a in argv if not any(nb.name.startswith(a) for nb in notebooks)]
+    elif args.notebooks:  # e.g. `python -m pdd.reproduce 02 03 04` or `... 08 09 10`: only these notebooks
+        unknown = [a for a in args.notebooks if not any(nb.name.startswith(a) for nb in notebooks)]
         if unknown:
             raise ValueError(f"no notebook starts with {', '.join(map(repr, unknown))}; notebooks: "
                              f"{', '.join(nb.stem for nb in notebooks)} (or 'none': only results/README.md)")
-        notebooks = [nb for nb in notebooks if any(nb.name.startswith(a) for a in argv)]
+        notebooks = [nb for nb in notebooks if any(nb.name.startswith(a) for a in args.notebooks)]
     else:  # the PDD chain on the embedded default; 08-10 (own photos, the seed papers' methods) on request
         notebooks = [nb for nb in notebooks if nb.name[:2] in DEFAULT_CHAIN]
+    # the rows go to the notebooks' parameters that choose them (04: compare_rows, 07: methods)
+    parameters = {} if args.rows == "default" else {"compare_rows": args.rows, "methods": args.rows}
     out_dir = ROOT / "results" / "notebooks"
     out_dir.mkdir(parents=True, exist_ok=True)
     from .procenv import job_env
@@ -455,19 +471,20 @@ def main(argv: list[str] | None = None) -> int:
         print("No notebooks yet: nothing to reproduce.")
     if any(nb.name[:2] in TRAINING_NOTEBOOKS for nb in notebooks):
         print(f"== {POOL_ROW}", flush=True)
-        status, seconds = train_chain(notebooks)
+        status, seconds = train_chain(notebooks, parameters)
         failed += status.startswith("FAILED")
         rows.append((POOL_ROW, status, seconds))
         print(f"   {status} ({seconds:.0f} s)", flush=True)
     for nb in notebooks:
         t0 = time.time()
         print(f"== {nb.name}", flush=True)
-        status = execute(nb, out_dir / nb.name)
+        declared = notebook_defaults(nb) if parameters else {}
+        status = execute(nb, out_dir / nb.name, parameters={k: v for k, v in parameters.items() if k in declared})
         failed += status != "ok"
         rows.append((nb.name, status, time.time() - t0))
         print(f"   {status} ({rows[-1][2]:.0f} s)", flush=True)
     total = time.time() - t_all
-    write_summary(rows, total, fresh)
+    write_summary(rows, total, fresh, rows_set=args.rows)
     print(f"Ran {len(rows)} notebook(s) in {total / 60:.1f} min; summary in results/README.md")
     print(build_site(), flush=True)
     return 1 if failed else 0

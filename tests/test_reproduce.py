@@ -285,3 +285,47 @@ def test_after_the_pool_the_notebooks_train_nothing(tmp_path, monkeypatch):
         assert reproduce.execute(nb, tmp_path / nb.name, timeout_s=600, parameters=params) == "ok"
     timings = json.loads((tmp_path / "results" / "timings.json").read_text())
     assert timings["03_static"]["new_weight_snapshots"] == 0 and timings["04_ema"]["new_weight_snapshots"] == 0
+
+
+def test_pdd_rows_plan_leaves_out_the_seed_papers_runs(tmp_path, monkeypatch):
+    """`--rows pdd`: the pool plans PDD's own rows and their starting models, no KDSR stage or row,
+    no HR-aware stage."""
+    from pathlib import Path
+
+    from pdd import experiments
+
+    monkeypatch.setenv("PDD_SMOKE", "0")
+    names = {Path(j.out).name for j in _plan({"runs_dir": str(tmp_path / "runs"), "compare_rows": "pdd"})}
+    for must in ("pretrained-generalist_s0", "pretrained-specialist_s0", "static-pdd_s0", "ema-pdd_s0",
+                 "finetune-control_s0", "finetune-control--no-gan_s0", "naive-distillation_s0",
+                 "specialist-finetune-control_s0", "singlefixed_s0"):
+        assert must in names, must
+    assert not [n for n in names if "kdsr" in n or "hr-aware" in n]
+    assert experiments.pdd_methods("scratch") == ["finetune control", "finetune control, no GAN", "naive distillation",
+                                                  "static PDD", "EMA PDD", "specialist finetune control"]
+    assert "specialist finetune control" not in experiments.pdd_methods("cpu")
+    assert experiments.resolve_methods("scratch", "all") == experiments.all_methods("scratch")
+    assert experiments.resolve_methods("tiny", None, {"A": 1, "B": 2}) == ["A", "B"]
+    with pytest.raises(ValueError, match="unknown row set"):
+        experiments.resolve_methods("scratch", "pdd-only")
+
+
+def test_rows_option_reaches_the_pool_and_the_notebooks_that_choose_rows(monkeypatch):
+    calls = {}
+
+    def pool(nbs, params):
+        calls["pool"] = params
+        return "ok", 0.0
+
+    def execute(nb, out, parameters=None):
+        calls[nb.name[:2]] = parameters
+        return "ok"
+
+    monkeypatch.setattr(reproduce, "train_chain", pool)
+    monkeypatch.setattr(reproduce, "execute", execute)
+    monkeypatch.setattr(reproduce, "write_summary", lambda rows, total, fresh, rows_set: calls.update(set=rows_set))
+    monkeypatch.setattr(reproduce, "build_site", lambda: "site skipped")
+    assert reproduce.main(["--rows", "pdd", "04", "05", "07"]) == 0
+    assert calls["pool"] == {"compare_rows": "pdd", "methods": "pdd"}
+    assert calls["04"] == {"compare_rows": "pdd"} and calls["07"] == {"methods": "pdd"} and calls["05"] == {}
+    assert calls["set"] == "pdd"
