@@ -459,12 +459,16 @@ def run_methods(cfgs: list, parallel: int = 2, threads: int | None = None, progr
     return time.time() - t0
 
 
+def _eval_cache_file(cache_dir: Path, weights_file: Path, set_name: str) -> Path:
+    return cache_dir / f"{weights_file.stem}__{_slug(set_name)}.csv"
+
+
 def _eval_cached(model_loader, weights_file: Path, cache_dir: Path, test_sets: dict, metrics: dict) -> pd.DataFrame:
     from .evaluate import evaluate
     frames = []
     model = None
     for set_name, pairs in test_sets.items():
-        cache = cache_dir / f"{weights_file.stem}__{_slug(set_name)}.csv"
+        cache = _eval_cache_file(cache_dir, weights_file, set_name)
         if cache.exists():
             df = pd.read_csv(cache)
         else:
@@ -490,7 +494,7 @@ class EvalItem:
     labels: dict
 
     def cached(self, test_sets: dict) -> bool:
-        return all((self.cache_dir / f"{self.weights_file.stem}__{_slug(s)}.csv").exists() for s in test_sets)
+        return all(_eval_cache_file(self.cache_dir, self.weights_file, s).exists() for s in test_sets)
 
 
 def eval_workers(n_items: int) -> int:
