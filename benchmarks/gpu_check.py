@@ -1,5 +1,7 @@
 """The GPU check of the `paper` preset (issue 15): one command, a global deadline (default 9 min).
 
+It runs on the device `--device` names (default auto: CUDA, then Apple's MPS; pdd.devices).
+
 (a) The paper-size generator+discriminator step of the real Trainer (LR 48, batch 8+8, RRDBNet
     64/23/32, U-Net D, VGG19 perceptual and PDD terms, a full distillation step): eager fp32,
     bf16 autocast, bf16 + channels_last, and + torch.compile (cfg.compile, in a subprocess with
@@ -18,7 +20,17 @@ Results are written after every measurement (<out>/gpu_check.json and gpu_check.
 or the deadline never loses what was measured. On the GPU machine see benchmarks/GPU.md.
 
     python benchmarks/gpu_check.py                    # on a GPU: writes results/gpu/
-    python benchmarks/gpu_check.py --dry-run          # tiny sizes on the CPU, seconds, writes a temp dir
+    python benchmarks/gpu_check.py --dry-run          # tiny sizes, writes a temp dir: tests the script,
+                                                      # measures nothing (well inside its 90 s deadline
+                                                      # on a 2-core AVX2-only CPU; seconds on a GPU)
+
+The dry run is sized, not cut short: LR patch 8 (HR 32), batch 2+2, a tiny RRDBNet and D, VGG19
+only up to conv1_2 (perceptual, R_intra and R_inter each read conv1_1 and conv1_2), 1 warm-up and 2
+timed steps per configuration; (b) trains the `tiny` preset at those sizes for 4 iterations
+(distillation from iteration 2) and scores 2 test tiles per set (their top-left 32x32 LR px), in
+bf16 only where the device computes bf16 natively (an AVX2-only CPU emulates it, about 45x slower
+than fp32 here). Everything it prints says DRY RUN. The device is where `--device` (default auto)
+points: the CPU on a machine without a GPU, else the GPU.
 """
 from __future__ import annotations
 
@@ -39,7 +51,15 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 OFFICIAL_HOURS = 14.0  # supplementary A: ~14 h per 100K iterations on 2x RTX A5000
 PAPER_SIZES = dict(patch=48, batch_l=8, batch_u=8, num_feat=64, num_block=23, num_grow_ch=32, disc_feat=64)
-DRY_SIZES = dict(patch=16, batch_l=2, batch_u=2, num_feat=8, num_block=1, num_grow_ch=4, disc_feat=8)
+DRY_SIZES = dict(patch=8, batch_l=2, batch_u=2, num_feat=8, num_block=1, num_grow_ch=4, disc_feat=8)
+# The dry run's VGG19 layers: two per term, so every weighted sum still runs, and VGG19 stops
+# after conv1_2. VGG19 is most of a dry step's work: at HR 64 with the paper's layers (up to
+# conv5_4) one step was 47 GFLOP, 1.4 s in fp32 and 67 s in bf16, which an AVX2-only core emulates.
+DRY_LAYERS = {"sup.perceptual_layers": {"conv1_1": 0.1, "conv1_2": 0.1},
+              "pdd.intra_layers": {"conv1_1": 0.1, "conv1_2": 0.1},
+              "pdd.inter_layers": {"conv1_1": 0.25, "conv1_2": 0.25}}
+DRY_EVAL_LR = 32    # (b) scores the top-left 32x32 LR (128x128 HR) of each test tile
+DRY_WARM_STEPS = 1  # untimed steps before the timed ones (3 at full size: allocator, cuDNN autotuning)
 B_MIN_S = 240  # what the compiled measurement must leave to (b) on the GPU
 PRECISIONS = {"fp32": (False, False), "bf16": (True, False), "bf16+CL": (True, True)}
 
@@ -50,7 +70,10 @@ class Deadline(Exception):
 
 def parse_args(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--dry-run", action="store_true", help="tiny sizes on the CPU, a few steps: runs in seconds")
+    ap.add_argument("--dry-run", action="store_true",
+                    help="tiny sizes, a few steps: tests the script, measures nothing (under a minute on a CPU)")
+    ap.add_argument("--device", default="auto",
+                    help="auto (CUDA, then Apple's MPS, then the CPU: only a dry run may use the CPU), cuda, cuda:N, mps, cpu")
     ap.add_argument("--out", type=Path, help="result folder (default results/gpu; --dry-run: a temporary folder)")
     ap.add_argument("--budget-min", type=float, help="global deadline in minutes (default 9; --dry-run 1.5)")
     ap.add_argument("--domain", default="Synth-Defocus", help="built-in domain of the evidence run")
@@ -58,8 +81,8 @@ def parse_args(argv=None):
     ap.add_argument("--parts", nargs="+", default=["a", "b"], choices=["a", "b"])
     ap.add_argument("--reps", type=int, help="timed steps per configuration (default 10; --dry-run 2)")
     ap.add_argument("--compile-timeout", type=float, help="seconds for the compiled measurement (default 150)")
-    ap.add_argument("--eval-tiles", type=int, help="test tiles per test set in (b) (default: all of the domain)")
-    ap.add_argument("--max-iters", type=int, help="stop (b) at this many iterations (default: the deadline decides)")
+    ap.add_argument("--eval-tiles", type=int, help="test tiles per test set in (b) (default: all of the domain; --dry-run 2)")
+    ap.add_argument("--max-iters", type=int, help="stop (b) at this many iterations (default: the deadline decides; --dry-run 4)")
     ap.add_argument("--site", type=Path, default=REPO / ".gpu_env" / "site",
                     help="carried libraries, searched after the machine's own (benchmarks/gpu_prepare.py)")
     ap.add_argument("--worker", choices=["compile"], help=argparse.SUPPRESS)
@@ -69,8 +92,9 @@ def parse_args(argv=None):
     args.budget_s = 60 * (args.budget_min if args.budget_min is not None else (1.5 if dry else 9.0))
     args.reps = args.reps or (2 if dry else 10)
     args.compile_timeout = args.compile_timeout if args.compile_timeout is not None else (45 if dry else 150)
-    args.eval_tiles = args.eval_tiles or (3 if dry else None)
-    args.max_iters = args.max_iters or (8 if dry else None)
+    args.eval_tiles = args.eval_tiles or (2 if dry else None)
+    args.max_iters = args.max_iters or (4 if dry else None)
+    args.warm = DRY_WARM_STEPS if dry else 3
     return args
 
 
@@ -97,9 +121,12 @@ class Report:
 def machine(device) -> dict:
     import torch
     from pdd.config import cpu_model
+    from pdd.devices import describe
 
     m = {"cpu": cpu_model(), "python": platform.python_version(), "torch": torch.__version__,
          "device": str(device), "date": time.strftime("%Y-%m-%d %H:%M:%S %Z")}
+    if device.type == "mps":
+        m["gpu"] = describe(device)
     if device.type == "cuda":
         p = torch.cuda.get_device_properties(device)
         m.update(gpu=torch.cuda.get_device_name(device), gpu_memory_gib=round(p.total_memory / 2**30, 1),
@@ -107,15 +134,14 @@ def machine(device) -> dict:
                  cudnn_benchmark=torch.backends.cudnn.benchmark,
                  tf32_convs=getattr(torch.backends.cudnn, "allow_tf32", None),
                  tf32_matmul=getattr(torch.backends.cuda.matmul, "allow_tf32", None))
-    else:
+    if device.type != "cuda":
         m["threads"] = torch.get_num_threads()
     return m
 
 
 def sync(device) -> None:
-    import torch
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
+    from pdd.devices import synchronize
+    synchronize(device)
 
 
 def fmt(x, spec=".3f") -> str:
@@ -125,7 +151,9 @@ def fmt(x, spec=".3f") -> str:
 def markdown(d: dict) -> str:
     """A short human summary of the JSON."""
     m = d.get("machine", {})
-    lines = [f"# GPU check ({'dry run, tiny sizes on the CPU' if d.get('dry_run') else 'paper preset'})", "",
+    title = (f"DRY RUN, tiny sizes on {m.get('device', '?')}: tests the script, not a GPU measurement"
+             if d.get("dry_run") else "paper preset")
+    lines = [f"# GPU check ({title})", "",
              f"Machine: {m.get('gpu', 'no GPU')}; CPU {m.get('cpu', '?')}; torch {m.get('torch', '?')}, "
              f"Python {m.get('python', '?')}; {m.get('date', '')}. Status: {d.get('status', '?')}.", ""]
     a = d.get("a", {})
@@ -180,14 +208,16 @@ def step_config(args, out: Path, device, bf16: bool, cl: bool, compile_: bool = 
 
     sizes = DRY_SIZES if args.dry_run else PAPER_SIZES
     # every timed step is a full distillation step; random init (the cost does not depend on the weights)
-    return make_config("paper", "ema", domain=args.domain, out=str(out), init_s=None, init_g=None, warmup_d_iters=0,
-                       distill_start_k=0, device=str(device), bf16=bf16, channels_last=cl, compile=compile_,
-                       seed=args.seed, **sizes)
+    return make_config("paper", "ema", overrides=DRY_LAYERS if args.dry_run else None, domain=args.domain,
+                       out=str(out), init_s=None, init_g=None, warmup_d_iters=0, distill_start_k=0, device=str(device),
+                       bf16=bf16, channels_last=cl, compile=compile_, seed=args.seed, **sizes)
 
 
-def time_steps(cfg, reps: int, warm: int = 3) -> dict:
-    """Median seconds of the Trainer's step (data included) and of its data sampling alone; peak memory."""
+def time_steps(cfg, reps: int, warm: int = 3, count_flops: bool = False) -> dict:
+    """Median seconds of the Trainer's step (data included) and of its data sampling alone; peak
+    memory; with ``count_flops`` also the FLOPs of one more step (``flops``: one Trainer less to build)."""
     import torch
+    from torch.utils.flop_counter import FlopCounterMode
     from pdd.train import Trainer
 
     tr = Trainer(cfg, progress=False)
@@ -215,6 +245,10 @@ def time_steps(cfg, reps: int, warm: int = 3) -> dict:
     r = {"step_s": step_s, "data_s": statistics.median(data), "warmup_steps_s": first_s, "reps": reps,
          "hours_per_100k": step_s * 1e5 / 3600,
          "peak_gib": torch.cuda.max_memory_allocated(dev) / 2**30 if dev.type == "cuda" else None}
+    if count_flops:
+        with FlopCounterMode(display=False) as counter:
+            tr.step(warm + reps + 1)
+        r["flops"] = float(counter.get_total_flops())
     del tr
     if dev.type == "cuda":
         torch.cuda.empty_cache()
@@ -263,6 +297,9 @@ def objective_fused_vs_unfused(args, device) -> dict:
     sizes = DRY_SIZES if args.dry_run else PAPER_SIZES
     n, p = sizes["batch_l"], sizes["patch"] * 4
     sup, pdd = L.SupervisedWeights(), L.PDDWeights()
+    if args.dry_run:
+        sup.perceptual_layers = DRY_LAYERS["sup.perceptual_layers"]
+        pdd.intra_layers, pdd.inter_layers = DRY_LAYERS["pdd.intra_layers"], DRY_LAYERS["pdd.inter_layers"]
     fmt_ = torch.channels_last
     vgg = VGG19Features(L.vgg_layers_needed(sup, pdd)).to(device).to(memory_format=fmt_)
     disc = UNetDiscriminatorSN(3, sizes["disc_feat"]).to(device).requires_grad_(False).to(memory_format=fmt_)
@@ -291,8 +328,8 @@ def compile_worker(args) -> None:
     import torch
     from pdd.config import resolve_device
 
-    device = resolve_device("cpu" if args.dry_run else "auto")
-    note = "warmup_steps_s includes compilation (3 steps)"
+    device = resolve_device(args.device)
+    note = f"warmup_steps_s includes compilation ({args.warm} steps)"
     if args.dry_run:  # inductor's C++ build takes minutes on one CPU thread: trace with dynamo only
         import functools
         torch.compile = functools.partial(torch.compile, backend="eager")
@@ -300,7 +337,7 @@ def compile_worker(args) -> None:
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
     with tempfile.TemporaryDirectory() as tmp:
-        r = time_steps(step_config(args, Path(tmp), device, True, True, compile_=True), args.reps)
+        r = time_steps(step_config(args, Path(tmp), device, True, True, compile_=True), args.reps, args.warm)
     r["note"] = note
     args.worker_json.write_text(json.dumps(r))
 
@@ -313,7 +350,8 @@ def part_a(args, report: Report, device) -> None:
         check_time(args, f"(a) {name}")
         with tempfile.TemporaryDirectory() as tmp:
             try:
-                steps[name] = time_steps(step_config(args, Path(tmp), device, bf16, cl), args.reps)
+                steps[name] = time_steps(step_config(args, Path(tmp), device, bf16, cl), args.reps, args.warm,
+                                         count_flops=name == "bf16+CL")
             except Deadline:
                 raise
             except Exception as e:  # noqa: BLE001 -- one configuration failing must not lose the others
@@ -321,10 +359,12 @@ def part_a(args, report: Report, device) -> None:
         report.save()
         print(f"(a) {name}: {steps[name]}", flush=True)
     check_time(args, "(a) FLOPs")
-    n = 256 if args.dry_run else 8192
+    n = 128 if args.dry_run else 8192
     report.put("a", "matmul", {"tflops": matmul_rate(device, n) / 1e12, "shape": f"bf16 {n}x{n}x{n}"})
-    with tempfile.TemporaryDirectory() as tmp:
-        flops = step_flops(step_config(args, Path(tmp), device, True, True))
+    flops = steps.get("bf16+CL", {}).pop("flops", None)
+    if flops is None:  # that configuration failed: count on a Trainer of its own
+        with tempfile.TemporaryDirectory() as tmp:
+            flops = step_flops(step_config(args, Path(tmp), device, True, True))
     bound_s = flops / (report.data["a"]["matmul"]["tflops"] * 1e12)
     report.put("a", "flops", {"step_gflop": flops / 1e9, "bound_s": bound_s, "bound_hours_per_100k": bound_s * 1e5 / 3600})
     print(f"(a) {report.data['a']['flops']}, matmul {report.data['a']['matmul']}", flush=True)
@@ -340,7 +380,8 @@ def part_a(args, report: Report, device) -> None:
         with tempfile.TemporaryDirectory() as tmp:
             js = Path(tmp) / "compile.json"
             cmd = [sys.executable, __file__, "--worker", "compile", "--worker-json", str(js), "--reps", str(args.reps),
-                   "--domain", args.domain, "--site", str(args.site)] + (["--dry-run"] if args.dry_run else [])
+                   "--domain", args.domain, "--site", str(args.site), "--device", str(device)] + \
+                (["--dry-run"] if args.dry_run else [])
             t0 = time.perf_counter()
             try:
                 p = subprocess.run(cmd, capture_output=True, text=True, timeout=limit)
@@ -358,6 +399,7 @@ def part_b(args, report: Report, device) -> None:
     import torch
     from pdd import evaluate, experiments
     from pdd.data import open_domain
+    from pdd.devices import bf16_default
     from pdd.train import Trainer
 
     preset = "tiny" if args.dry_run else "paper"
@@ -369,15 +411,23 @@ def part_b(args, report: Report, device) -> None:
     k = args.eval_tiles
     test_sets = {"target": dom.test_pairs[:k] if k else dom.test_pairs,
                  "source": dom.source_test_pairs[:k] if k else dom.source_test_pairs}
+    if args.dry_run:  # smaller images: each test tile's top-left corner (SR 128 px still holds NIQE's 96 px block)
+        c = DRY_EVAL_LR
+        test_sets = {s: [(lr[:c, :c], hr[:4 * c, :4 * c], name) for lr, hr, name in v] for s, v in test_sets.items()}
     metrics = evaluate.create_metrics(device="cpu")
-    cfgs = [experiments.method_config(m, preset, args.domain, args.seed, runs, pretrain_iters=pretrain_iters)
+    # dry run: the step's sizes, and distillation from iteration 2 so that its few iterations include it
+    dry = {"patch": DRY_SIZES["patch"], "warmup_d_iters": 1, "distill_start_k": 0, **DRY_LAYERS} if args.dry_run else None
+    cfgs = [experiments.method_config(m, preset, args.domain, args.seed, runs, overrides=dry, pretrain_iters=pretrain_iters)
             for m in ("EMA PDD", "finetune control")]
+    # bf16 where the device has it (a CUDA GPU since Ampere; a CPU with AMX/AVX512-BF16), else fp32
+    bf16 = bf16_default(device)
     for c in cfgs:  # the deadline decides the length: no scheduled end, snapshots at every chunk's end
-        c.device, c.bf16, c.channels_last = str(device), True, True
+        c.device, c.bf16, c.channels_last = str(device), bf16, bf16
         c.iters, c.ckpt_every, c.log_every = 10**6 - 1, 10**9, 5 if args.dry_run else 25
     c0 = cfgs[0]
     b.update(warmup_d_iters=c0.warmup_d_iters, distill_from=c0.warmup_d_iters + c0.distill_start_k + 1,
-             precision="bf16 autocast + channels_last (training), fp32 evaluation on the CPU",
+             precision=f"{'bf16 autocast + channels_last' if bf16 else 'fp32'} (training, {device.type}), "
+                       "fp32 evaluation on the CPU",
              sizes={k_: getattr(c0, k_) for k_ in PAPER_SIZES},
              test_tiles={s: len(v) for s, v in test_sets.items()}, metrics=evaluate.metric_info(metrics))
     report.save()
@@ -465,8 +515,18 @@ def deviations(args, device) -> list[str]:
            "Metrics that download weights (LPIPS, NRQM) are unavailable without internet (NaN, named in the JSON)."]
     if device.type == "cuda":
         out.append("cudnn.benchmark on for every measurement; fp32 convolutions use TF32 (torch's default).")
+    if device.type == "mps":
+        out.append("Apple GPU (MPS): no peak-memory figure (torch records peaks on CUDA only); operations MPS "
+                   "lacks run on the CPU (PYTORCH_ENABLE_MPS_FALLBACK), which slows the step they are in.")
     if args.dry_run:
-        out.insert(0, "DRY RUN: tiny networks and sizes on the CPU; the figures test the script, not the method.")
+        s = DRY_SIZES
+        out.insert(0, f"DRY RUN on {device}: it tests the script and measures neither a GPU nor the method. Sized to "
+                      f"finish well inside its deadline on a 2-core AVX2-only CPU: LR patch {s['patch']} (HR "
+                      f"{4 * s['patch']}), batch {s['batch_l']}+{s['batch_u']}, RRDBNet {s['num_feat']}/{s['num_block']}/"
+                      f"{s['num_grow_ch']}, D {s['disc_feat']}, VGG19 up to conv1_2 (layers: "
+                      f"{'; '.join(f'{k} {sorted(v)}' for k, v in DRY_LAYERS.items())}), {args.warm} warm-up + "
+                      f"{args.reps} timed steps per configuration; (b) the tiny preset at these sizes, D warm-up 1, "
+                      f"k 0, {args.max_iters} iterations, {args.eval_tiles} test tiles per set cropped to LR {DRY_EVAL_LR} px.")
     return out
 
 
@@ -477,15 +537,22 @@ def main(argv=None) -> int:
         os.environ.setdefault("PDD_CACHE", str(REPO / ".gpu_env" / "cache"))
     if args.site.is_dir():
         sys.path.append(str(args.site))  # after the machine's own packages: an installed one wins
+    from pdd.devices import DeviceError, before_torch
+
+    before_torch(args.device)  # on a Mac: MPS's CPU fallback, which PyTorch reads when it loads
     if args.worker:
         compile_worker(args)
         return 0
     import torch
     from pdd.config import resolve_device
 
-    device = resolve_device("cpu" if args.dry_run else "auto")
-    if device.type != "cuda" and not args.dry_run:
-        print("no CUDA device: run with --dry-run on a CPU", file=sys.stderr)
+    try:
+        device = resolve_device(args.device)
+    except DeviceError as e:
+        print(f"gpu_check: {e}", file=sys.stderr)
+        return 2
+    if device.type == "cpu" and not args.dry_run:
+        print("gpu_check: no GPU here (CUDA or MPS): run with --dry-run to test the script on the CPU", file=sys.stderr)
         return 2
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
@@ -496,7 +563,10 @@ def main(argv=None) -> int:
                           "machine": machine(device), "deviations": deviations(args, device), "errors": []})
     signal.signal(signal.SIGALRM, _alarm)
     signal.alarm(max(1, int(args.budget_s)))
-    print(f"gpu_check: {report.data['machine']}; budget {args.budget_s:.0f} s; writing {out}", flush=True)
+    label = "DRY RUN (tests the script, not a GPU measurement): " if args.dry_run else ""
+    print(f"gpu_check: {label}{report.data['machine']}; budget {args.budget_s:.0f} s; writing {out}", flush=True)
+    if args.dry_run:
+        print(f"gpu_check: {report.data['deviations'][0]}", flush=True)
     try:
         if "a" in args.parts:
             part_a(args, report, device)
@@ -514,7 +584,7 @@ def main(argv=None) -> int:
         signal.alarm(0)
         report.data["wall_s"] = time.time() - t_start
         report.save()
-    print(f"gpu_check: {report.data['status']} in {report.data['wall_s']:.0f} s; wrote {out / 'gpu_check.json'} "
+    print(f"gpu_check: {label}{report.data['status']} in {report.data['wall_s']:.0f} s; wrote {out / 'gpu_check.json'} "
           f"and gpu_check.md", flush=True)
     return 0 if report.data["status"] == "complete" else 1
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from .devices import cpu_has_native_bf16, cpu_model  # noqa: F401 -- names callers import from here; devices is below config
 from .losses import PDDWeights, SupervisedWeights
 
 MODES = ("supervised", "finetune", "naive", "static", "ema")
@@ -63,7 +64,7 @@ class TrainConfig:
     gan: bool = True                   # False: no D at all (the GAN-free control)
     naive_lambda: float = 1.0          # λ of paper Eq. 3
     # engineering
-    device: str = "auto"               # auto | cpu | cuda
+    device: str = "auto"               # auto (CUDA, then MPS, then CPU) | cpu | cuda | cuda:N | mps
     bf16: bool = False                 # bf16 autocast (R_intra/R_inter stay fp32)
     channels_last: bool = False
     compile: bool = False              # torch.compile the networks' forward passes (opt-in: measured, not assumed)
@@ -110,27 +111,6 @@ class TrainConfig:
         return self
 
 
-def cpu_has_native_bf16() -> bool:
-    """True on CPUs with native bf16 (AVX512-BF16 / AMX), where autocast pays off (DESIGN: 2x)."""
-    try:
-        flags = open("/proc/cpuinfo").read()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
-
-
-def cpu_model() -> str:
-    """The CPU as /proc/cpuinfo names it, with the flags that decide bf16 speed (timings differ
-    a lot between machines: record this beside every figure)."""
-    import platform
-
-    try:
-        info = open("/proc/cpuinfo").read()
-    except OSError:
-        return platform.processor() or platform.machine()
-    name = next((ln.split(":", 1)[1].strip() for ln in info.splitlines() if ln.startswith("model name")), "?")
-    flags = [f for f in ("amx_bf16", "avx512_bf16", "avx512f", "avx2") if f in info.split()]
-    return f"{name} [{' '.join(flags)}], {len([ln for ln in info.splitlines() if ln.startswith('processor')])} cores"
 
 
 def _apply_mode_defaults(cfg: TrainConfig) -> None:
@@ -268,7 +248,9 @@ def _parse(text: str, current):
     return text
 
 
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+def resolve_device(name: str = "auto", log=None) -> torch.device:
+    """``cfg.device`` as a torch.device: "auto" picks CUDA, then Apple's MPS, then the CPU; a
+    device this machine lacks is a named error (pdd.devices.resolve_device has the details)."""
+    from .devices import resolve_device as _resolve
+
+    return _resolve(name, log=log)

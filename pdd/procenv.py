@@ -5,6 +5,7 @@ Light on purpose (no torch): the Makefile asks it for the test suite's environme
 from __future__ import annotations
 
 import os
+import sys
 
 # glibc's malloc, for the processes we start (training jobs, notebook kernels, `make test`).
 # By default it hands every freed block over 128 KiB-32 MiB back to the kernel (mmap, heap
@@ -27,6 +28,8 @@ def job_env(threads: int | None = None, base: dict | None = None) -> dict:
     env["GLIBC_TUNABLES"] = ":".join(have + [f"{k}={v}" for k, v in MALLOC_TUNABLES.items() if k not in names])
     if threads is not None:
         env["OMP_NUM_THREADS"] = str(threads)
+    if sys.platform == "darwin":  # PyTorch reads it once, when it loads: an op MPS lacks runs on the CPU
+        env.setdefault("PYTORCH_ENABLE_MPS_FALLBACK", "1")
     return env
 
 

@@ -29,6 +29,11 @@ import time
 import warnings
 from pathlib import Path
 
+if __name__ == "__main__":  # a command line: PyTorch reads PYTORCH_ENABLE_MPS_FALLBACK once, as it loads
+    from pdd.devices import before_torch
+
+    before_torch()
+
 import torch
 import torch.distributed as dist
 
@@ -36,6 +41,7 @@ from . import cli
 from . import losses as L
 from .archs import RRDBNet, UNetDiscriminatorSN
 from .config import TrainConfig, make_config, resolve_device, set_field
+from .devices import DeviceError, bf16_default, describe, missing_mps_op, synchronize
 from .kdsr import MeanShift
 
 CHECKPOINT = "checkpoint.pt"
@@ -162,6 +168,14 @@ class Trainer:
                 dist.init_process_group("nccl" if torch.cuda.is_available() and cfg.device != "cpu" else "gloo")
             self.world, self.rank = dist.get_world_size(), dist.get_rank()
         self.device = resolve_device(cfg.device)
+        if self.device.type == "mps" and self.world > 1:
+            raise DeviceError("torchrun with MPS: a Mac has one Apple GPU; run a single process")
+        if (cfg.bf16 or cfg.channels_last) and self.device.type != "cpu" and not bf16_default(self.device):
+            # the presets decide bf16 from the CPU's flags; this GPU has no bf16 (an older CUDA
+            # card: autocast would raise) or gains nothing from it (MPS): fp32, recorded
+            print(f"pdd.train: {describe(self.device)} runs this in fp32 (no bf16 autocast, no channels_last)",
+                  file=sys.stderr)
+            cfg.bf16 = cfg.channels_last = False
         if self.device.type == "cuda" and self.world > 1:
             self.device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
             torch.cuda.set_device(self.device)
@@ -331,9 +345,11 @@ class Trainer:
         return self.iteration
 
     # ------------------------------------------------------------------ loop
-    def fit(self, iters: int | None = None) -> Path:
+    def fit(self, iters: int | None = None, progress_bar=None) -> Path:
         """Train up to ``iters`` (default cfg.iters), resuming from out/checkpoint.pt if present.
-        Returns the output directory (config.json, log.csv, checkpoint.pt, weights/)."""
+        Returns the output directory (config.json, log.csv, checkpoint.pt, weights/).
+        ``progress_bar``: a tqdm-like class for the bar (pdd.adapt passes one whose time left
+        weights the cheaper D-only warm-up steps by their measured cost)."""
         from tqdm.auto import tqdm
 
         cfg, end = self.cfg, self.cfg.iters if iters is None else iters
@@ -344,13 +360,24 @@ class Trainer:
             (self.out / "config.json").write_text(json.dumps(meta, indent=2, default=str))
         log_path = self.out / "log.csv"
         rows = self._read_log(log_path, upto=self.iteration)
-        bar = tqdm(total=end, initial=self.iteration, disable=not self.progress or self.rank != 0,
-                   desc=f"{cfg.mode}", dynamic_ncols=True)
+        bar = (progress_bar or tqdm)(total=end, initial=self.iteration, disable=not self.progress or self.rank != 0,
+                                     desc=f"{cfg.mode}", dynamic_ncols=True)
         t0 = time.time()
         for t in range(self.iteration + 1, end + 1):
-            log = self.step(t)
+            try:
+                log = self.step(t)
+            except NotImplementedError as e:
+                op = missing_mps_op(e) if self.device.type == "mps" else None
+                if op is None:
+                    raise
+                # no automatic retry: the G step may already have been applied
+                raise DeviceError(
+                    f"iteration {t}: the Apple GPU (MPS) lacks the operation {op}. The last checkpoint is iteration "
+                    f"{self.iteration_saved} in {self.out}; run again with PYTORCH_ENABLE_MPS_FALLBACK=1 set before "
+                    f"Python starts (it runs such operations on the CPU), or with device=cpu: both resume") from e
             self.iteration = t
             if t % cfg.log_every == 0 or t == end:
+                synchronize(self.device)  # a GPU's queued work belongs to the seconds logged
                 row = {"iter": t, "lr": self.opt_g.param_groups[0]["lr"], "sec": round(time.time() - t0, 2), **log}
                 rows.append(row)
                 bar.set_postfix({k: f"{v:.3g}" for k, v in log.items() if k in ("total", "r_intra", "r_inter", "p_real", "p_fake")})

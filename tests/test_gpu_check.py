@@ -1,5 +1,7 @@
-"""benchmarks/gpu_check.py end to end on the CPU (--dry-run), its weight carrier
-(benchmarks/gpu_prepare.py), and the CUDA path where a GPU is present. No timed assertions."""
+"""benchmarks/gpu_check.py end to end (--dry-run at its defaults: on the CPU here, on the GPU
+where there is one), its weight carrier (benchmarks/gpu_prepare.py), its device choice, and the
+CUDA path where a GPU is present. No timed assertions: the dry run's own deadline (90 s) is the
+bound, and it must complete within it."""
 import importlib.util
 import json
 import math
@@ -10,6 +12,8 @@ from pathlib import Path
 
 import pytest
 import torch
+
+from pdd.devices import bf16_default
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -25,32 +29,38 @@ def _finite(x) -> bool:
     return isinstance(x, (int, float)) and math.isfinite(x)
 
 
+def _gpu_check(*args, timeout=300):
+    return subprocess.run([sys.executable, str(REPO / "benchmarks" / "gpu_check.py"), *args], cwd=REPO,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True, timeout=timeout,
+                          check=False)
+
+
 @pytest.fixture(scope="module")
 def dry_run(tmp_path_factory):
+    """The dry run at its defaults (deadline 90 s, compile limit 45 s): sized to complete well
+    inside them even on a 2-core AVX2-only CPU (about 55 s there with the other core busy)."""
     out = tmp_path_factory.mktemp("gpu_check")
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    # The dry run stops (b) at 8 iterations whatever its deadline; the generous deadline and compile
-    # limit only matter on a loaded or slow machine, where the defaults (90 s, 45 s) cut it short.
-    p = subprocess.run([sys.executable, str(REPO / "benchmarks" / "gpu_check.py"), "--dry-run", "--out", str(out),
-                        "--budget-min", "10", "--compile-timeout", "300"],
-                       cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
+    p = _gpu_check("--dry-run", "--out", str(out))
     assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
     return out, json.loads((out / "gpu_check.json").read_text()), (out / "gpu_check.md").read_text(), p.stdout
 
 
 def test_dry_run_part_a_has_every_configuration_with_finite_figures(dry_run):
     _, d, _, _ = dry_run
-    assert d["status"] == "complete" and d["dry_run"] is True
+    assert d["status"] == "complete" and d["dry_run"] is True and d["wall_s"] < d["budget_s"] == 90
+    on_cuda = d["machine"]["device"].startswith("cuda")
     steps = d["a"]["steps"]
     assert set(steps) == {"fp32", "bf16", "bf16+CL", "bf16+CL+compile"}
     for name, r in steps.items():
         assert "error" not in r, (name, r)
         assert _finite(r["step_s"]) and r["step_s"] > 0 and _finite(r["data_s"])
         assert r["hours_per_100k"] == pytest.approx(r["step_s"] * 1e5 / 3600)
-        assert r["peak_gib"] is None  # CUDA only
+        assert (r["peak_gib"] is not None) == on_cuda  # CUDA only
     f, mm = d["a"]["flops"], d["a"]["matmul"]
     assert _finite(f["step_gflop"]) and f["step_gflop"] > 0 and _finite(mm["tflops"]) and mm["tflops"] > 0
     assert f["bound_s"] == pytest.approx(f["step_gflop"] / 1e3 / mm["tflops"])
+    # the FLOPs of the dry step's own sizes: far below the 47 GFLOP of the unsized dry step
+    assert f["step_gflop"] < 5 and d["a"]["sizes"]["patch"] == 8
     o = d["a"]["objective"]
     assert _finite(o["fused_s"]) and _finite(o["unfused_s"]) and "no fused/unfused switch" in o["note"]
 
@@ -78,10 +88,38 @@ def test_dry_run_names_machine_and_deviations(dry_run):
     assert "Xeon" in d["machine"]["cpu"] or d["machine"]["cpu"]
     assert d["machine"]["torch"] == torch.__version__
     assert any("DRY RUN" in x for x in d["deviations"]) and any("bf16" in x for x in d["deviations"])
+    # labelled as no GPU measurement everywhere, with its sizes stated
+    assert "not a GPU measurement" in md.splitlines()[0]
+    assert all(line.startswith("gpu_check: DRY RUN") for line in stdout.splitlines() if line.startswith("gpu_check:"))
+    sizing = d["deviations"][0]
+    for stated in ("LR patch 8 (HR 32)", "batch 2+2", "VGG19 up to conv1_2", "4 iterations", "cropped to LR 32 px"):
+        assert stated in sizing, stated
+    assert d["b"]["sizes"]["patch"] == 8 and d["b"]["iterations"] == 4 and d["b"]["distill_from"] == 2
     for heading in ("## (a) One generator+discriminator step", "## (b) Evidence run", "## Deviations",
                     "Iterations reached:", "FLOP bound", "x official 14 h"):
         assert heading in md, heading
     assert d["machine"]["cpu"] in md
+
+
+def test_dry_run_runs_where_auto_points(dry_run):
+    """--device defaults to auto: the CUDA path runs whenever a GPU is present (MPS on a Mac)."""
+    _, d, _, _ = dry_run
+    mps = getattr(torch.backends, "mps", None)
+    expected = "cuda" if torch.cuda.is_available() else "mps" if mps is not None and mps.is_available() else "cpu"
+    assert d["machine"]["device"].split(":")[0] == expected
+    assert ("bf16 autocast" in d["b"]["precision"]) == bf16_default(expected)  # bf16 only where native
+
+
+def test_device_choice_errors_are_named(capsys):
+    gc = _module("gpu_check")
+    assert gc.main(["--dry-run", "--device", "gpu"]) == 2
+    assert "unknown device 'gpu'; valid: auto, cpu, cuda, cuda:N, mps" in capsys.readouterr().err
+    assert gc.main(["--device", "cpu"]) == 2  # the full check needs a GPU
+    err = capsys.readouterr().err
+    assert "no GPU here" in err and "--dry-run" in err
+    if not torch.cuda.is_available():
+        assert gc.main(["--device", "cuda"]) == 2
+        assert "no CUDA GPU is available here" in capsys.readouterr().err
 
 
 def test_deadline_keeps_what_was_measured(tmp_path):
