@@ -1,4 +1,5 @@
-"""Any upscaler as the generalist: load it safely, check it can be trained, export it back.
+"""Any upscaler as the generalist: load it safely, check it can be trained, export it back
+(and to ONNX and ncnn for other apps: `python -m pdd.export`).
 
 The RRDBNet family (ESRGAN, Real-ESRGAN x4plus/x2plus, BSRGAN, RealSR ...) is loaded into our
 own `pdd.archs.RRDBNet`, whose BasicSR key layout is a contract: its exports load in
@@ -12,10 +13,17 @@ Weight files are untrusted input: ``.safetensors`` through safetensors, ``.pth``
 from __future__ import annotations
 
 import math
+import os
 import re
+import shutil
+import subprocess
+import tempfile
+import time
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from .archs import RRDBNet
@@ -235,21 +243,439 @@ def state_dict_for_export(model: torch.nn.Module) -> dict:
     return {k: v.detach().float().cpu().contiguous().clone() for k, v in model.state_dict().items()}
 
 
-def export(model: torch.nn.Module, info: ModelInfo, run_dir) -> dict[str, Path]:
-    """RUN/model.pth ({"params_ema": ...}: BasicSR layout for RRDBNet) and RUN/model.safetensors
-    (the base model's own key layout), both written atomically."""
+# ------------------------------------------------------------------------------ other apps' formats
+# (ONNX and ncnn; `python -m pdd.export` is the command line, its docstring the story)
+
+ONNX_OPSET = 17
+ONNX_INPUT, ONNX_OUTPUT = "input", "output"
+NCNN_INPUT, NCNN_OUTPUT = "data", "output"  # RealESRGAN::process in realesrgan-ncnn-vulkan: ex.input("data"), ex.extract("output")
+NCNN_DIR = "models"
+# Largest max-abs difference from PyTorch (output in [0, 1] units) at which an export is kept.
+# ONNX runs the same fp32 arithmetic in another order; ncnn stores fp16 weights (and uses fp16
+# storage where the CPU or GPU has it), like the official Real-ESRGAN ncnn models.
+ONNX_TOL = 1e-3
+NCNN_TOL = 2 / 255
+
+
+class ExportUnavailable(RuntimeError):
+    """A format that cannot hold this model, or a converter that is missing or failed."""
+
+
+def app_model_name(name: str, scale: int) -> str:
+    """The model's name as upscayl and realesrgan-ncnn-vulkan should see it: ``<name>-x<scale>``.
+
+    Both take the scale from the name (the first of x1/1x, x2/2x, x3/3x, x4/4x found), so an
+    "x" next to a digit anywhere else in `name` is split with "-" ("mix2024" -> "mix-2024")."""
+    s = re.sub(r"[^A-Za-z0-9_-]+", "-", str(name))
+    s = re.sub(r"(?i)(?<=\d)(?=x)|(?<=x)(?=\d)", "-", s).strip("-_") or "pdd"
+    return f"{s}-x{scale}"
+
+
+def size_multiple(info) -> int:
+    """Inputs must be a multiple of this: the model's own need, and RRDBNet x2/x1's pixel unshuffle."""
+    m = max(1, int(info.size_multiple or 1))
+    if info.architecture == "RRDBNet":
+        m = max(m, {2: 2, 1: 4}.get(int(info.scale), 1))
+    return m
+
+
+def sample_sizes(info) -> tuple[tuple[int, int], tuple[int, int]]:
+    """(trace size, check size): different heights and widths, the check one odd where allowed,
+    so that a graph which baked in the traced shape fails the check."""
+    m = size_multiple(info)
+    base = max(16, int(info.min_size or 0))
+    up = lambda v: -(-v // m) * m  # noqa: E731
+    trace = (up(base), up(base))
+    check = (up(base - 3), up(base + 3)) if m == 1 else (up(base) + m, up(base) + 2 * m)
+    return trace, check
+
+
+def _sample(hw: tuple[int, int], seed: int = 0) -> torch.Tensor:
+    return torch.rand(1, 3, *hw, generator=torch.Generator().manual_seed(seed))
+
+
+def _tmp_path(dst: Path) -> Path:
+    return dst.with_name(f".{dst.name}.{os.getpid()}.tmp")
+
+
+# ------------------------------------------------------------------------------ runtimes
+
+
+def run_onnx(path, x: np.ndarray) -> np.ndarray:
+    """model.onnx on NCHW float32 `x` with onnxruntime's CPU provider."""
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 4  # failures come back as exceptions; no C++ log lines
+    sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    return sess.run(None, {sess.get_inputs()[0].name: np.ascontiguousarray(x, dtype=np.float32)})[0]
+
+
+def run_ncnn(param, binary, x: np.ndarray, threads: int = 1) -> np.ndarray:
+    """The ncnn pair on one (1, 3, H, W) float32 image with the `ncnn` package's CPU defaults,
+    fed and read through the blob names the apps use."""
+    import ncnn
+
+    net = ncnn.Net()
+    net.opt.use_vulkan_compute = False
+    net.opt.num_threads = threads
+    if net.load_param(str(param)) != 0 or net.load_model(str(binary)) != 0:
+        raise ExportUnavailable(f"ncnn could not load {param} / {binary}")
+    ex = net.create_extractor()
+    ex.input(NCNN_INPUT, ncnn.Mat(np.ascontiguousarray(x[0], dtype=np.float32)))
+    ret, out = ex.extract(NCNN_OUTPUT)
+    if ret != 0:
+        raise ExportUnavailable(f"ncnn could not compute blob {NCNN_OUTPUT!r} (status {ret})")
+    return np.array(out)[None]
+
+
+@torch.no_grad()
+def _torch_ref(model, x: torch.Tensor) -> np.ndarray:
+    return model(x).float().numpy()
+
+
+def _check(name: str, got: np.ndarray, ref: np.ndarray, tol: float) -> float:
+    if got.shape != ref.shape:
+        raise ExportUnavailable(f"{name} gives shape {got.shape} where PyTorch gives {ref.shape}")
+    diff = float(np.abs(got - ref).max())
+    # tol is for outputs in [0, 1]; an untrained model's larger outputs scale it (fp16 weights'
+    # error is relative)
+    limit = tol * max(1.0, float(np.abs(ref).max()))
+    if not diff <= limit:  # also catches NaN
+        raise ExportUnavailable(f"{name} does not match PyTorch: max abs difference {diff:.3g} > {limit:.3g}")
+    return diff
+
+
+# ------------------------------------------------------------------------------ writers
+
+
+def write_onnx(model, info, dst, opset: int = ONNX_OPSET) -> dict:
+    """RUN/model.onnx with dynamic height and width, checked in onnxruntime before it is kept.
+    Returns {"path", "opset", "input", "output", "max_abs_diff", "checked_on", "seconds"}."""
+    try:
+        import onnx  # noqa: F401 -- the TorchScript exporter serialises through it
+    except ImportError as e:
+        raise ExportUnavailable("the onnx package is not installed (pip install onnx; see pyproject.toml)") from e
+    dst = Path(dst)
+    (trace_hw, check_hw) = sample_sizes(info)
+    tmp = _tmp_path(dst)
+    t0 = time.perf_counter()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the exporter's deprecation notice, tracer warnings
+            torch.onnx.export(model, (_sample(trace_hw),), str(tmp), input_names=[ONNX_INPUT],
+                              output_names=[ONNX_OUTPUT], opset_version=opset, do_constant_folding=True,
+                              dynamic_axes={ONNX_INPUT: {2: "height", 3: "width"},
+                                            ONNX_OUTPUT: {2: "out_height", 3: "out_width"}},
+                              dynamo=False)
+        seconds = time.perf_counter() - t0
+        x = _sample(check_hw, seed=1)
+        try:
+            got = run_onnx(tmp, x.numpy())
+        except ImportError:
+            diff = None  # onnxruntime absent: written, not checked
+        except ExportUnavailable:
+            raise
+        except Exception as e:  # noqa: BLE001 -- onnxruntime refusing the graph is a reason, not a crash
+            raise ExportUnavailable(f"the exported graph does not run at another input size (traced at "
+                                    f"{trace_hw[0]}x{trace_hw[1]}, run at {check_hw[0]}x{check_hw[1]}): this "
+                                    f"architecture's shape handling does not export with dynamic height/width "
+                                    f"({type(e).__name__}: {str(e)[:160]})") from e
+        else:
+            diff = _check("the ONNX export", got, _torch_ref(model, x), ONNX_TOL)
+        os.replace(tmp, dst)
+    except ExportUnavailable:
+        raise
+    except Exception as e:  # noqa: BLE001 -- an architecture the exporter cannot trace
+        raise ExportUnavailable(f"torch.onnx.export failed: {type(e).__name__}: {str(e)[:300]}") from e
+    finally:
+        tmp.unlink(missing_ok=True)
+    return {"path": dst, "opset": opset, "input": ONNX_INPUT, "output": ONNX_OUTPUT,
+            "max_abs_diff": diff, "checked_on": f"1x3x{check_hw[0]}x{check_hw[1]}", "seconds": round(seconds, 1)}
+
+
+def rename_ncnn_blobs(text: str, mapping: dict[str, str]) -> str:
+    """An ncnn .param with blobs renamed (layer lines: type name n_in n_out inputs... outputs... k=v...)."""
+    lines = text.splitlines()
+    if not lines or lines[0].strip() != "7767517":
+        raise ExportUnavailable("pnnx wrote something that is not an ncnn text .param")
+    out = lines[:2]
+    for ln in lines[2:]:
+        t = ln.split()
+        if len(t) < 4:
+            out.append(ln)
+            continue
+        n = int(t[2]) + int(t[3])
+        t[4:4 + n] = [mapping.get(b, b) for b in t[4:4 + n]]
+        out.append(" ".join(t))
+    return "\n".join(out) + "\n"
+
+
+def _pnnx_exe() -> str:
+    try:
+        import pnnx
+    except ImportError as e:
+        raise ExportUnavailable("pnnx is not installed (pip install pnnx; see pyproject.toml)") from e
+    if not os.access(pnnx.EXEC_PATH, os.X_OK):
+        raise ExportUnavailable(f"pnnx's converter {pnnx.EXEC_PATH} is missing or not executable")
+    return pnnx.EXEC_PATH
+
+
+def _pnnx_memory_limit() -> int | None:
+    """Bytes of address space pnnx may take: half the RAM, at most 8 GiB. pnnx's ncnn pass can
+    grow without bound (RealESRGAN_x4plus: past 20 GB); capped, it fails alone with bad_alloc
+    instead of waking the system's out-of-memory killer."""
+    try:
+        ram = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):
+        return None
+    return int(min(8 << 30, ram // 2))
+
+
+def _limit_memory(limit: int | None):
+    if limit is None:
+        return None
+    try:
+        import resource
+    except ImportError:  # Windows: no rlimits
+        return None
+
+    def apply():
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+    return apply
+
+
+def _pnnx_version() -> str:
+    try:
+        from importlib.metadata import version
+        return version("pnnx")
+    except Exception:  # noqa: BLE001 -- only a label
+        return "(version unknown)"
+
+
+def _is_x4_rrdbnet(info: ModelInfo) -> bool:
+    return info.architecture == "RRDBNet" and bool(info.rrdbnet_args) and int(info.scale) == 4
+
+
+def write_ncnn(model, info, out_dir, name: str, fp16: bool = True, timeout: float = 1800) -> dict:
+    """out_dir/<name>.param + .bin, blobs named data/output, checked in the ncnn runtime before
+    they are kept. An x4 RRDBNet is written directly (`pdd.weights.rrdbnet_ncnn`: the official
+    realesrgan-x4plus graph's form; pnnx runs out of memory on 23 blocks); any other
+    architecture goes through pnnx. Returns {"path", "bin", "name", ..., "max_abs_diff"}."""
+    out_dir = Path(out_dir)
+    trace_hw, check_hw = sample_sizes(info)
+    if _is_x4_rrdbnet(info):
+        from .weights import rrdbnet_ncnn
+
+        t0 = time.perf_counter()
+        with tempfile.TemporaryDirectory(prefix="pdd-ncnn-") as work:
+            w = Path(work)
+            param_text, binary = rrdbnet_ncnn(state_dict_for_export(model), info.rrdbnet_args["num_block"], fp16=fp16)
+            (w / "m.param").write_text(param_text)
+            (w / "m.bin").write_bytes(binary)
+            return _keep_ncnn(w, model, out_dir, name, check_hw, fp16, time.perf_counter() - t0, "written directly")
+    exe = _pnnx_exe()
+    # a second trace shape tells pnnx that height and width vary
+    shape2 = (trace_hw[0] + 2 * size_multiple(info), trace_hw[1] + size_multiple(info))
+    t0 = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="pdd-pnnx-") as work:
+        w = Path(work)
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                traced = torch.jit.trace(model, _sample(trace_hw), check_trace=False)
+            traced.save(str(w / "model.pt"))
+        except Exception as e:  # noqa: BLE001
+            raise ExportUnavailable(f"torch.jit.trace failed (pnnx needs a traceable model): "
+                                    f"{type(e).__name__}: {str(e)[:300]}") from e
+        del traced
+        cmd = [exe, str(w / "model.pt"), f"inputshape=[1,3,{trace_hw[0]},{trace_hw[1]}]f32",
+               f"inputshape2=[1,3,{shape2[0]},{shape2[1]}]f32", "device=cpu", f"fp16={int(fp16)}",
+               f"ncnnparam={w / 'm.param'}", f"ncnnbin={w / 'm.bin'}", f"ncnnpy={w / 'm_ncnn.py'}",
+               f"pnnxparam={w / 'p.param'}", f"pnnxbin={w / 'p.bin'}", f"pnnxpy={w / 'p.py'}",
+               f"pnnxonnx={w / 'p.onnx'}"]
+        limit = _pnnx_memory_limit()
+        try:
+            r = subprocess.run(cmd, cwd=work, capture_output=True, text=True, timeout=timeout, check=False,
+                               preexec_fn=_limit_memory(limit))
+        except (OSError, subprocess.TimeoutExpired) as e:
+            raise ExportUnavailable(f"pnnx did not run: {type(e).__name__}: {e}") from e
+        if r.returncode != 0 or not (w / "m.param").is_file() or not (w / "m.bin").is_file():
+            log = (r.stderr or "") + (r.stdout or "")
+            if "bad_alloc" in log or r.returncode in (-9, 137):
+                raise ExportUnavailable(
+                    f"pnnx ran out of memory ({(limit or 0) / 2**30:.1f} GiB allowed) converting this model: its "
+                    f"ncnn pass grows without bound on deep densely connected graphs (RRDBNet with more than "
+                    f"about 16 blocks, e.g. RealESRGAN_x4plus's 23); use model.onnx or model.pth")
+            tail = log.strip().splitlines()[-3:]
+            raise ExportUnavailable(f"pnnx failed (exit status {r.returncode}): {' | '.join(tail)[:400]}")
+        seconds = time.perf_counter() - t0
+        param_text = (w / "m.param").read_text()
+        from .weights import parse_ncnn_param
+        try:
+            layers = parse_ncnn_param(param_text)
+        except WeightsError as e:
+            raise ExportUnavailable(f"pnnx wrote an unreadable .param: {e}") from e
+        ins = [lay.outputs[0] for lay in layers if lay.type == "Input"]
+        produced = {b for lay in layers for b in lay.outputs}
+        consumed = {b for lay in layers for b in lay.inputs}
+        outs = sorted(produced - consumed)
+        if len(ins) != 1 or len(outs) != 1:
+            raise ExportUnavailable(f"the ncnn graph has inputs {ins} and outputs {outs}; the apps need one of each")
+        (w / "m.param").write_text(rename_ncnn_blobs(param_text, {ins[0]: NCNN_INPUT, outs[0]: NCNN_OUTPUT}))
+        return _keep_ncnn(w, model, out_dir, name, check_hw, fp16, seconds, "pnnx " + _pnnx_version())
+
+
+def _keep_ncnn(w: Path, model, out_dir: Path, name: str, check_hw, fp16: bool, seconds: float, how: str) -> dict:
+    """Run w/m.param + w/m.bin in the ncnn runtime against PyTorch; if it agrees, move them to
+    out_dir/<name>.param/.bin (atomically, .bin first) and describe them."""
+    x = _sample(check_hw, seed=1)
+    try:
+        got = run_ncnn(w / "m.param", w / "m.bin", x.numpy())
+    except ImportError:
+        diff = None  # the ncnn package absent: written, not checked
+    except ExportUnavailable:
+        raise
+    except Exception as e:  # noqa: BLE001 -- the runtime refusing the graph is a reason, not a crash
+        raise ExportUnavailable(f"the ncnn runtime cannot run the converted graph: {type(e).__name__}: "
+                                f"{str(e)[:200]}") from e
+    else:
+        diff = _check("the ncnn export", got, _torch_ref(model, x), NCNN_TOL)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    param, binary = out_dir / f"{name}.param", out_dir / f"{name}.bin"
+    tmps = [_tmp_path(param), _tmp_path(binary)]
+    try:
+        shutil.copyfile(w / "m.param", tmps[0])
+        shutil.copyfile(w / "m.bin", tmps[1])
+        os.replace(tmps[1], binary)
+        os.replace(tmps[0], param)
+    finally:
+        for t in tmps:
+            t.unlink(missing_ok=True)
+    return {"path": param, "bin": binary, "name": name, "input": NCNN_INPUT, "output": NCNN_OUTPUT,
+            "fp16_weights": fp16, "max_abs_diff": diff, "checked_on": f"1x3x{check_hw[0]}x{check_hw[1]}",
+            "seconds": round(seconds, 1), "converter": how}
+
+
+EXPORT_FORMATS = ("pth", "safetensors", "onnx", "ncnn")
+# Real-ESRGAN's inference_realesrgan.py builds the network from -n MODEL_NAME and only reads the
+# weights from --model_path (strict=True): an RRDBNet export loads there only with these shapes.
+REALESRGAN_SCRIPT_NAMES = {(64, 23, 32, 4): "RealESRGAN_x4plus", (64, 6, 32, 4): "RealESRGAN_x4plus_anime_6B",
+                           (64, 23, 32, 2): "RealESRGAN_x2plus"}
+SPANDREL_APPS = "spandrel-based apps (chaiNNer, ComfyUI, ...)"
+
+
+def spandrel_refusal(sd: dict, info: ModelInfo) -> str | None:
+    """None if spandrel (the pinned version) builds the same model from `sd`, else why not.
+
+    Tried, not assumed: e.g. spandrel 0.4.2 builds ESRGAN with 32 growth channels only, so an
+    RRDBNet with num_grow_ch 16 or 8 (the scratch and tiny presets) fails with a size mismatch."""
+    import spandrel
+
+    why = ""
+    if info.architecture == "RRDBNet" and info.rrdbnet_args and info.rrdbnet_args["num_grow_ch"] != 32:
+        why = (f"spandrel {spandrel.__version__} builds ESRGAN/RRDBNet with 32 growth channels only; "
+               f"this model has num_grow_ch={info.rrdbnet_args['num_grow_ch']}")
+    try:
+        desc = spandrel.ModelLoader(device="cpu").load_from_state_dict(spandrel.canonicalize_state_dict(dict(sd)))
+    except Exception as e:  # noqa: BLE001 -- any error inside an architecture's loader means "not loadable"
+        return why or f"spandrel {spandrel.__version__} refuses it: {type(e).__name__}: {str(e)[:200]}"
+    if int(desc.scale) != int(info.scale):
+        return f"spandrel {spandrel.__version__} reads it as a x{desc.scale} {desc.architecture.id}, not x{info.scale}"
+    return None
+
+
+def _realesrgan_script_name(info: ModelInfo) -> str | None:
+    a = info.rrdbnet_args
+    if info.architecture != "RRDBNet" or not a:
+        return None
+    return REALESRGAN_SCRIPT_NAMES.get((a["num_feat"], a["num_block"], a["num_grow_ch"], a["scale"]))
+
+
+def _write_weights(model, info: ModelInfo, run_dir: Path, fmt: str) -> Path:
+    """RUN/model.pth ({"params_ema": ...}) or RUN/model.safetensors, atomically."""
     import os
 
-    from safetensors.torch import save_file
+    sd = state_dict_for_export(model)
+    dst = run_dir / f"model.{fmt}"
+    tmp = dst.with_name(f".model.{fmt}.tmp")
+    try:
+        if fmt == "pth":
+            torch.save({"params_ema": sd}, tmp)
+        else:
+            from safetensors.torch import save_file
+            save_file(sd, str(tmp), metadata={"architecture": info.architecture, "scale": str(info.scale),
+                                              "base": info.name, "made_by": "pdd"})
+        os.replace(tmp, dst)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return dst
+
+
+def export_formats(model: torch.nn.Module, info: ModelInfo, run_dir, formats=EXPORT_FORMATS,
+                   name: str | None = None, log=None) -> dict[str, dict]:
+    """Write `formats` of `model` into run_dir; what model.json's "formats" section holds.
+
+    Per format either {"path": relative path, "loads_in": [apps], ...} (ONNX and ncnn also
+    carry "max_abs_diff" from PyTorch on an odd-sized check image, ncnn also "bin" and "name";
+    a file that some app cannot load carries "not_loadable_in": {app: why}) or
+    {"unavailable": why}. pth and safetensors are written always (an OSError there is raised);
+    ONNX and ncnn failures become reasons. ncnn files go to run_dir/models/<name>-x<scale>.*
+    (`pdd.export.app_model_name`; `name` defaults to info.name)."""
+    import copy
 
     run_dir = Path(run_dir)
-    sd = state_dict_for_export(model)
-    out = {"pth": run_dir / "model.pth", "safetensors": run_dir / "model.safetensors"}
-    tmp = out["pth"].with_name(".model.pth.tmp")
-    torch.save({"params_ema": sd}, tmp)
-    os.replace(tmp, out["pth"])
-    tmp = out["safetensors"].with_name(".model.safetensors.tmp")
-    save_file(sd, str(tmp), metadata={"architecture": info.architecture, "scale": str(info.scale),
-                                      "base": info.name, "made_by": "pdd.adapt"})
-    os.replace(tmp, out["safetensors"])
+    run_dir.mkdir(parents=True, exist_ok=True)
+    unknown = [f for f in formats if f not in EXPORT_FORMATS]
+    if unknown:
+        raise ValueError(f"unknown export formats {unknown}; choose from {EXPORT_FORMATS}")
+    model = model if next(model.parameters()).device.type == "cpu" else copy.deepcopy(model).cpu()
+    was_training = model.training
+    model.eval()
+    out: dict[str, dict] = {}
+    spandrel_why = None
+    if "pth" in formats or "safetensors" in formats:
+        spandrel_why = spandrel_refusal(state_dict_for_export(model), info)
+    try:
+        for fmt in formats:
+            if fmt in ("pth", "safetensors"):
+                path = _write_weights(model, info, run_dir, fmt)
+                entry = {"path": path.name, "loads_in": ["pdd (python -m pdd.upscale --model, pdd.adapt --generalist)"]}
+                if fmt == "pth" and (script := _realesrgan_script_name(info)):
+                    entry["loads_in"].append(f"Real-ESRGAN inference_realesrgan.py -n {script} --model_path {path.name}")
+                if spandrel_why is None:
+                    entry["loads_in"].append(SPANDREL_APPS)
+                else:
+                    entry["not_loadable_in"] = {SPANDREL_APPS: spandrel_why}
+                out[fmt] = entry
+                continue
+            try:
+                if fmt == "onnx":
+                    r = write_onnx(model, info, run_dir / "model.onnx")
+                    r["path"] = r["path"].name
+                    r["loads_in"] = ["chaiNNer (ONNX Load Model)", "onnxruntime"]
+                else:
+                    app_name = app_model_name(name or info.name, info.scale)
+                    r = write_ncnn(model, info, run_dir / NCNN_DIR, app_name)
+                    r["path"], r["bin"] = (f"{NCNN_DIR}/{p.name}" for p in (r["path"], r["bin"]))
+                    r["loads_in"] = [f"upscayl (custom models folder {NCNN_DIR}/, model {app_name})",
+                                     f"realesrgan-ncnn-vulkan / upscayl-bin (-m {NCNN_DIR} -n {app_name})",
+                                     "chaiNNer (NCNN Load Model)"]
+                out[fmt] = r
+            except ExportUnavailable as e:
+                out[fmt] = {"unavailable": str(e)}
+            if log is not None:
+                log(f"export {fmt}: " + (out[fmt].get("unavailable") or out[fmt]["path"]))
+    finally:
+        model.train(was_training)
     return out
+
+
+def export(model: torch.nn.Module, info: ModelInfo, run_dir, formats=EXPORT_FORMATS) -> dict[str, Path | str]:
+    """RUN/model.pth ({"params_ema": ...}: BasicSR layout for RRDBNet), RUN/model.safetensors
+    (the base model's own key layout), RUN/model.onnx and the ncnn pair RUN/models/<name>-x<s>.*,
+    each written atomically. Returns {format: Path} for what was written and {format: reason}
+    (a str) for what could not be; `export_formats` gives the full model.json entries."""
+    run_dir = Path(run_dir)
+    res = export_formats(model, info, run_dir, formats)
+    return {f: (e["unavailable"] if "unavailable" in e else run_dir / e["path"]) for f, e in res.items()}

@@ -500,6 +500,109 @@ def parse_ncnn_param(text: str) -> list[NcnnLayer]:
     return layers
 
 
+def rrdbnet_ncnn(state_dict: dict, num_block: int, fp16: bool = True) -> tuple[str, bytes]:
+    """An x4 RRDBNet (official key layout) as an ncnn ``.param`` text and ``.bin`` bytes, the
+    inverse of `convert_ncnn_rrdbnet`, written layer by layer in the form of the official
+    realesrgan-x4plus.param: Convolution with LeakyReLU(0.2) fused (9=2), Concat for the dense
+    connections, Eltwise sums with coefficients 0.2 and 1 for the scaled residuals, a BinaryOp
+    for the trunk's residual, nearest Interp x2 twice; a Split after every blob read more than
+    once; input blob "data", output "output" (what realesrgan-ncnn-vulkan and upscayl feed and
+    read). Weights as ncnn stores them: per convolution a tag (fp16 or fp32), OIHW weights (fp16
+    padded to 4 bytes), then fp32 biases. pnnx cannot convert a 23-block RRDBNet in bounded
+    memory; this writes the graph directly."""
+    names = rrdbnet_conv_names(num_block)
+    missing = [n for n in names if f"{n}.weight" not in state_dict]
+    if missing:
+        raise WeightsError(f"not an x4 RRDBNet with {num_block} blocks: no weights for {missing[:3]}")
+    layers: list[list] = []  # [type, name, inputs, outputs, params]
+    counter = iter(range(10**9))
+
+    def blob() -> str:
+        return f"b{next(counter)}"
+
+    def conv(name: str, x: str, lrelu: bool, out: str | None = None) -> str:
+        w = state_dict[f"{name}.weight"]
+        if w.shape[-2:] != (3, 3):
+            raise WeightsError(f"{name}: expected a 3x3 convolution, got {tuple(w.shape)}")
+        y = out or blob()
+        params = f"0={w.shape[0]} 1=3 4=1 5={int(f'{name}.bias' in state_dict)} 6={w.numel()}"
+        layers.append(["Convolution", name.replace(".", "_"), [x], [y],
+                       params + (" 9=2 -23310=1,2.000000e-01" if lrelu else "")])
+        return y
+
+    def scaled_sum(a: str, b: str, name: str) -> str:  # 0.2 * a + b
+        y = blob()
+        layers.append(["Eltwise", name, [a, b], [y], "0=1 -23301=2,2.000000e-01,1.000000e+00"])
+        return y
+
+    def concat(xs: list[str], name: str) -> str:
+        y = blob()
+        layers.append(["Concat", name, list(xs), [y], ""])
+        return y
+
+    layers.append(["Input", "input", [], ["data"], ""])
+    feat = conv("conv_first", "data", lrelu=False)
+    x = feat
+    for b in range(num_block):
+        block_in = x
+        for r in (1, 2, 3):
+            p = f"body.{b}.rdb{r}"
+            outs = [x]
+            for c in range(1, 5):
+                outs.append(conv(f"{p}.conv{c}", outs[0] if c == 1 else concat(outs, f"{p}_cat{c}".replace(".", "_")),
+                                 lrelu=True))
+            x5 = conv(f"{p}.conv5", concat(outs, f"{p}_cat5".replace(".", "_")), lrelu=False)
+            x = scaled_sum(x5, x, f"{p}_add".replace(".", "_"))
+        x = scaled_sum(x, block_in, f"body_{b}_add")
+    trunk = conv("conv_body", x, lrelu=False)
+    y = blob()
+    layers.append(["BinaryOp", "trunk_add", [feat, trunk], [y], ""])  # 0=0: add (the default)
+    for k in (1, 2):
+        up = blob()
+        layers.append(["Interp", f"up{k}", [y], [up], "0=1 1=2.000000e+00 2=2.000000e+00"])
+        y = conv(f"conv_up{k}", up, lrelu=True)
+    y = conv("conv_hr", y, lrelu=True)
+    conv("conv_last", y, lrelu=False, out="output")
+
+    # a Split after every blob that more than one layer reads, each reader given its own copy
+    readers: dict[str, int] = {}
+    for lay in layers:
+        for i in lay[2]:
+            readers[i] = readers.get(i, 0) + 1
+    taken: dict[str, int] = {}  # copies of a blob handed out so far
+    for lay in layers:
+        ins = []
+        for i in lay[2]:
+            if readers[i] > 1:
+                taken[i] = taken.get(i, 0) + 1
+                i = f"{i}_s{taken[i] - 1}"
+            ins.append(i)
+        lay[2] = ins
+    final = []
+    for lay in layers:
+        final.append(lay)
+        for o in lay[3]:
+            if readers.get(o, 0) > 1:
+                final.append(["Split", f"split_{o}", [o], [f"{o}_s{k}" for k in range(readers[o])], ""])
+    n_blobs = len({b for lay in final for b in lay[3]})
+    lines = [NCNN_MAGIC, f"{len(final)} {n_blobs}"]
+    for kind, name, ins, outs, params in final:
+        lines.append(f"{kind:<24} {name:<24} {len(ins)} {len(outs)} {' '.join(ins + outs)}"
+                     + (f" {params}" if params else ""))
+
+    chunks = []
+    for name in names:
+        w = state_dict[f"{name}.weight"].detach().float().cpu().numpy().astype("<f4").reshape(-1)
+        if fp16:
+            data = w.astype("<f2").tobytes()
+            chunks += [NCNN_FP16_TAG.to_bytes(4, "little"), data, b"\0" * (-len(data) % 4)]
+        else:
+            chunks += [(0).to_bytes(4, "little"), w.tobytes()]
+        if f"{name}.bias" in state_dict:
+            chunks.append(state_dict[f"{name}.bias"].detach().float().cpu().numpy().astype("<f4").tobytes())
+    return "\n".join(lines) + "\n", b"".join(chunks)
+
+
 def rrdbnet_conv_names(num_block: int = 23) -> list[str]:
     """RRDBNet's convolutions in forward order, which is the order ncnn/ONNX export them."""
     body = [f"body.{b}.rdb{r}.conv{c}" for b in range(num_block) for r in (1, 2, 3) for c in range(1, 6)]
@@ -628,6 +731,6 @@ __all__ = [
     "KerasH5Error", "NcnnFormatError", "Package", "WeightsError", "WeightsNotFoundError", "WeightsSource",
     "cache_dir", "check_state_dict", "convert_keras_vgg19", "convert_ncnn_rrdbnet", "fetch_package",
     "hub_checkpoints_dir", "keras_vgg19_h5", "load_rrdbnet", "load_state_dict", "load_vgg19",
-    "parse_ncnn_param", "realesrgan_ncnn_files", "resolve_niqe_params", "resolve_realesrgan_x4plus",
+    "parse_ncnn_param", "realesrgan_ncnn_files", "rrdbnet_ncnn", "resolve_niqe_params", "resolve_realesrgan_x4plus",
     "resolve_vgg19", "rrdbnet_conv_names",
 ]
