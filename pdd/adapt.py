@@ -2,18 +2,23 @@
 
     python -m pdd.adapt --lr-dir my_photos/ --out runs/mine                       # RealESRGAN_x4plus, cpu preset
     python -m pdd.adapt --lr-dir my_photos/ --out runs/mine --generalist 4x_foo.safetensors --iters 2000
+    python -m pdd.adapt --lr-dir my_photos/ --out runs/mine --minutes 30                # as many iterations as fit
     python -m pdd.upscale -i my_photos/ -o upscaled/ --model runs/mine
 
 The folder is the unlabeled target set X^U (`pdd.photos`); the labeled source pairs come from
 DF2K/DIV2K under the data root when present, else the packaged photos, or --hr-dir. PDD (EMA
 by default) then trains the generalist's copy S on both. Before training it prints what it
-found and an estimate of the time from a few timed steps (undone afterwards). Ctrl-C or a
-crash loses at most one checkpoint interval; the same command resumes; a finished RUN is reused.
+found and an estimate of the time from a few timed steps (undone afterwards); --minutes N picks
+the iterations that fit N minutes from those steps. The progress bar's time left weights D's
+warm-up steps by their measured cost. Ctrl-C or a crash loses at most one checkpoint interval;
+the same command resumes (a --minutes run keeps the iterations it chose); a finished RUN is reused.
 
 RUN/ afterwards holds model.pth ({"params_ema": ...}, BasicSR layout for the RRDBNet family,
 so Real-ESRGAN's inference_realesrgan.py --model_path loads it), model.safetensors (the base
 model's key layout, loadable by spandrel), model.json (what was made, from what) and
-report.html (before/after crops, no-reference scores, curves; self-contained). The trainer's
+report.html (self-contained: it opens with the verdict on the held-out pairs when --pairs-dir is
+given, else says there is no fidelity evidence; 256-px before/after crops at 100 % beside the LR
+input; no-reference scores; curves). The trainer's
 own files (checkpoint.pt, log.csv, weights/) are in RUN/train/.
 """
 from __future__ import annotations
@@ -23,6 +28,7 @@ import base64
 import copy
 import io
 import json
+import math
 import platform
 import sys
 import time
@@ -30,13 +36,23 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+if __name__ == "__main__":  # a command line: PyTorch reads PYTORCH_ENABLE_MPS_FALLBACK once, as it loads
+    from pdd.devices import before_torch
+
+    before_torch()
+
 import torch
 
 from . import cli
 from .config import make_config, set_field
-from .sr_models import ModelInfo, check_trainable, export, load_upscaler
+from .sr_models import ModelInfo, check_trainable, export_formats, load_upscaler
 
 ADAPT_PRESETS = ("cpu", "paper", "tiny")
+# --minutes: a run with fewer full PDD steps than this is not worth starting (the distillation
+# terms need some steps to act; 20 is far below the cpu preset's 250)
+MIN_PDD_ITERS = 20
+# The report's crops: at least this many OUTPUT pixels a side, shown at 100 %
+CROP_OUT_PX = 256
 
 
 @dataclass
@@ -91,10 +107,7 @@ def plan(lr_dir, out, generalist: str | None = None, preset: str = "cpu", mode: 
         cfg.num_feat, cfg.num_block, cfg.num_grow_ch = (info.rrdbnet_args[k] for k in ("num_feat", "num_block", "num_grow_ch"))
     cfg.init_s = cfg.init_g = None  # S starts from `model`; static's frozen G is a copy of it
     if iters is not None:
-        cfg.iters = iters
-        # short runs: keep D's warm-up and the checkpoint interval inside the run
-        cfg.warmup_d_iters = min(cfg.warmup_d_iters, max(iters // 5, 0))
-        cfg.ckpt_every = max(1, min(cfg.ckpt_every, iters))
+        set_iters(cfg, iters)
     for k, v in (overrides or {}).items():
         set_field(cfg, k, v)
     if cfg.bf16 and not info.supports_bf16:
@@ -105,6 +118,43 @@ def plan(lr_dir, out, generalist: str | None = None, preset: str = "cpu", mode: 
     domain = open_folder_domain(lr_dir, root, labeled=str(hr_dir) if hr_dir else "auto", pairs_dir=pairs_dir,
                                 min_side=cfg.patch, scale=cfg.scale)
     return Plan(cfg, domain, model, info, run)
+
+
+def set_iters(cfg, iters: int) -> None:
+    """Run length ``iters``; short runs keep D's warm-up (at most a fifth) and the checkpoint
+    interval inside the run."""
+    cfg.iters = iters
+    cfg.warmup_d_iters = min(cfg.warmup_d_iters, max(iters // 5, 0))
+    cfg.ckpt_every = max(1, min(cfg.ckpt_every, iters))
+
+
+def seconds_left(iters: int, warmup: int, d_only: float, full: float, done: int = 0) -> float:
+    """Seconds for iterations done+1..iters: the first ``warmup`` train D alone (``d_only`` s
+    each), the rest are full PDD steps (``full`` s each)."""
+    warm = min(warmup, iters)
+    return max(0, warm - done) * d_only + max(0, iters - max(done, warm)) * full
+
+
+def iterations_for_minutes(minutes: float, d_only: float, full: float, warmup: int) -> tuple[int, int]:
+    """(iters, warm-up iters) of the longest run that fits ``minutes``, the warm-up by
+    ``set_iters``'s rule (min(warmup, iters // 5)). Raises ValueError when fewer than
+    MIN_PDD_ITERS full PDD steps fit."""
+    if not minutes > 0:
+        raise ValueError(f"--minutes must be positive, got {minutes}")
+    budget = minutes * 60
+    cost = lambda n: seconds_left(n, min(warmup, n // 5), d_only, full)  # noqa: E731 -- nondecreasing in n
+    lo, hi = 0, int(budget / max(min(d_only, full) if d_only > 0 else full, 1e-9)) + 2
+    while lo < hi:  # the largest n with cost(n) <= budget
+        mid = (lo + hi + 1) // 2
+        lo, hi = (mid, hi) if cost(mid) <= budget else (lo, mid - 1)
+    warm = min(warmup, lo // 5)
+    if lo - warm < MIN_PDD_ITERS:
+        need = seconds_left(MIN_PDD_ITERS + min(warmup, MIN_PDD_ITERS // 4), min(warmup, MIN_PDD_ITERS // 4),
+                            d_only, full)
+        raise ValueError(f"--minutes {minutes:g}: not even {MIN_PDD_ITERS} PDD iterations fit (D-only step "
+                         f"{d_only:.2f} s, PDD step {full:.2f} s, measured on this machine); a minimal run needs "
+                         f"about {need / 60:.1f} min. Give more minutes, fewer threads' competition, or --iters.")
+    return lo, warm
 
 
 def describe(p: Plan) -> str:
@@ -130,6 +180,7 @@ def describe(p: Plan) -> str:
 def _timed_estimate(trainer, steps: int = 2) -> tuple[float, float]:
     """Seconds per D-only warm-up step and per full PDD step, from real steps that are then
     undone (networks, optimisers, schedules and RNG restored), so the run is unchanged."""
+    from .devices import synchronize
     from .train import _bare
 
     cfg = trainer.cfg
@@ -138,9 +189,11 @@ def _timed_estimate(trainer, steps: int = 2) -> tuple[float, float]:
 
     def per_step(t):
         trainer.step(t)  # the first call pays one-off costs (allocations, autocast caches)
+        synchronize(trainer.device)
         t0 = time.perf_counter()
         for _ in range(steps):
             trainer.step(t)
+        synchronize(trainer.device)  # a GPU runs ahead of Python: wait for the queued work
         return (time.perf_counter() - t0) / steps
 
     try:
@@ -157,6 +210,47 @@ def _timed_estimate(trainer, steps: int = 2) -> tuple[float, float]:
         trainer.sched_g.load_state_dict(saved["sched_g"])
         torch.set_rng_state(rng)
     return d_only, full
+
+
+def weighted_bar(step_seconds, **fixed):
+    """A tqdm class for Trainer.fit whose time left weights each remaining iteration by its
+    predicted cost (``step_seconds(t)``: D-only warm-up steps are several times cheaper than
+    PDD steps, so the plain average rate is wrong during and after the warm-up), scaled by how
+    fast the iterations done so far went against their prediction."""
+    from tqdm.auto import tqdm
+    from tqdm.std import tqdm as std_tqdm
+
+    class WeightedETA(tqdm):
+        @property
+        def format_dict(self):
+            d = super().format_dict
+            n, total, start = int(d["n"]), int(d["total"] or 0), int(d.get("initial") or 0)
+            predicted_done = sum(step_seconds(t) for t in range(start + 1, n + 1))
+            left = sum(step_seconds(t) for t in range(n + 1, total + 1))
+            speed = d["elapsed"] / predicted_done if predicted_done > 0 else 1.0
+            d["eta"] = std_tqdm.format_interval(left * speed)
+            d["bar_format"] = "{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}<{eta} weighted, {rate_fmt}{postfix}]"
+            return d
+
+    return lambda *a, **kw: WeightedETA(*a, **{**kw, **fixed})
+
+
+def _report_seconds(model, p: Plan, crop: int, max_photos: int) -> tuple[float, float]:
+    """(seconds, LR megapixels) to upscale what the report upscales (each photo's crop and each
+    held-out pair's LR, by both models), from one timed forward of the generalist on a patch."""
+    photos = p.domain.unlabeled_lr
+    idx = dict.fromkeys(np.linspace(0, len(photos) - 1, min(max_photos, len(photos))).round().astype(int).tolist())
+    px = sum(min(crop, *photos.sizes[i][:2]) ** 2 for i in idx)
+    pairs = p.domain.test_pairs or []
+    lr_sizes = [a for a, _ in pairs.sizes] if hasattr(pairs, "sizes") else [lr.shape[:2] for lr, _, _ in pairs]
+    px += sum(h * w for h, w in lr_sizes)
+    x = torch.rand(1, 3, p.cfg.patch * 2, p.cfg.patch * 2)
+    with torch.no_grad():
+        model(x)  # one-off costs
+        t0 = time.perf_counter()
+        model(x)
+        per_px = (time.perf_counter() - t0) / x[0, 0].numel()
+    return 2 * px * per_px, 2 * px / 1e6
 
 
 def _png_b64(img: np.ndarray) -> str:
@@ -178,33 +272,94 @@ def _u8(a: np.ndarray) -> np.ndarray:
 
 
 def compare_on_photos(generalist, adapted, photos, scale: int, crop: int = 96, max_photos: int = 8,
-                      window: int = 24) -> list[dict]:
-    """Per photo (up to `max_photos` patches, centre crop of `crop` LR px): both models' SR,
-    the crop window (in LR px) where they differ most, and a fixed 2x2 grid of windows."""
+                      window: int | None = None) -> list[dict]:
+    """Per photo (up to `max_photos`, spread over the folder): the centre crop of `crop` LR px,
+    both models' SR of it, and the `window` x `window` LR-px window (default: CROP_OUT_PX output
+    px, i.e. 64 LR px at x4; the whole crop when the photo is smaller) where the two SR outputs
+    differ most, on the LR grid so that the LR input shown beside them is the same region."""
     from .photos import to_float
     from .upscale import upscale_image
 
+    window = window or math.ceil(CROP_OUT_PX / scale)
     out = []
     idx = np.linspace(0, len(photos) - 1, min(max_photos, len(photos))).round().astype(int)
     for i in dict.fromkeys(idx.tolist()):
         img = photos[i]
         h, w = img.shape[:2]
-        c = min(crop, h, w)
-        top, left = (h - c) // 2, (w - c) // 2
-        lr = to_float(img[top:top + c, left:left + c])
+        ch, cw = min(crop, h), min(crop, w)
+        top, left = (h - ch) // 2, (w - cw) // 2
+        lr = to_float(img[top:top + ch, left:left + cw])
         a = upscale_image(generalist, lr, scale)
         b = upscale_image(adapted, lr, scale)
-        diff = np.abs(a - b).mean(axis=2)
-        win = min(window, c) * scale
-        # mean difference over every win x win window (integral image), argmax = "differs most"
+        # mean |difference| per LR pixel (its scale x scale SR block), then over every window
+        diff = np.abs(a - b).mean(axis=2).reshape(ch, scale, cw, scale).mean(axis=(1, 3))
+        wh, ww = min(window, ch), min(window, cw)
         ii = np.pad(diff, ((1, 0), (1, 0))).cumsum(0).cumsum(1)
-        sums = ii[win:, win:] - ii[:-win, win:] - ii[win:, :-win] + ii[:-win, :-win]
+        sums = ii[wh:, ww:] - ii[:-wh, ww:] - ii[wh:, :-ww] + ii[:-wh, :-ww]
         y, x = np.unravel_index(int(np.argmax(sums)), sums.shape)
-        grid = [(gy, gx) for gy in (0, (c * scale - win) // 2) for gx in (0, c * scale - win)]
         out.append({"name": photos.names[i] if hasattr(photos, "names") else f"#{i}", "lr": lr, "generalist": a,
-                    "adapted": b, "most": (int(y), int(x), win), "grid": [(gy, gx, win) for gy, gx in grid],
-                    "mean_abs_diff": float(diff.mean())})
+                    "adapted": b, "window": (int(y), int(x), wh, ww), "scale": scale,
+                    "whole": (wh, ww) == (ch, cw), "mean_abs_diff": float(diff.mean())})
     return out
+
+
+def crop_views(c: dict) -> dict[str, np.ndarray]:
+    """The three uint8 views of a comparison's window, all the same size in output pixels:
+    the LR input repeated nearest-neighbour x scale, the generalist's SR, the adapted SR."""
+    y, x, wh, ww = c["window"]
+    s = c["scale"]
+    lr = _u8(c["lr"][y:y + wh, x:x + ww])
+    return {f"LR input (nearest x{s})": lr.repeat(s, axis=0).repeat(s, axis=1),
+            "generalist (your original model)": _u8(c["generalist"][y * s:(y + wh) * s, x * s:(x + ww) * s]),
+            "adapted": _u8(c["adapted"][y * s:(y + wh) * s, x * s:(x + ww) * s])}
+
+
+# The verdict's rule, fixed before any data is seen (printed in every report that has pairs)
+VERDICT_RULE = ("Rule, fixed before looking at the numbers: the adapted model wins only if the 95 % paired "
+                "bootstrap CI of its PSNR gain over its start (the generalist) on the held-out pairs lies "
+                f"entirely above 0 dB, with at least {{min_pairs}} pairs. A CI entirely below 0 means it got worse; "
+                "a CI that spans 0 means no clear difference; in both cases keep your original model. The "
+                "colour-corrected PSNR gain (psnr_cc: each output's per-channel mean and spread matched to "
+                "its LR input first) says whether a gain is more than a colour or brightness shift.")
+MIN_VERDICT_PAIRS = 3
+
+
+def verdict(gains: dict | None, n_pairs: int = 0) -> dict:
+    """The report's opening: {"outcome", "headline", "lines"} from the held-out pairs' paired
+    gains {"psnr": (mean, lo, hi), "psnr_cc": (...)} (adapted - generalist), by VERDICT_RULE.
+    outcomes: "adapted wins", "worse", "no clear difference", "too few pairs", "no pairs"."""
+    rule = VERDICT_RULE.format(min_pairs=MIN_VERDICT_PAIRS)
+    if not gains or not n_pairs:
+        return {"outcome": "no pairs", "headline": "No fidelity evidence: no held-out pairs were given.",
+                "lines": ["Your photos have no HR, so nothing in this report can say whether the adapted model is "
+                          "closer to the truth than your original one: the crops show only where they differ, and "
+                          "NIQE measures naturalness, not fidelity. For a verdict, run again with --pairs-dir DIR "
+                          "holding DIR/lr and DIR/hr (a few of your photos with a clean HR at exactly x scale, "
+                          "not among the training photos)."]}
+    m, lo, hi = gains["psnr"]
+    cc = gains.get("psnr_cc")
+    ci = f"{m:+.2f} dB [{lo:+.2f}, {hi:+.2f}] (95 % paired bootstrap CI, {n_pairs} pairs)"
+    if n_pairs < MIN_VERDICT_PAIRS:
+        outcome, head = "too few pairs", (f"Keep your original model: {n_pairs} held-out pair(s) are too few for a "
+                                          f"verdict (PSNR gain {ci}).")
+    elif lo > 0:
+        outcome, head = "adapted wins", f"Use the adapted model: it beats its start on your held-out pairs, PSNR gain {ci}."
+    elif hi < 0:
+        outcome, head = "worse", f"Keep your original model: the adapted one is worse on your held-out pairs, PSNR gain {ci}."
+    else:
+        outcome, head = "no clear difference", (f"No clear difference: keep your original model. PSNR gain {ci} "
+                                                f"spans 0.")
+    lines = []
+    if cc is not None and all(np.isfinite(cc)):
+        cm, clo, chi = cc
+        line = f"Colour-corrected PSNR gain: {cm:+.2f} dB [{clo:+.2f}, {chi:+.2f}]"
+        if outcome == "adapted wins":
+            line += (": the gain survives colour correction, so it is more than a colour shift." if clo > 0 else
+                     ": it does not clearly survive colour correction, so much of the gain may be a colour or "
+                     "brightness shift that a simple correction also gives.")
+        lines.append(line + ("" if line.endswith(".") else "."))
+    lines.append(rule)
+    return {"outcome": outcome, "headline": head, "lines": lines}
 
 
 def no_reference_scores(comparisons: list[dict]):
@@ -231,7 +386,8 @@ def no_reference_scores(comparisons: list[dict]):
 
 
 def pairs_table(generalist, adapted, pairs):
-    """Full-reference scores on the held-out pairs and the target gain's bootstrap CI (07's protocol)."""
+    """(means, gains, n): full-reference scores on the held-out pairs, the paired gains (adapted -
+    generalist) with bootstrap CIs (07's protocol), and the number of pairs scored."""
     import pandas as pd
 
     from .evaluate import bootstrap_ci, create_metrics, evaluate
@@ -243,11 +399,31 @@ def pairs_table(generalist, adapted, pairs):
     for metric in ("psnr", "ssim", "psnr_cc"):
         d = per["adapted"][metric].to_numpy() - per["generalist"][metric].to_numpy()
         gains[metric] = bootstrap_ci(d)
-    return means, gains
+    return means, gains, len(per["adapted"])
+
+
+def _formats_html(formats: dict) -> str:
+    """The files list of the report, from model.json's "formats" (`sr_models.export_formats`):
+    each file with the apps that load it, the apps that cannot and why, or why it is missing."""
+    import html
+
+    items = []
+    for fmt, d in formats.items():
+        if "unavailable" in d:
+            items.append(f"<li><b>{fmt}</b>: not written: {html.escape(str(d['unavailable']))}</li>")
+            continue
+        files = " + ".join(html.escape(str(d[k])) for k in ("path", "bin") if k in d)
+        loads = "; ".join(html.escape(str(a)) for a in d.get("loads_in", []))
+        nots = "".join(f"<br>not in {html.escape(str(app))}: {html.escape(str(why))}"
+                       for app, why in (d.get("not_loadable_in") or {}).items())
+        items.append(f"<li><b>{fmt}</b>: {files} &mdash; loads in: {loads}{nots}</li>")
+    return ("<ul>" + "".join(items) + "<li>model.json: provenance</li></ul>"
+            "<p>The README's section 'Your model in other apps' says where each app wants the files.</p>")
 
 
 def write_report(run: Path, info: ModelInfo, comparisons, nr, pairs_result, meta: dict) -> Path:
-    """RUN/report.html: one file, every image inline."""
+    """RUN/report.html: one file, every image inline. Opens with the verdict (``verdict``) on the
+    held-out pairs, or says that there is no fidelity evidence; crops at 100 %."""
     import html
 
     import matplotlib
@@ -256,11 +432,16 @@ def write_report(run: Path, info: ModelInfo, comparisons, nr, pairs_result, meta
 
     from .viz import plot_losses
 
+    v = verdict(pairs_result[1] if pairs_result else None, pairs_result[2] if pairs_result else 0)
+    colour = {"adapted wins": "#dff5dd", "no pairs": "#fff6d5"}.get(v["outcome"], "#fde2e1")
     parts = [f"<html><head><meta charset='utf-8'><title>pdd.adapt: {html.escape(run.name)}</title>"
-             "<style>body{font-family:sans-serif;max-width:1100px;margin:auto}img{image-rendering:pixelated;"
-             "margin:2px}td,th{padding:2px 8px;text-align:right}.note{background:#fff6d5;padding:8px}</style>"
-             "</head><body>",
-             f"<h1>{html.escape(info.name)} adapted to {html.escape(str(meta['lr_dir']))}</h1>",
+             # crops carry their own pixel size as width/height: no CSS may rescale them
+             "<style>body{font-family:sans-serif;max-width:1100px;margin:auto}img.crop{max-width:none;margin:2px}"
+             "td,th{padding:2px 8px;text-align:right}td.crop{text-align:left;vertical-align:top}"
+             ".note{background:#fff6d5;padding:8px}.verdict{padding:8px 12px}</style></head><body>",
+             f"<div class='verdict' id='verdict' style='background:{colour}'><h1>{html.escape(v['headline'])}</h1>"
+             + "".join(f"<p>{html.escape(line)}</p>" for line in v["lines"]) + "</div>",
+             f"<h2>{html.escape(info.name)} adapted to {html.escape(str(meta['lr_dir']))}</h2>",
              "<p class='note'><b>What is and is not evidence.</b> The crops show how the adapted model differs "
              "from the generalist on your photos; they cannot show which is closer to the truth, because your "
              "photos have no HR. NIQE is a no-reference naturalness statistic, not fidelity. Only the "
@@ -270,31 +451,36 @@ def write_report(run: Path, info: ModelInfo, comparisons, nr, pairs_result, meta
              f"<p>{meta['iterations']} iterations of {meta['mode']} PDD, preset {meta['preset']}, seed {meta['seed']}, "
              f"{meta['photos_used']} photos ({meta['patches']} patches), {meta['photos_skipped']} skipped; "
              f"architecture {html.escape(info.architecture)} x{info.scale}; commit {meta['commit']}.</p>"]
-    parts.append("<h2>Generalist vs adapted on your photos</h2>")
+    if pairs_result is not None:
+        means, gains, n = pairs_result
+        parts.append(f"<h2>Held-out pairs (full reference): the evidence ({n} pairs)</h2>")
+        parts.append(means.to_html(float_format=lambda x: f"{x:.4f}", na_rep="n/a"))
+        parts.append("<ul>" + "".join(f"<li>target gain in {k}: {m:+.4f} [{lo_:+.4f}, {hi_:+.4f}] (95% bootstrap CI)</li>"
+                                      for k, (m, lo_, hi_) in gains.items()) + "</ul>")
+    parts.append("<h2>Generalist vs adapted on your photos</h2>"
+                 "<p>Per photo, the window where the two outputs differ most (chosen by the size of the "
+                 "difference, not by which looks better), at 100 %: one screen pixel per output pixel. Left: "
+                 "the LR input, each pixel repeated to the same size, for comparison.</p>")
     for c in comparisons:
-        y, x, win = c["most"]
-        crops = []
-        for label, (cy, cx, cw) in [("differs most", (y, x, win))] + [(f"grid {k + 1}", g) for k, g in enumerate(c["grid"])]:
-            a = _u8(c["generalist"][cy:cy + cw, cx:cx + cw])
-            b = _u8(c["adapted"][cy:cy + cw, cx:cx + cw])
-            crops.append(f"<td>{label}<br><img src='{_png_b64(a)}' width=160> <img src='{_png_b64(b)}' width=160></td>")
+        views = crop_views(c)
+        cells = []
+        for label, img in views.items():
+            h, w = img.shape[:2]
+            cells.append(f"<td class='crop'>{html.escape(label)}<br><img class='crop' src='{_png_b64(img)}' "
+                         f"width={w} height={h} alt='{html.escape(label)}'></td>")
+        y, x, wh, ww = c["window"]
+        where = ("the whole crop (the photo is smaller than the window)" if c["whole"]
+                 else f"LR window {ww}x{wh} px at ({x}, {y}) of the centre crop")
         parts.append(f"<h3>{html.escape(c['name'])} (mean |difference| {c['mean_abs_diff'] * 255:.2f}/255)</h3>"
-                     "<p>each pair: generalist (left), adapted (right)</p><table><tr>" + "".join(crops[:3])
-                     + "</tr><tr>" + "".join(crops[3:]) + "</tr></table>")
+                     f"<p>{where}</p><table><tr>" + "".join(cells) + "</tr></table>")
     df, (mean, lo, hi), reason = nr
     parts.append("<h2>No-reference scores (NIQE, lower = more natural-looking; not fidelity)</h2>")
     if reason:
         parts.append(f"<p>NIQE unavailable: {html.escape(reason)}</p>")
-    parts.append(df.to_html(index=False, float_format=lambda v: f"{v:.3f}", na_rep="n/a"))
+    parts.append(df.to_html(index=False, float_format=lambda x: f"{x:.3f}", na_rep="n/a"))
     parts.append(f"<p>paired difference adapted - generalist: mean {mean:.3f}, 95% bootstrap CI [{lo:.3f}, {hi:.3f}] "
                  f"over {len(df)} photos (NaN where a crop is under 96 px).</p>")
-    if pairs_result is not None:
-        means, gains = pairs_result
-        parts.append("<h2>Held-out pairs (full reference): the evidence</h2>")
-        parts.append(means.to_html(float_format=lambda v: f"{v:.4f}", na_rep="n/a"))
-        parts.append("<ul>" + "".join(f"<li>target gain in {k}: {m:+.4f} [{lo_:+.4f}, {hi_:+.4f}] (95% bootstrap CI)</li>"
-                                      for k, (m, lo_, hi_) in gains.items()) + "</ul>")
-    else:
+    if pairs_result is None:
         parts.append("<h2>Held-out pairs</h2><p>None given (--pairs-dir DIR with lr/ and hr/): no fidelity "
                      "evidence in this report.</p>")
     try:
@@ -303,14 +489,13 @@ def write_report(run: Path, info: ModelInfo, comparisons, nr, pairs_result, meta
         plt.close(axes[0].figure)
     except (FileNotFoundError, ValueError, KeyError) as e:
         parts.append(f"<h2>Training curves</h2><p>not available: {html.escape(str(e))}</p>")
-    parts.append("<h2>Files</h2><ul><li>model.pth: {'params_ema': state dict}"
-                 + (" in BasicSR layout (Real-ESRGAN's inference script loads it with --model_path)"
-                    if info.architecture == "RRDBNet" else "") +
-                 "</li><li>model.safetensors: the same weights in the base model's key layout (spandrel loads it)"
-                 "</li><li>model.json: provenance</li></ul></body></html>")
+    parts.append("<h2>Files: where each app wants them</h2>" + _formats_html(meta.get("formats") or {}))
+    text = "\n".join(parts)
+    size = len(text.encode()) + 100
+    text += f"\n<p>This file: {size / 1e6:.1f} MB, every image inline.</p></body></html>"
     path = run / "report.html"
     tmp = run / ".report.html.tmp"
-    tmp.write_text("\n".join(parts))
+    tmp.write_text(text)
     tmp.replace(path)
     return path
 
@@ -318,32 +503,72 @@ def write_report(run: Path, info: ModelInfo, comparisons, nr, pairs_result, meta
 def adapt(lr_dir, out, generalist: str | None = None, preset: str = "cpu", mode: str = "ema",
           iters: int | None = None, hr_dir=None, pairs_dir=None, data_root=None, seed: int = 0,
           overrides: dict | None = None, progress: bool = True, estimate: bool = True, report: bool = True,
-          log=print) -> Path:
-    """Run (or resume, or reuse) an adaptation; returns RUN. See the module docstring."""
+          log=print, minutes: float | None = None) -> Path:
+    """Run (or resume, or reuse) an adaptation; returns RUN. See the module docstring.
+    ``minutes``: instead of ``iters``, as many iterations as fit that many minutes on this
+    machine, from timed steps (a resumed run keeps the count it chose)."""
     from .evaluate import _git_commit
     from .train import CHECKPOINT, Trainer
 
+    if minutes is not None and iters is not None:
+        raise ValueError("give either --minutes (the iterations that fit the time) or --iters, not both")
     run = Path(out)
     done = run / "model.json"
     if done.is_file():
         log(f"{run} is a finished run (model.json present); reusing it. Delete the folder to train again.")
         return run
+    chosen_from = "--iters" if iters is not None else f"the {preset} preset's default"
+    recorded = run / "train" / "config.json"
+    reuse_count = minutes is not None and recorded.is_file()
+    if reuse_count:  # the run started before: its length was chosen then, and resuming must not re-pick it
+        c = json.loads(recorded.read_text())["config"]
+        iters = int(c["iters"])
+        overrides = {**(overrides or {}), "warmup_d_iters": c["warmup_d_iters"], "ckpt_every": c["ckpt_every"]}
+        log(f"--minutes {minutes:g}: this run started before; keeping the {iters} iterations it chose "
+            f"({recorded}), not re-timed")
+        chosen_from = "--minutes, chosen when the run started (train/config.json); kept on resume"
     p = plan(lr_dir, out, generalist, preset, mode, iters, hr_dir, pairs_dir, data_root, seed, overrides)
     log(describe(p))
     run.mkdir(parents=True, exist_ok=True)
     t_start = time.time()
     base = copy.deepcopy(p.model).eval()  # the Trainer trains p.model in place; keep the generalist
     trainer = Trainer(p.cfg, progress=progress, domain=p.domain, model=p.model)
+    crop, max_photos = 96, (4 if preset == "tiny" else 8)
     if trainer.resumed_from:
         log(f"resuming from iteration {trainer.resumed_from} ({run / 'train' / CHECKPOINT})")
-    elif estimate and p.cfg.iters > 0:
-        d_only, full = _timed_estimate(trainer)
+    measured = None
+    if p.cfg.iters > 0 and (estimate or (minutes is not None and not reuse_count)):
+        d_only, full = measured = _timed_estimate(trainer)
+        if minutes is not None and not reuse_count:
+            n, warm = iterations_for_minutes(minutes, d_only, full, p.cfg.warmup_d_iters)
+            set_iters(p.cfg, n)  # the Trainer holds this cfg: fit() runs and records n
+            log(f"--minutes {minutes:g}: {n} iterations fit (D-only {d_only:.2f} s, PDD {full:.2f} s per step, "
+                f"measured; {warm} D-only + {n - warm} PDD steps = "
+                f"{seconds_left(n, warm, d_only, full) / 60:.1f} min of training)")
+            chosen_from = (f"--minutes {minutes:g} from timed steps: D-only {d_only:.2f} s, PDD {full:.2f} s "
+                           f"({torch.get_num_threads()} threads)")
+    if measured and estimate:
+        d_only, full = measured
         n_warm = min(p.cfg.warmup_d_iters, p.cfg.iters)
-        total = n_warm * d_only + (p.cfg.iters - n_warm) * full
-        log(f"estimate on this machine: {total / 60:.1f} min ({n_warm} D-only steps at {d_only:.2f} s, "
-            f"{p.cfg.iters - n_warm} PDD steps at {full:.2f} s, measured; evaluation and report extra)")
+        left = seconds_left(p.cfg.iters, p.cfg.warmup_d_iters, d_only, full, trainer.iteration)
+        n_warm_left = max(0, n_warm - trainer.iteration)
+        n_full_left = p.cfg.iters - max(trainer.iteration, n_warm)
+        evaluation = "evaluation and report extra"
+        if report:
+            rs, mp = _report_seconds(base, p, crop, max_photos)
+            evaluation = (f"evaluation and report about {rs / 60:.1f} min more (upscaling {mp:.2f} LR megapixels, "
+                          f"measured; metrics extra)")
+        log(f"estimate on this machine: {left / 60:.1f} min of training ({n_warm_left} D-only steps at "
+            f"{d_only:.2f} s, {n_full_left} PDD steps at {full:.2f} s, measured"
+            + (f"; the {p.cfg.iters - trainer.iteration} iterations left" if trainer.iteration else "")
+            + f"); {evaluation}")
+    bar = None
+    if measured and progress:
+        d_only, full = measured
+        warmup = p.cfg.warmup_d_iters
+        bar = weighted_bar(lambda t: d_only if t <= warmup else full)
     try:
-        trainer.fit()
+        trainer.fit(progress_bar=bar)
     except KeyboardInterrupt:
         log(f"\ninterrupted at iteration {trainer.iteration}; the last checkpoint is iteration "
             f"{trainer.iteration_saved}. Run the same command again to resume.")
@@ -351,7 +576,7 @@ def adapt(lr_dir, out, generalist: str | None = None, preset: str = "cpu", mode:
     adapted = trainer.ema.float().eval()
     if p.cfg.channels_last:
         adapted = adapted.to(memory_format=torch.contiguous_format)
-    export(adapted, p.info, run)
+    formats = export_formats(adapted, p.info, run, name=run.name, log=log)
     rep = p.domain.unlabeled_lr.report
     meta = {
         "base_model": p.info.name, "base_source": p.info.source, "license": p.info.license,
@@ -360,25 +585,37 @@ def adapt(lr_dir, out, generalist: str | None = None, preset: str = "cpu", mode:
         "patches": rep.patches, "photos_skipped": len(rep.skipped),
         "skipped": [[str(f), why] for f, why in rep.skipped], "hr_dir": str(hr_dir) if hr_dir else None,
         "labeled_source": p.domain.sources["labeled"], "pairs_dir": str(pairs_dir) if pairs_dir else None,
-        "iterations": trainer.iteration, "preset": p.cfg.preset, "mode": p.cfg.mode, "seed": p.cfg.seed,
+        "iterations": trainer.iteration, "minutes_budget": minutes, "iterations_chosen_from": chosen_from,
+        "step_seconds_measured": None if measured is None else {"d_only": round(measured[0], 3),
+                                                                 "pdd": round(measured[1], 3)},
+        "preset": p.cfg.preset, "mode": p.cfg.mode, "seed": p.cfg.seed,
         "commit": _git_commit(), "torch": torch.__version__, "machine": platform.processor() or platform.machine(),
         "train_seconds_this_session": round(time.time() - t_start, 1), "sources": trainer.sources,
-        "config": p.cfg.to_dict(),
+        "config": p.cfg.to_dict(), "formats": formats,
     }
     if report:
-        comps = compare_on_photos(base, adapted, p.domain.unlabeled_lr, p.info.scale,
-                                  crop=32 if preset == "tiny" else 96, max_photos=4 if preset == "tiny" else 8)
+        comps = compare_on_photos(base, adapted, p.domain.unlabeled_lr, p.info.scale, crop=crop, max_photos=max_photos)
         nr = no_reference_scores(comps)
         pr = pairs_table(base, adapted, p.domain.test_pairs) if p.domain.test_pairs else None
-        write_report(run, p.info, comps, nr, pr, meta)
-        meta["report"] = {"niqe_per_photo": nr[0].to_dict("records"), "niqe_diff_mean_ci": list(nr[1]),
+        path = write_report(run, p.info, comps, nr, pr, meta)
+        v = verdict(pr[1] if pr else None, pr[2] if pr else 0)
+        meta["report"] = {"verdict": v["outcome"], "verdict_headline": v["headline"],
+                          "niqe_per_photo": nr[0].to_dict("records"), "niqe_diff_mean_ci": list(nr[1]),
                           "niqe_unavailable": nr[2] or None,
                           "pairs_means": None if pr is None else pr[0].to_dict(),
-                          "pairs_gain_mean_ci": None if pr is None else {k: list(v) for k, v in pr[1].items()}}
+                          "pairs_gain_mean_ci": None if pr is None else {k: list(x) for k, x in pr[1].items()},
+                          "html_bytes": path.stat().st_size}
+        log(f"report: {v['headline']} ({path}, {path.stat().st_size / 1e6:.1f} MB)")
     tmp = run / ".model.json.tmp"
     tmp.write_text(json.dumps(meta, indent=2, default=str))
     tmp.replace(done)  # written last: its presence means the run finished
-    log(f"done: {run}/model.pth, model.safetensors, model.json" + (", report.html" if report else ""))
+    written = [d.get("path") for d in formats.values() if "path" in d]
+    log(f"done: {run}/ " + ", ".join(str(f) for f in written) + ", model.json" + (", report.html" if report else ""))
+    for fmt, d in formats.items():
+        if "unavailable" in d:
+            log(f"  {fmt} not written: {d['unavailable']}")
+        for app, why in (d.get("not_loadable_in") or {}).items():
+            log(f"  {d.get('path')} does not load in {app}: {why}")
     return run
 
 
@@ -390,7 +627,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--generalist", help="RealESRGAN_x4plus (default) or a .pth/.safetensors upscaler")
     ap.add_argument("--preset", default="cpu", choices=ADAPT_PRESETS)
     ap.add_argument("--mode", default="ema", choices=["ema", "static"])
-    ap.add_argument("--iters", type=int)
+    length = ap.add_mutually_exclusive_group()
+    length.add_argument("--iters", type=int, help="training iterations (default: the preset's)")
+    length.add_argument("--minutes", type=float, metavar="N",
+                        help="as many iterations as fit N minutes on this machine, from a few timed steps")
     ap.add_argument("--hr-dir", help="your own clean HR photos as the labeled source")
     ap.add_argument("--pairs-dir", help="held-out pairs: DIR/lr and DIR/hr, matched by name, HR = scale x LR")
     ap.add_argument("--data-root")
@@ -414,7 +654,7 @@ def main(argv: list[str] | None = None) -> int:
         adapt(args.lr_dir, args.out, args.generalist, args.preset, args.mode, args.iters, args.hr_dir,
               args.pairs_dir, args.data_root, args.seed, overrides, progress=not args.no_progress,
               estimate=not args.no_estimate, report=not args.no_report,
-              log=lambda s: print(s, file=sys.stderr))
+              log=lambda s: print(s, file=sys.stderr), minutes=args.minutes)
     except KeyboardInterrupt:
         return 130
     return 0

@@ -4,12 +4,19 @@ Executed copies land in results/notebooks/, and results/README.md lists what ran
 long each took, and what failed; then the website of it all is built into site/ (pdd.site;
 a site failure is reported, never fatal). Notebook parameters are not overridden here: each
 notebook's parameters cell holds the embedded default.
+
+Before training it prints an estimate of the whole run on this machine from a few timed steps
+of each kind of training job in the pool (in a temporary folder: nothing in runs/ is touched;
+--no-estimate skips it), and the pool shows a progress bar with the time left.
 """
 from __future__ import annotations
 
+import copy
 import json
 import os
 import sys
+import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -28,6 +35,14 @@ CELL_TIMEOUT_S = 3600
 # checkpoints stay, so the next run resumes it).
 JOB_TIMEOUT_S = 3600
 
+
+# The estimate's allowance for the notebooks after the pool (evaluation and figures): measured
+# 403 s (01 24, 02 29, 03 41, 04 97, 05 113, 06 63, 07 36) on the 2-core Intel Xeon with AMX
+# (benchmarks/README, issue 15), whose scratch EMA PDD step took 1.228 s on one thread (same
+# file); scaled by this machine's measured step of that kind (the notebooks' work is the same
+# networks' inference, so it slows down with them).
+REF_NOTEBOOKS_S = 403.0
+REF_STEP_KIND, REF_STEP_S = "scratch PDD (static/EMA, naive)", 1.228
 
 # The notebooks whose runs the training pool trains before any notebook runs (train_chain).
 TRAINING_NOTEBOOKS = ("02", "03", "04", "05", "06")
@@ -400,14 +415,292 @@ def chain_jobs(notebooks, parameters: dict | None = None) -> list:
     return sorted(unique, key=lambda j: (j.preset == "tiny", str(Path(j.out)) not in needed))
 
 
-def train_chain(notebooks, parameters: dict | None = None, parallel: int = 2) -> tuple[str, float]:
+# ------------------------------------------------------------------ the estimate before training
+
+def step_kind(cfg, warm_up: bool = False) -> str:
+    """What one training step of ``cfg`` costs, as a name: jobs whose steps do the same work
+    share it (static, EMA PDD and naive distillation: S, G, VGG19 and D alike; the ablations'
+    loss weights do not change the networks run; the KDSR rows are timed with the preset's
+    RRDBNet as S and G: under `scratch` D and VGG19 are most of a step). ``warm_up``: its
+    D-only warm-up steps."""
+    from . import experiments as E
+    from .kdsr_train import KDSRTrainConfig
+
+    if E.is_hr_aware(cfg):
+        return f"{cfg.preset} HR-aware stage {cfg.stage}"
+    if isinstance(cfg, KDSRTrainConfig):
+        return f"{cfg.preset} KDSR {cfg.stage}"
+    gan = bool(cfg.gan and cfg.sup.gan > 0)
+    if warm_up:
+        return f"{cfg.preset} D-only warm-up" if gan else f"{cfg.preset} warm-up, no D"
+    if cfg.mode == "supervised":
+        return f"{cfg.preset} pretraining ({cfg.down} X^L{'' if gan else ', no GAN'})"
+    # naive distillation runs the same networks (S on X^L and X^U, G, VGG19, D): timed as one
+    name = "PDD (static/EMA, naive)" if cfg.mode in ("static", "ema", "naive") else cfg.mode
+    return f"{cfg.preset} {name}" + ("" if gan else ", no GAN")
+
+
+def job_phases(cfg) -> list[tuple[str, int, int]]:
+    """(step kind, number of steps, an iteration t of that kind) for each phase of a job: the
+    PDD trainer's D-only warm-up and then its full steps; one phase for the other trainers."""
+    from . import experiments as E
+    from .kdsr_train import KDSRTrainConfig
+
+    if E.is_hr_aware(cfg) or isinstance(cfg, KDSRTrainConfig):
+        phases = [(step_kind(cfg), cfg.iters, 1)]
+    else:
+        w = min(cfg.warmup_d_iters, cfg.iters)
+        phases = [(step_kind(cfg, warm_up=True), w, 1),
+                  (step_kind(cfg), cfg.iters - w, w + cfg.distill_start_k + 1)]
+    return [ph for ph in phases if ph[1] > 0]
+
+
+def _timing_config(cfg, out: Path, stand_ins: dict):
+    """A copy of ``cfg`` to time steps with: its run in ``out`` (a temporary folder), one thread,
+    what it starts from replaced by a stand-in of the same architecture (random init, or the
+    temporary run that stood in for the job it waits on), so nothing real is read as a
+    prerequisite or written."""
+    from . import experiments as E
+    from .kdsr_train import KDSRTrainConfig
+
+    def stand_in_file(path):  # a snapshot of a run in the plan -> the stand-in run's snapshot
+        run = str(Path(path).parents[1])
+        return str(Path(stand_ins[run]) / "weights" / "net_g_000000.pth") if run in stand_ins else path
+
+    c = copy.deepcopy(cfg)
+    c.out, c.threads = str(out), 1
+    if E.is_hr_aware(c):
+        if c.stage == "B":
+            c.rec_net = stand_ins.get(str(Path(c.rec_net)), c.rec_net)
+            c.init_m = stand_in_file(c.init_m) if c.init_m else None
+    elif isinstance(c, KDSRTrainConfig):
+        for field in ("teacher", "init"):
+            if getattr(c, field):
+                setattr(c, field, stand_ins.get(str(Path(getattr(c, field))), getattr(c, field)))
+    else:
+        # S and G random RRDBNets of the preset's size: the KDSR rows' nets are timed as these
+        c.init_s = c.init_g = None
+        c.s_arch = c.g_arch = "rrdbnet"
+    return c
+
+
+def _trainer(cfg):
+    from . import experiments as E
+    from .kdsr_train import KDSRTrainConfig, KDSRTrainer
+    from .train import Trainer
+
+    if E.is_hr_aware(cfg):
+        from .hr_aware import HRAwareTrainer
+        return HRAwareTrainer(cfg, progress=False)
+    if isinstance(cfg, KDSRTrainConfig):
+        return KDSRTrainer(cfg, progress=False)
+    return Trainer(cfg, progress=False)
+
+
+def _seconds_per_step(trainer, t: int, steps: int) -> float:
+    trainer.step(t)  # the first call pays one-off costs (allocations, caches)
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        trainer.step(t)
+    return (time.perf_counter() - t0) / steps
+
+
+def time_step_kinds(jobs, steps: int = 1, parallel: int = 2) -> tuple[dict[str, float], dict[str, str]]:
+    """Seconds per step of each step kind in ``jobs``, from ``steps`` timed steps after an
+    untimed one, each kind once, on trainers built in a temporary folder deleted afterwards.
+    Timed as the pool trains: ``parallel`` at a time, one thread each (so the figures include
+    what two jobs side by side cost each other). Returns (seconds by kind, why a kind could not
+    be timed)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import torch
+
+    from . import experiments as E
+
+    mains = {str(Path(j.out)): job_phases(j)[-1][0] for j in jobs if job_phases(j)}
+    reps = {}  # the first job of each kind stands for the others
+    for j in jobs:
+        if job_phases(j):
+            reps.setdefault(mains[str(Path(j.out))], j)
+    measured, failed, stand_ins, done = {}, {}, {}, {}
+    claimed, lock = set(), threading.Lock()
+    threads, rng = torch.get_num_threads(), torch.get_rng_state()
+    torch.set_num_threads(1)
+
+    def time_kind(main, job, tmp):
+        # wait for the kinds whose runs this one starts from: their temporary runs stand in
+        for need in E._needs(job):
+            if need in mains and mains[need] != main:
+                done[mains[need]].result()
+        try:
+            cfg = _timing_config(job, Path(tmp) / f"kind{list(reps).index(main)}", stand_ins)
+            tr = _trainer(cfg)
+            for kind, _, t in job_phases(job):
+                with lock:  # the D-only warm-up is shared by several kinds: time it once
+                    mine = kind not in claimed
+                    claimed.add(kind)
+                if mine:
+                    measured[kind] = _seconds_per_step(tr, t, steps)
+            tr.save()  # weights for the jobs that start from this kind's jobs
+            stand_ins.update({out: cfg.out for out, k in mains.items() if k == main})
+        except Exception as e:  # noqa: BLE001 -- an estimate: name what was not timed, go on
+            failed[main] = f"{type(e).__name__}: {(str(e).strip().splitlines() or [''])[0][:160]}"
+
+    try:
+        with tempfile.TemporaryDirectory(prefix="pdd-estimate-") as tmp, ThreadPoolExecutor(parallel) as pool:
+            # submitted in the plan's order (what a job starts from first), so a waiting kind's
+            # prerequisite is already running or done: no deadlock
+            for main, job in reps.items():
+                done[main] = pool.submit(time_kind, main, job, tmp)
+            for f in done.values():
+                f.result()
+    finally:
+        torch.set_num_threads(threads)
+        torch.set_rng_state(rng)
+    return measured, failed
+
+
+def job_seconds(jobs, step_seconds: dict[str, float]) -> dict[str, float]:
+    """Estimated seconds of each job (by run directory): its phases' steps times their kind's
+    seconds per step; NaN where a kind was not timed."""
+    return {str(Path(j.out)): sum(n * step_seconds.get(k, float("nan")) for k, n, _ in job_phases(j)) for j in jobs}
+
+
+def simulate_pool(jobs, seconds: dict[str, float], parallel: int = 2) -> float:
+    """Wall seconds of ``pdd.experiments.run_methods`` on ``jobs``: ``parallel`` at a time, in
+    the queue's order, each as soon as the runs it starts from (``_needs``) are done."""
+    from . import experiments as E
+
+    queue, running, now = list(jobs), [], 0.0
+    while queue or running:
+        pending = {str(Path(c.out)) for c in queue} | {out for _, out in running}
+        ready = [c for c in queue if not (E._needs(c) & pending)]
+        while ready and len(running) < parallel:
+            c = ready.pop(0)
+            queue.remove(c)
+            running.append((now + seconds[str(Path(c.out))], str(Path(c.out))))
+        if not running:
+            raise RuntimeError(f"jobs wait on each other: {[c.out for c in queue]}")
+        running.sort()
+        now, _ = running.pop(0)
+    return now
+
+
+def estimate_text(jobs, step_seconds: dict[str, float], failed: dict[str, str] | None = None,
+                  parallel: int = 2, timing_s: float | None = None) -> str:
+    """The estimate's lines: training (the pool simulated on the jobs' estimated seconds),
+    the notebooks' allowance (REF_NOTEBOOKS_S scaled by this machine's step), the whole run."""
+    import math
+
+    from .config import cpu_has_native_bf16, cpu_model
+
+    secs = job_seconds(jobs, step_seconds)
+    timed = {k: v for k, v in secs.items() if not math.isnan(v)}
+    wall = simulate_pool(jobs, {k: (v if not math.isnan(v) else 0.0) for k, v in secs.items()}, parallel)
+    if REF_STEP_KIND in step_seconds:
+        factor = step_seconds[REF_STEP_KIND] / REF_STEP_S
+        why = (f"{REF_NOTEBOOKS_S / 60:.1f} min measured after the pool on a 2-core Xeon with AMX, times "
+               f"{factor:.1f}: this machine's {REF_STEP_KIND} step, {step_seconds[REF_STEP_KIND]:.2f} s, against "
+               f"{REF_STEP_S:.2f} s there")
+    else:
+        factor, why = 1.0, (f"{REF_NOTEBOOKS_S / 60:.1f} min measured after the pool on a 2-core Xeon with AMX, "
+                            f"not scaled (no {REF_STEP_KIND} step in this plan)")
+    notebooks = REF_NOTEBOOKS_S * factor
+    lines = [f"estimate on this machine ({cpu_model()}): training about {wall / 60:.0f} min, notebooks about "
+             f"{notebooks / 60:.0f} min, whole run about {(wall + notebooks) / 60:.0f} min"
+             + ("" if cpu_has_native_bf16() else "; this CPU has no native bf16, so steps run in fp32, several "
+                                                 "times slower than on one with AMX (benchmarks/README.md)"),
+             f"  training: {len(jobs)} jobs, {sum(timed.values()) / 60:.0f} job-min, {parallel} at a time on one "
+             f"thread each (each as soon as what it starts from is done)",
+             f"  notebooks: an allowance, {why}",
+             "  seconds per step, measured" + (f" in {timing_s:.0f} s" if timing_s is not None else "") + ": "
+             + ", ".join(f"{k} {v:.2f}" for k, v in step_seconds.items())]
+    for kind, why_not in (failed or {}).items():
+        n = sum(1 for j in jobs if job_phases(j) and job_phases(j)[-1][0] == kind)
+        lines.append(f"  not timed, left out of the estimate ({n} job(s)): {kind}: {why_not}")
+    return "\n".join(lines)
+
+
+def estimate_run(notebooks, parameters: dict | None = None, parallel: int = 2, steps: int = 1) -> tuple[str, dict]:
+    """(the estimate's text, estimated seconds per job) for the pool ``train_chain`` would run."""
+    from . import experiments as E
+
+    jobs = [j for j in chain_jobs(notebooks, parameters) if not E.is_finished(j)]
+    if not jobs:
+        return "estimate: nothing to train (every run of the pool is finished)", {}
+    t0 = time.time()
+    step_seconds, failed = time_step_kinds(jobs, steps)
+    text = estimate_text(jobs, step_seconds, failed, parallel, timing_s=time.time() - t0)
+    return text, job_seconds(jobs, step_seconds)
+
+
+# ------------------------------------------------------------------ the pool
+
+def _done_fraction(cfg) -> float:
+    """How much of a job is done, from its files: 1 when finished, else the last iteration in
+    its log.csv (written at each checkpoint) over its iterations."""
+    from . import experiments as E
+
+    if E.is_finished(cfg):
+        return 1.0
+    try:
+        last = (Path(cfg.out) / "log.csv").read_text().strip().splitlines()[-1]
+        return min(1.0, float(last.split(",")[0]) / max(cfg.iters, 1))
+    except (OSError, IndexError, ValueError):
+        return 0.0
+
+
+class PoolProgress:
+    """A progress bar over the pool's jobs, each weighted by its estimated seconds (1 each
+    without an estimate), with the time left from the average rate; polled from the run
+    directories (read-only) by a background thread while ``run_methods`` trains."""
+
+    def __init__(self, jobs, seconds: dict | None = None, every_s: float = 5.0, disable: bool = False):
+        import math
+
+        from tqdm.auto import tqdm
+
+        seconds = seconds or {}
+        self.jobs, self.every_s = jobs, every_s
+        self.weights = [seconds.get(str(Path(j.out)), 1.0) for j in jobs]
+        self.weights = [w if w > 0 and not math.isnan(w) else 1.0 for w in self.weights]
+        self.bar = tqdm(total=sum(self.weights), desc="training pool", smoothing=0, disable=disable,
+                        bar_format="{desc}: {percentage:3.0f}%|{bar}| {postfix} [{elapsed}<{remaining}]")
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._poll, daemon=True)
+
+    def poll(self) -> float:
+        fractions = [_done_fraction(j) for j in self.jobs]
+        done = sum(w * f for w, f in zip(self.weights, fractions))
+        self.bar.set_postfix_str(f"{sum(f == 1.0 for f in fractions)}/{len(self.jobs)} jobs", refresh=False)
+        self.bar.update(done - self.bar.n)
+        return done
+
+    def _poll(self):
+        while not self._stop.wait(self.every_s):
+            self.poll()
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+        self.poll()
+        self.bar.close()
+
+
+def train_chain(notebooks, parameters: dict | None = None, parallel: int = 2,
+                seconds: dict | None = None) -> tuple[str, float]:
     """Train every run of ``chain_jobs`` in one pool, ``parallel`` jobs at a time on one thread
     each, each job as soon as what it starts from is done: no barrier between notebooks, no job
     alone on the machine while work is left, where the notebooks one after the other would
     leave a core idle (03's static PDD alone, 04's KDSR stages one after the other, the tail of
     each pool). The notebooks then find their runs finished (the same run directories) and only
-    evaluate. Returns (status, seconds): "ok", "nothing to train", or "FAILED: ..." -- never
-    raises: a failed job is reported and the notebooks still run (and report it again)."""
+    evaluate. ``seconds``: the estimate's seconds per job, to weight the progress bar. Returns
+    (status, seconds): "ok", "nothing to train", or "FAILED: ..." -- never raises: a failed job
+    is reported and the notebooks still run (and report it again)."""
     from . import experiments as E
 
     t0 = time.time()
@@ -416,7 +709,8 @@ def train_chain(notebooks, parameters: dict | None = None, parallel: int = 2) ->
         if not jobs:
             return "nothing to train", time.time() - t0
         print(f"   {len(jobs)} training run(s), {parallel} at a time", flush=True)
-        E.run_methods(jobs, parallel=parallel, job_timeout_s=JOB_TIMEOUT_S)
+        with PoolProgress(jobs, seconds):
+            E.run_methods(jobs, parallel=parallel, job_timeout_s=JOB_TIMEOUT_S)
         return "ok", time.time() - t0
     except Exception as e:  # noqa: BLE001 -- reported in the summary, the notebooks still run
         return f"FAILED: {type(e).__name__}: {(str(e).strip().splitlines() or [''])[0][:240]}", time.time() - t0
@@ -447,6 +741,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="the method comparison's rows (04, 07): 'default' every row; 'pdd' PDD's own rows (the "
                          "controls, naive distillation, static and EMA PDD; no KDSR, no HR-aware fine-tuning: "
                          "about a third less training); 'all' also the HR-aware ablations")
+    ap.add_argument("--no-estimate", action="store_true",
+                    help="skip the estimate before training (a few timed steps of each kind of job, under a minute)")
     args = ap.parse_args(argv if argv is not None else [])
     notebooks = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
     if args.notebooks == ["none"]:  # `python -m pdd.reproduce none`: only regenerate results/README.md
@@ -470,8 +766,15 @@ def main(argv: list[str] | None = None) -> int:
     if not notebooks:
         print("No notebooks yet: nothing to reproduce.")
     if any(nb.name[:2] in TRAINING_NOTEBOOKS for nb in notebooks):
+        per_job = None
+        if not args.no_estimate:
+            try:
+                text, per_job = estimate_run(notebooks, parameters)
+                print(text, flush=True)
+            except Exception as e:  # noqa: BLE001 -- an estimate never stops the run
+                print(f"estimate failed ({type(e).__name__}: {e}); training anyway", flush=True)
         print(f"== {POOL_ROW}", flush=True)
-        status, seconds = train_chain(notebooks, parameters)
+        status, seconds = train_chain(notebooks, parameters, seconds=per_job)
         failed += status.startswith("FAILED")
         rows.append((POOL_ROW, status, seconds))
         print(f"   {status} ({seconds:.0f} s)", flush=True)

@@ -54,7 +54,7 @@ def test_spandrel_architectures_load_train_and_export_round_trip(arch, tmp_path)
         assert torch.allclose(net.eval()(x), ref(x), atol=1e-5)  # the loaded model is the file's model
     M.check_trainable(net, info, patch=16)
     # export: safetensors in the base layout, read back by spandrel as the same architecture
-    M.export(net, info, tmp_path)
+    M.export(net, info, tmp_path, formats=("pth", "safetensors"))  # ONNX, ncnn: test_export.py
     back = spandrel.ModelLoader().load_from_file(str(tmp_path / "model.safetensors"))
     expect = "ESRGAN" if arch == "RRDBNet" else arch
     assert back.architecture.id == expect and back.scale == scale
@@ -185,3 +185,132 @@ def test_trainer_adapts_a_spandrel_network(arch, mode, tmp_path):
     before = spandrel.ModelLoader().load_from_file(str(gen)).model.state_dict()
     after = back.model.state_dict()
     assert any(not torch.equal(before[k], after[k]) for k in before)
+
+
+# ------------------------------------------------------------------ --minutes, the verdict, the crops (issue 27)
+
+def test_minutes_arithmetic_by_hand():
+    # warm-up capped at 50: for n >= 250 the run is 50 D-only steps + (n - 50) PDD steps.
+    # 30 min = 1800 s, D-only 1.9 s, PDD 4.2 s: 50 * 1.9 = 95, (1800 - 95) / 4.2 = 405.95 -> 405 PDD -> 455
+    assert A.iterations_for_minutes(30, 1.9, 4.2, 50) == (455, 50)
+    # short run, the warm-up is n // 5: n = 35 -> 7 * 1 + 28 * 4 = 119 <= 120; n = 36 -> 7 + 29 * 4 = 123 > 120
+    assert A.iterations_for_minutes(2, 1.0, 4.0, 50) == (35, 7)
+    with pytest.raises(ValueError, match=r"not even 20 PDD iterations fit \(D-only step 1\.00 s, PDD step 4\.00 s"):
+        A.iterations_for_minutes(1, 1.0, 4.0, 50)  # n = 18: 3 + 15 * 4 = 63 > 60 already, 15 PDD < 20
+    assert A.seconds_left(300, 50, 1.0, 4.0) == 50 + 250 * 4
+    assert A.seconds_left(300, 50, 1.0, 4.0, done=40) == 10 + 250 * 4  # resumed inside the warm-up
+    assert A.seconds_left(300, 50, 1.0, 4.0, done=100) == 200 * 4
+
+
+def test_minutes_picks_records_and_keeps_the_count_on_resume(tmp_path, monkeypatch):
+    """--minutes with mocked step times (tiny preset: D warm-up 4): 1 min = 60 s at 0.5 s D-only and
+    2 s PDD -> 4 * 0.5 + (n - 4) * 2 <= 60 -> n = 33 (34 would be 62 s). Training itself is skipped
+    (fit mocked): the count is what the Trainer's config would record. A run that has a
+    train/config.json keeps its count."""
+    monkeypatch.setattr(A, "_timed_estimate", lambda trainer, steps=2: (0.5, 2.0))
+    monkeypatch.setattr(Trainer, "fit", lambda self, iters=None, progress_bar=None: self.out)
+    lines = []
+    kw = dict(preset="tiny", data_root=tmp_path / "nodata", progress=False, report=False, log=lines.append)
+    photos = _photos(tmp_path / "ph")
+    run = A.adapt(photos, tmp_path / "run", minutes=1, **kw)
+    meta = json.loads((run / "model.json").read_text())
+    assert meta["config"]["iters"] == 33 and meta["config"]["warmup_d_iters"] == 4 and meta["minutes_budget"] == 1
+    assert "D-only 0.50 s, PDD 2.00 s" in meta["iterations_chosen_from"]
+    assert any(s.startswith("--minutes 1: 33 iterations fit (D-only 0.50 s, PDD 2.00 s per step, measured") for s in lines)
+    assert any("estimate on this machine: 1.0 min of training" in s for s in lines)
+
+    again = tmp_path / "run2"
+    (again / "train").mkdir(parents=True)
+    cfg = json.loads(json.dumps(meta["config"]))
+    cfg.update(iters=12, warmup_d_iters=2, ckpt_every=6)
+    (again / "train" / "config.json").write_text(json.dumps({"config": cfg}))
+    lines.clear()
+    meta2 = json.loads((A.adapt(photos, again, minutes=1, **kw) / "model.json").read_text())
+    assert meta2["config"]["iters"] == 12 and meta2["config"]["warmup_d_iters"] == 2  # not re-picked
+    assert any("keeping the 12 iterations it chose" in s for s in lines)
+    with pytest.raises(ValueError, match="not both"):
+        A.adapt(photos, tmp_path / "run3", minutes=1, iters=5, **kw)
+    with pytest.raises(SystemExit):
+        A.main(["--lr-dir", str(photos), "--out", str(tmp_path / "r4"), "--iters", "4", "--minutes", "1"])
+
+
+@pytest.mark.parametrize("psnr,n,outcome,words", [
+    ((0.42, 0.03, 0.98), 4, "adapted wins", "Use the adapted model"),
+    ((-0.30, -0.55, -0.08), 4, "worse", "Keep your original model: the adapted one is worse"),
+    ((0.10, -0.20, 0.45), 4, "no clear difference", "No clear difference: keep your original model"),
+    ((0.42, 0.03, 0.98), 2, "too few pairs", "Keep your original model: 2 held-out pair(s) are too few"),
+])
+def test_verdict_wording(psnr, n, outcome, words):
+    v = A.verdict({"psnr": psnr, "psnr_cc": (0.2, -0.1, 0.5)}, n)
+    assert v["outcome"] == outcome and v["headline"].startswith(words)
+    assert f"{psnr[0]:+.2f} dB [{psnr[1]:+.2f}, {psnr[2]:+.2f}]" in v["headline"]
+    assert any(line.startswith("Rule, fixed before") for line in v["lines"])
+    if outcome == "adapted wins":  # a PSNR win whose colour-corrected CI spans 0 is flagged
+        assert any("colour or brightness shift" in line for line in v["lines"])
+    none = A.verdict(None)
+    assert none["outcome"] == "no pairs" and none["headline"].startswith("No fidelity evidence")
+
+
+class _Up(torch.nn.Module):
+    """x4 upscaler with a parameter: nearest or bilinear (two models that differ)."""
+
+    def __init__(self, mode):
+        super().__init__()
+        self.w, self.mode = torch.nn.Parameter(torch.ones(1)), mode
+
+    def forward(self, x):
+        return torch.nn.functional.interpolate(x * self.w, scale_factor=4, mode=self.mode)
+
+
+def _crops_in(html):
+    import base64
+    import io
+    import re
+
+    out = []
+    for src, w, h, alt in re.findall(r"<img class='crop' src='data:image/png;base64,([^']+)' width=(\d+) height=(\d+) "
+                                     r"alt='([^']+)'>", html):
+        img = np.asarray(Image.open(io.BytesIO(base64.b64decode(src))))
+        assert img.shape[:2] == (int(h), int(w))  # shown at 100 %: the attributes are the PNG's own size
+        out.append((alt, img))
+    return out
+
+
+def test_report_opens_with_the_verdict_and_shows_256px_crops_beside_the_lr(tmp_path):
+    import pandas as pd
+
+    rng = np.random.default_rng(0)
+    big = [rng.integers(0, 256, (100, 120, 3), dtype=np.uint8), rng.integers(0, 256, (40, 56, 3), dtype=np.uint8)]
+    comps = A.compare_on_photos(_Up("nearest"), _Up("bilinear"), big, 4)
+    nr = (pd.DataFrame([{"photo": "x", "diff": 0.0}]), (0.0, 0.0, 0.0), "")
+    means = pd.DataFrame({"generalist": {"psnr": 20.0}, "adapted": {"psnr": 19.5}})
+    meta = dict(lr_dir="photos", preset="cpu", iterations=3, mode="ema", seed=0, photos_used=2, patches=2,
+                photos_skipped=0, commit="abc")
+    pairs = (means, {"psnr": (-0.5, -0.9, -0.1), "psnr_cc": (-0.2, -0.4, 0.1)}, 5)
+    html = A.write_report(tmp_path, A.ModelInfo("g", "RRDBNet", 4, "s", "l"), comps, nr, pairs, meta).read_text()
+    body = html.split("<body>", 1)[1].lstrip()
+    assert body.startswith("<div class='verdict'") and "Keep your original model" in body.split("</div>")[0]
+    crops = _crops_in(html)
+    assert [a for a, _ in crops[:3]] == ["LR input (nearest x4)", "generalist (your original model)", "adapted"]
+    big_views, small_views = crops[:3], crops[3:]
+    assert all(img.shape[:2] == (256, 256) for _, img in big_views)  # 64 LR px of a 96-px crop: 256 output px
+    y, x, _, _ = comps[0]["window"]
+    lr = big[0][2 + y:2 + y + 64, 12 + x:12 + x + 64]  # the 96-px centre crop starts at (2, 12)
+    assert np.array_equal(big_views[0][1], lr.repeat(4, 0).repeat(4, 1))  # the same region, nearest x4
+    assert all(img.shape[:2] == (160, 224) for _, img in small_views)  # a small photo: shown whole
+    assert "the whole crop" in html and "This file:" in html
+    # without pairs the top says there is no fidelity evidence
+    html = A.write_report(tmp_path, A.ModelInfo("g", "RRDBNet", 4, "s", "l"), comps[:1], nr, None, meta).read_text()
+    assert html.split("<body>", 1)[1].lstrip().startswith("<div class='verdict'") and "No fidelity evidence" in html
+
+
+def test_progress_bar_time_left_weights_the_warm_up_steps():
+    """2 D-only steps (1 s predicted each) done in 10 s: 5x slower than predicted; left: 4 PDD
+    steps at 4 s predicted = 16 s -> 80 s, where the plain average rate would say 4 x 5 s = 20 s."""
+    import io
+
+    bar = A.weighted_bar(lambda t: 1.0 if t <= 2 else 4.0)(total=6, file=io.StringIO(), mininterval=0)
+    bar.update(2)
+    bar.start_t = bar._time() - 10
+    assert "<01:20 weighted" in str(bar)
+    bar.close()

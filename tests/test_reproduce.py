@@ -313,8 +313,8 @@ def test_pdd_rows_plan_leaves_out_the_seed_papers_runs(tmp_path, monkeypatch):
 def test_rows_option_reaches_the_pool_and_the_notebooks_that_choose_rows(monkeypatch):
     calls = {}
 
-    def pool(nbs, params):
-        calls["pool"] = params
+    def pool(nbs, params, seconds=None):
+        calls["pool"], calls["seconds"] = params, seconds
         return "ok", 0.0
 
     def execute(nb, out, parameters=None):
@@ -325,7 +325,78 @@ def test_rows_option_reaches_the_pool_and_the_notebooks_that_choose_rows(monkeyp
     monkeypatch.setattr(reproduce, "execute", execute)
     monkeypatch.setattr(reproduce, "write_summary", lambda rows, total, fresh, rows_set: calls.update(set=rows_set))
     monkeypatch.setattr(reproduce, "build_site", lambda: "site skipped")
+    monkeypatch.setattr(reproduce, "estimate_run", lambda nbs, params: ("estimate ...", {"run": 1.0}))
     assert reproduce.main(["--rows", "pdd", "04", "05", "07"]) == 0
     assert calls["pool"] == {"compare_rows": "pdd", "methods": "pdd"}
     assert calls["04"] == {"compare_rows": "pdd"} and calls["07"] == {"methods": "pdd"} and calls["05"] == {}
     assert calls["set"] == "pdd"
+    # the estimate comes first, and its seconds per job weight the pool's progress bar; --no-estimate skips it
+    assert calls["seconds"] == {"run": 1.0}
+    monkeypatch.setattr(reproduce, "estimate_run", lambda nbs, params: pytest.fail("estimated"))
+    assert reproduce.main(["--no-estimate", "04"]) == 0 and calls["seconds"] is None
+
+
+# ------------------------------------------------------------------ the estimate before training (issue 27)
+
+def _tiny_jobs(runs):
+    from pdd import experiments as E
+
+    starts, pool, _ = E.training_jobs("tiny", "Synth-Defocus", [0], ["EMA PDD", "static PDD", "finetune control"], runs)
+    return starts + pool
+
+
+def test_estimate_arithmetic_on_the_tiny_plan_by_hand(tmp_path):
+    """Mocked seconds per step kind; the pool simulated by hand: the two pretraining runs (300
+    steps) start at 0; the rows all start from the generalist (EMA: S and G; static: G, and S
+    from the specialist; finetune: S), so they wait for it: at 300 s EMA and static start
+    (4 D-only + 16 PDD steps = 1 + 32 = 33 s each), the fine-tune control at 333 s (1 + 16 * 1.5 = 25 s)."""
+    jobs = _tiny_jobs(tmp_path / "runs")
+    names = [j.out.split("/")[-1] for j in jobs]
+    assert names == ["pretrained-generalist_s0", "pretrained-specialist_s0", "ema-pdd_s0", "static-pdd_s0",
+                     "finetune-control_s0"]
+    ema = jobs[2]
+    assert reproduce.job_phases(ema) == [("tiny D-only warm-up", 4, 1),
+                                         ("tiny PDD (static/EMA, naive)", 16, 4 + ema.distill_start_k + 1)]
+    secs = {"tiny pretraining (second_order X^L)": 1.0, "tiny pretraining (bicubic X^L)": 0.5,
+            "tiny D-only warm-up": 0.25, "tiny PDD (static/EMA, naive)": 2.0, "tiny finetune": 1.5}
+    per_job = reproduce.job_seconds(jobs, secs)
+    assert list(per_job.values()) == [300.0, 150.0, 33.0, 33.0, 25.0]
+    assert reproduce.simulate_pool(jobs, per_job, parallel=2) == 358.0
+    assert reproduce.simulate_pool(jobs, per_job, parallel=1) == 541.0  # one at a time: the sum
+    text = reproduce.estimate_text(jobs, secs)
+    # 358 s -> 6 min; notebooks unscaled (no scratch PDD step in this plan) 403 s; 761 s -> 13 min
+    assert "training about 6 min, notebooks about 7 min, whole run about 13 min" in text
+    assert "5 jobs, 9 job-min" in text and "not scaled" in text
+    text = reproduce.estimate_text(jobs, {k: v for k, v in secs.items() if k != "tiny finetune"},
+                                   {"tiny finetune": "ValueError: x"})
+    assert "not timed, left out of the estimate (1 job(s)): tiny finetune" in text
+
+
+def test_timing_the_step_kinds_trains_nothing_and_touches_no_run(tmp_path, monkeypatch):
+    """Each kind timed once (an untimed step, then one timed), on stand-in trainers in a temporary
+    folder: the plan's run directories never appear, the global RNG and threads are as before."""
+    import torch
+
+    from pdd.train import Trainer
+
+    calls = []
+    real = Trainer.step
+    monkeypatch.setattr(Trainer, "step", lambda self, t: calls.append((self.cfg.mode, t)) or real(self, t))
+    jobs = [_tiny_jobs(tmp_path / "runs")[i] for i in (0, 2)]  # the generalist, and EMA PDD that starts from it
+    rng, threads = torch.get_rng_state(), torch.get_num_threads()
+    measured, failed = reproduce.time_step_kinds(jobs, steps=1)
+    assert not failed and not (tmp_path / "runs").exists() and list(tmp_path.iterdir()) == []
+    assert set(measured) == {"tiny pretraining (second_order X^L)", "tiny D-only warm-up", "tiny PDD (static/EMA, naive)"}
+    assert all(v > 0 for v in measured.values()) and len(calls) == 2 * len(measured)
+    assert torch.equal(rng, torch.get_rng_state()) and threads == torch.get_num_threads()
+
+
+def test_pool_progress_reads_each_jobs_share_from_its_files(tmp_path):
+    jobs = _tiny_jobs(tmp_path / "runs")[:2]  # 300 iterations each
+    bar = reproduce.PoolProgress(jobs, {str(jobs[0].out): 30.0, str(jobs[1].out): 10.0}, disable=True)
+    out0 = tmp_path / "runs" / "tiny" / "Synth-Defocus" / "pretrained-generalist_s0"
+    out0.mkdir(parents=True)
+    (out0 / "log.csv").write_text("iter,lr\n100,0.1\n150,0.1\n")  # half done
+    _snapshot(tmp_path / "runs" / "tiny" / "Synth-Defocus" / "pretrained-specialist_s0", 300)  # finished
+    assert bar.poll() == pytest.approx(30.0 * 0.5 + 10.0)
+    assert bar.bar.postfix == "1/2 jobs"
