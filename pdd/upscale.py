@@ -10,6 +10,14 @@ skipped unless --overwrite. Photos are cut into 256 px LR tiles by default (-t 0
 image); tiles overlap by 2 x tile-pad LR pixels and are cross-faded with linear weights over
 the overlap, so no seam shows; only one tile's activations are in memory at a time (the
 output canvas is the only full-size array).
+
+--backend auto (default) runs the network with the fastest runtime present, as measured by
+benchmarks/upscale.py: torch bf16 + channels_last on CPUs with native bf16 (AMX / AVX512-BF16);
+on fp32-only CPUs the ncnn runtime where the model has an ncnn pair, else OpenVINO (if
+installed), else onnxruntime (the ONNX export is made once and cached), else torch; torch on
+CUDA / MPS. Every runtime gets the same tiles and is checked against torch fp32 (within half an
+8-bit level) before use; one that is missing or fails gives way to the next, and finally to torch
+fp32, with a one-line note (pdd/backends.py).
 """
 from __future__ import annotations
 
@@ -22,10 +30,16 @@ import zlib
 from pathlib import Path
 
 import numpy as np
+if __name__ == "__main__":  # a command line: PyTorch reads PYTORCH_ENABLE_MPS_FALLBACK once, as it loads
+    from pdd.devices import before_torch
+
+    before_torch()
+
 import torch
 import torch.nn.functional as F
 
 from . import cli
+from .backends import BACKENDS, TorchBackend, make_backend
 from .photos import PhotoError, list_photo_files, read_photo, to_float
 
 
@@ -102,14 +116,14 @@ def n_tiles(h: int, w: int, tile: int) -> int:
 
 def upscale_image(model, img: np.ndarray, scale: int, *, tile: int = 0, tile_pad: int = 10, bf16: bool = False,
                   multiple: int = 1, color_correct: bool = False, on_tile=None) -> np.ndarray:
-    """HxWx3 float32 in [0, 1] (or uint8/uint16) -> (sH)x(sW)x3 float32, clamped to [0, 1]."""
+    """HxWx3 float32 in [0, 1] (or uint8/uint16) -> (sH)x(sW)x3 float32, clamped to [0, 1].
+
+    `model` is a torch module (run fp32, or bf16 autocast + channels_last with bf16=True) or a
+    backend from `pdd.backends.make_backend` (bf16 is then the backend's business)."""
     a = to_float(img) if img.dtype != np.float32 else img
     x = torch.from_numpy(np.ascontiguousarray(a)).permute(2, 0, 1)[None]
-    device = next(model.parameters()).device
-    fmt = torch.channels_last if bf16 else torch.contiguous_format
-    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-        sr = run_tiled(model, x.to(device).contiguous(memory_format=fmt), scale, tile, tile_pad, multiple, on_tile)
-    sr = sr.float().cpu()
+    backend = TorchBackend(model, bf16) if isinstance(model, torch.nn.Module) else model
+    sr = run_tiled(backend, x, scale, tile, tile_pad, multiple, on_tile)
     if color_correct:
         from .losses import color_correct as cc
         sr = cc(sr.double(), x.double()).float()
@@ -213,7 +227,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--tile-pad", "--tile_pad", dest="tile_pad", type=int, default=10,
                     help="context per tile side in LR px; tiles cross-fade over 2x this")
     ap.add_argument("--color-correct", action="store_true", help="match SR colour statistics to the input")
-    ap.add_argument("--bf16", action="store_true", help="bfloat16 autocast + channels_last (fast on AMX/AVX512-BF16)")
+    ap.add_argument("--bf16", action="store_true", help="torch with bfloat16 autocast + channels_last (fast on "
+                    "AMX/AVX512-BF16); --backend auto already picks it on such CPUs")
+    ap.add_argument("--backend", default="auto", choices=list(BACKENDS),
+                    help="auto (default): the fastest present here, measured (pdd/backends.py); torch; onnxruntime "
+                         "(exported once, cached); openvino (if installed); ncnn (where the model has an ncnn pair)")
     ap.add_argument("--suffix", default="out", help="output name = <name>_<suffix>.<ext> ('' for none)")
     ap.add_argument("--ext", default="auto", choices=["auto", "png", "jpg"])
     ap.add_argument("--alpha-upsampler", "--alpha_upsampler", dest="alpha_upsampler", default="model",
@@ -241,10 +259,14 @@ def main(argv: list[str] | None = None) -> int:
     model, info = load_upscaler(args.model)
     device = resolve_device(args.device)
     model = model.to(device).eval().requires_grad_(False)
-    if args.bf16:
-        model = model.to(memory_format=torch.channels_last)
-    print(f"model: {info.name} ({info.architecture}, x{info.scale}); {len(files)} photos; tile {args.tile or 'none'}",
-          file=sys.stderr)
+    if args.bf16 and args.backend not in ("auto", "torch"):
+        ap.error(f"--bf16 is a torch setting; it cannot be combined with --backend {args.backend}")
+    backend, notes = make_backend(model, info, args.backend, device=device, threads=args.threads,
+                                  source=args.model, bf16=args.bf16)
+    for note in notes:
+        print(f"note: {note}", file=sys.stderr)
+    print(f"model: {info.name} ({info.architecture}, x{info.scale}); {len(files)} photos; tile {args.tile or 'none'}; "
+          f"backend {backend.name} ({device.type})", file=sys.stderr)
     done, skipped, failed = 0, 0, []
     t0 = time.time()
     for f in tqdm(files, desc="photos", unit="photo"):
@@ -261,7 +283,8 @@ def main(argv: list[str] | None = None) -> int:
                 skipped += 1
                 continue
             bar = tqdm(total=n_tiles(*photo.pixels.shape[:2], args.tile), desc=f.name, unit="tile", leave=False)
-            upscale_file(model, info, f, dst, photo=photo, outscale=args.outscale, tile=args.tile, tile_pad=args.tile_pad,
+            upscale_file(backend, info, f, dst, photo=photo, outscale=args.outscale, tile=args.tile,
+                         tile_pad=args.tile_pad,
                          bf16=args.bf16, color_correct=args.color_correct, alpha_upsampler=args.alpha_upsampler,
                          on_tile=bar.update)
             bar.close()
