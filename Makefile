@@ -15,9 +15,9 @@ $(STAMP): pyproject.toml
 
 env: $(STAMP)
 
-# the malloc settings of make reproduce's jobs (pdd/procenv.py)
+# the malloc settings of make reproduce's jobs (pdd/procenv.py); --durations: the 25 slowest tests, to keep the suite in budget
 test: env
-	GLIBC_TUNABLES="$$($(PY) -m pdd.procenv)" PDD_SMOKE=1 $(PY) -m pytest -q tests notebooks --nbval-lax
+	GLIBC_TUNABLES="$$($(PY) -m pdd.procenv)" PDD_SMOKE=1 $(PY) -m pytest -q --durations=25 tests notebooks --nbval-lax
 
 # ROWS=pdd: the comparison's rows without the seed papers' methods (KDSR, HR-aware): a third less training
 ROWS ?= default
