@@ -5,14 +5,15 @@ out. `pdd.upscale.run_tiled` calls it once per tile, so every backend sees ident
 shares the cross-fade.
 
 Which one `--backend auto` picks (`auto_backend`) rests on benchmarks/upscale.py (RealESRGAN_x4plus,
-400x300 LR photo, tile 256 pad 10): on a CPU with native bf16 (AMX / AVX512-BF16) torch bf16 +
-channels_last, 4.5x the ncnn runtime (benchmarks/README.md); on an fp32-only CPU (2-core AMD EPYC
+400x300 LR photo, tile 256 pad 10). Only runtimes whose output stays within 1/255 of torch fp32
+take part: torch bf16 + channels_last (4.5x the ncnn runtime on AMX, benchmarks/README.md) differs
+by up to about 3/255 and runs only when asked for (--bf16). On an fp32-only CPU (2-core AMD EPYC
 [avx2], 2026-12-07, quiet machine, 2 threads / 1 thread, seconds per photo) the ncnn runtime
 26.2 / 40.2, OpenVINO 30.7 / 55.2, onnxruntime 31.8 / 57.3, torch fp32 about 89 (2 threads, loaded
 machine). So: the ncnn runtime where the model has an ncnn pair that agrees with torch, then
 OpenVINO if installed (optional, not a dependency), then onnxruntime, then torch. onnxruntime's
-convolutions already run at about 46 GMAC/s per core (near AVX2's FMA peak); ncnn gets ahead with
-Winograd 3x3 convolutions, which do fewer multiplications. On CUDA / MPS: torch.
+convolutions already run at about 46 GMAC/s per core (near AVX2's FMA peak); ncnn gets ahead by
+doing fewer multiplications (most likely Winograd 3x3 convolutions). On CUDA / MPS: torch.
 
 Every non-torch backend is checked against torch fp32 on a small image before it is used (max
 |difference| <= half an 8-bit level); one that is missing, fails to build or disagrees gives way
@@ -34,7 +35,7 @@ import numpy as np
 import torch
 
 BACKENDS = ("auto", "torch", "onnxruntime", "openvino", "ncnn")
-# Order of preference on a CPU without native bf16, fastest first (measured: see above; on a
+# Order of preference on a CPU, fastest first (measured: see above; on a
 # 2-core AMD EPYC [avx2] with 2 threads, x the ncnn runtime: OpenVINO 0.85, onnxruntime 0.82,
 # torch fp32 about 0.3).
 FP32_CPU_ORDER = ("ncnn", "openvino", "onnxruntime", "torch")
@@ -362,7 +363,7 @@ def make_backend(model: torch.nn.Module, info, requested: str = "auto", *, devic
             notes.append("this CPU has native bf16: --bf16 is several times faster (4.5x the ncnn runtime on an "
                          "AMX Xeon), its output within about 3/255 of fp32 instead of 1/255")
         if first.startswith("torch"):
-            return TorchBackend(model, first == "torch-bf16"), notes
+            return TorchBackend(model, False), notes
         candidates = [b for b in FP32_CPU_ORDER[FP32_CPU_ORDER.index(first):] if b in present and b != "torch"]
     else:
         candidates = [requested]

@@ -11,11 +11,12 @@ image); tiles overlap by 2 x tile-pad LR pixels and are cross-faded with linear 
 the overlap, so no seam shows; only one tile's activations are in memory at a time (the
 output canvas is the only full-size array).
 
---backend auto (default) runs the network with the fastest runtime present, as measured by
-benchmarks/upscale.py: torch bf16 + channels_last on CPUs with native bf16 (AMX / AVX512-BF16);
-on fp32-only CPUs the ncnn runtime where the model has an ncnn pair, else OpenVINO (if
-installed), else onnxruntime (the ONNX export is made once and cached), else torch; torch on
-CUDA / MPS. Every runtime gets the same tiles and is checked against torch fp32 (within half an
+--backend auto (default) runs the network with the fastest runtime present whose output stays
+within 1/255 of torch fp32, as measured by benchmarks/upscale.py: on a CPU the ncnn runtime where
+the model has an ncnn pair (any x4 RRDBNet gets one, written from its weights and cached), else
+OpenVINO (if installed), else onnxruntime (the ONNX export is made once and cached), else torch;
+torch on CUDA / MPS. --bf16 (torch in bf16 + channels_last) is several times faster on CPUs with
+AMX / AVX512-BF16 but differs from fp32 by up to about 3/255, so it is never picked unasked. Every runtime gets the same tiles and is checked against torch fp32 (within half an
 8-bit level) before use; one that is missing or fails gives way to the next, and finally to torch
 fp32, with a one-line note (pdd/backends.py).
 """
@@ -227,8 +228,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--tile-pad", "--tile_pad", dest="tile_pad", type=int, default=10,
                     help="context per tile side in LR px; tiles cross-fade over 2x this")
     ap.add_argument("--color-correct", action="store_true", help="match SR colour statistics to the input")
-    ap.add_argument("--bf16", action="store_true", help="torch with bfloat16 autocast + channels_last (fast on "
-                    "AMX/AVX512-BF16); --backend auto already picks it on such CPUs")
+    ap.add_argument("--bf16", action="store_true", help="torch with bfloat16 autocast + channels_last: several times faster "
+                    "on AMX/AVX512-BF16 CPUs, output within about 3/255 of fp32 (auto never picks it)")
     ap.add_argument("--backend", default="auto", choices=list(BACKENDS),
                     help="auto (default): the fastest present here, measured (pdd/backends.py); torch; onnxruntime "
                          "(exported once, cached); openvino (if installed); ncnn (where the model has an ncnn pair)")
