@@ -54,16 +54,21 @@ class TorchBackend:
 
     def __init__(self, model: torch.nn.Module, bf16: bool = False):
         self.model, self.bf16 = model, bf16
-        self.device = next(iter(model.parameters()), torch.zeros(())).device
         self.name = "torch bf16+CL" if bf16 else "torch fp32"
         if bf16:
             self.model = model.to(memory_format=torch.channels_last)
 
+    @property
+    def device(self) -> torch.device:
+        # read at each call: pdd.devices.run_with_cpu_fallback may move the model to the CPU
+        return next(iter(self.model.parameters()), torch.zeros(())).device
+
     @torch.no_grad()
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         fmt = torch.channels_last if self.bf16 else torch.contiguous_format
-        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
-            y = self.model(x.to(self.device).contiguous(memory_format=fmt))
+        device = self.device
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=self.bf16):
+            y = self.model(x.to(device).contiguous(memory_format=fmt))
         return y.float().cpu()
 
 

@@ -122,6 +122,9 @@ def create_metrics(names=METRICS, device="cpu") -> dict[str, object]:
     the others). Any exception while creating a metric -- no network, a missing or
     corrupt file -- makes it ``Unavailable``; nothing is substituted.
     """
+    if str(device).startswith("mps"):
+        raise ValueError("create_metrics: pyiqa's metrics compute in float64, which Apple GPUs (MPS) lack; "
+                         "use device='cpu' (the default)")
     import pyiqa
 
     out = {}
@@ -387,9 +390,10 @@ def result_record(**extra) -> dict:
         except metadata.PackageNotFoundError:
             versions[pkg] = "not installed"
     from .config import cpu_model
+    from .devices import describe, resolve_device
 
     record = {"git_commit": _git_commit(), "versions": versions, "python": platform.python_version(),
-              "machine": cpu_model() + (f"; GPU {torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else "")}
+              "machine": cpu_model() + (f"; GPU {describe(resolve_device('auto'))}" if resolve_device("auto").type != "cpu" else "")}
     record.update({k: _plain(v) for k, v in extra.items()})
     return record
 

@@ -41,6 +41,7 @@ import torch.nn.functional as F
 
 from . import cli
 from .backends import BACKENDS, TorchBackend, make_backend
+from .devices import run_with_cpu_fallback
 from .photos import PhotoError, list_photo_files, read_photo, to_float
 
 
@@ -284,10 +285,11 @@ def main(argv: list[str] | None = None) -> int:
                 skipped += 1
                 continue
             bar = tqdm(total=n_tiles(*photo.pixels.shape[:2], args.tile), desc=f.name, unit="tile", leave=False)
-            upscale_file(backend, info, f, dst, photo=photo, outscale=args.outscale, tile=args.tile,
-                         tile_pad=args.tile_pad,
-                         bf16=args.bf16, color_correct=args.color_correct, alpha_upsampler=args.alpha_upsampler,
-                         on_tile=bar.update)
+            # on an Apple GPU, an operation MPS lacks (fallback off) reruns this photo on the CPU, noted once
+            run_with_cpu_fallback(upscale_file, backend, info, f, dst, photo=photo, outscale=args.outscale,
+                                  tile=args.tile, tile_pad=args.tile_pad, bf16=args.bf16,
+                                  color_correct=args.color_correct, alpha_upsampler=args.alpha_upsampler,
+                                  on_tile=bar.update, modules=[model], what="upscaling")
             bar.close()
             done += 1
         except (PhotoError, RuntimeError, ValueError, OSError) as e:

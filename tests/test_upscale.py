@@ -370,3 +370,31 @@ def test_an_x4_rrdbnet_gets_an_ncnn_pair_written_once_and_matching_torch(monkeyp
     with torch.no_grad():
         ref = U.run_tiled(net, x, 4, tile=16, tile_pad=4)
     assert float((got - ref).abs().max()) < 1 / 255
+
+
+def test_an_operation_mps_lacks_reruns_the_photo_on_the_cpu_with_one_note(tmp_path, capsys, monkeypatch):
+    """pdd.upscale on an Apple GPU with the fallback off: PyTorch raises NotImplementedError
+    naming the operator; the photo is redone on the CPU (the model moved there), noted once,
+    never marked failed. Simulated: the first torch call raises PyTorch's message."""
+    torch.manual_seed(0)
+    torch.save({"params_ema": RRDBNet(**TINY).state_dict()}, tmp_path / "tiny.pth")
+    src = tmp_path / "in"
+    src.mkdir()
+    rng = np.random.default_rng(5)
+    for name in ("a.png", "b.png"):
+        Image.fromarray(rng.integers(0, 256, (12, 10, 3), dtype=np.uint8)).save(src / name)
+    real_call, calls = B.TorchBackend.__call__, []
+
+    def first_call_fails(self, x):
+        calls.append(1)
+        if len(calls) == 1:
+            raise NotImplementedError("The operator 'aten::upsample_nearest2d.out' is not currently implemented "
+                                      "for the MPS device.")
+        return real_call(self, x)
+
+    monkeypatch.setattr(B.TorchBackend, "__call__", first_call_fails)
+    argv = ["-i", str(src), "-o", str(tmp_path / "out"), "-n", str(tmp_path / "tiny.pth"), "--backend", "torch"]
+    assert U.main(argv) == 0
+    err = capsys.readouterr().err
+    assert "2 upscaled" in err and "0 failed" in err
+    assert err.count("aten::upsample_nearest2d.out is not implemented on MPS") == 1
