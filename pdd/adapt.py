@@ -324,10 +324,18 @@ VERDICT_RULE = ("Rule, fixed before looking at the numbers: the adapted model wi
 MIN_VERDICT_PAIRS = 3
 
 
-def verdict(gains: dict | None, n_pairs: int = 0) -> dict:
+def verdict(gains: dict | None, n_pairs: int = 0, smoke_test: bool = False) -> dict:
     """The report's opening: {"outcome", "headline", "lines"} from the held-out pairs' paired
     gains {"psnr": (mean, lo, hi), "psnr_cc": (...)} (adapted - generalist), by VERDICT_RULE.
-    outcomes: "adapted wins", "worse", "no clear difference", "too few pairs", "no pairs"."""
+    outcomes: "adapted wins", "worse", "no clear difference", "too few pairs", "no pairs".
+    ``smoke_test`` (the tiny preset's random generalist): the headline says it is not evidence."""
+    v = _verdict(gains, n_pairs)
+    if smoke_test:
+        v["headline"] = "Smoke test (tiny preset: a random generalist), not evidence. " + v["headline"]
+    return v
+
+
+def _verdict(gains: dict | None, n_pairs: int) -> dict:
     rule = VERDICT_RULE.format(min_pairs=MIN_VERDICT_PAIRS)
     if not gains or not n_pairs:
         return {"outcome": "no pairs", "headline": "No fidelity evidence: no held-out pairs were given.",
@@ -432,7 +440,8 @@ def write_report(run: Path, info: ModelInfo, comparisons, nr, pairs_result, meta
 
     from .viz import plot_losses
 
-    v = verdict(pairs_result[1] if pairs_result else None, pairs_result[2] if pairs_result else 0)
+    v = verdict(pairs_result[1] if pairs_result else None, pairs_result[2] if pairs_result else 0,
+                smoke_test=meta["preset"] == "tiny")
     colour = {"adapted wins": "#dff5dd", "no pairs": "#fff6d5"}.get(v["outcome"], "#fde2e1")
     parts = [f"<html><head><meta charset='utf-8'><title>pdd.adapt: {html.escape(run.name)}</title>"
              # crops carry their own pixel size as width/height: no CSS may rescale them
@@ -598,7 +607,7 @@ def adapt(lr_dir, out, generalist: str | None = None, preset: str = "cpu", mode:
         nr = no_reference_scores(comps)
         pr = pairs_table(base, adapted, p.domain.test_pairs) if p.domain.test_pairs else None
         path = write_report(run, p.info, comps, nr, pr, meta)
-        v = verdict(pr[1] if pr else None, pr[2] if pr else 0)
+        v = verdict(pr[1] if pr else None, pr[2] if pr else 0, smoke_test=p.cfg.preset == "tiny")
         meta["report"] = {"verdict": v["outcome"], "verdict_headline": v["headline"],
                           "niqe_per_photo": nr[0].to_dict("records"), "niqe_diff_mean_ci": list(nr[1]),
                           "niqe_unavailable": nr[2] or None,

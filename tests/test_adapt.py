@@ -249,6 +249,8 @@ def test_verdict_wording(psnr, n, outcome, words):
         assert any("colour or brightness shift" in line for line in v["lines"])
     none = A.verdict(None)
     assert none["outcome"] == "no pairs" and none["headline"].startswith("No fidelity evidence")
+    smoke = A.verdict({"psnr": (0.3, 0.1, 0.5)}, 5, smoke_test=True)  # the tiny preset: never evidence
+    assert smoke["outcome"] == "adapted wins" and smoke["headline"].startswith("Smoke test")
 
 
 class _Up(torch.nn.Module):
