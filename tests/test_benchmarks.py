@@ -21,3 +21,23 @@ def test_train_step_ab_prints_each_before_after_pair():
     assert [r.split(",")[1].split()[0:2] for r in rows] == [["malloc", "defaults"], ["job_env", "tunables"]]
     assert "the EMA PDD step" in text
     assert all(float(re.search(r"([\d.]+) s/step", r).group(1)) > 0 for r in rows)
+
+
+def test_fp32_floor_counts_multiply_accumulates_by_hand():
+    """benchmarks/fp32_floor.py's GFLOP/s rest on its MAC count: checked against counts worked out
+    by hand (out pixels x out channels x in channels/groups x kh x kw per convolution)."""
+    import torch
+
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        import fp32_floor
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.ReLU(),
+                              torch.nn.Conv2d(8, 4, 4, stride=2, padding=1), torch.nn.Conv2d(4, 4, 3, padding=1, groups=2))
+    x = torch.rand(2, 3, 10, 10)
+    # 2x8x10x10 outputs x 3x3x3; 2x4x5x5 outputs x 8x4x4; 2x4x5x5 outputs x (4/2)x3x3
+    assert fp32_floor.forward_macs(net, x) == 2 * 8 * 100 * 27 + 2 * 4 * 25 * 128 + 2 * 4 * 25 * 18
+    assert not any(m._forward_hooks for m in net.modules())  # the counter removes its hooks
+    peak, how = fp32_floor.theoretical_peak_gflops()
+    assert peak != peak or (peak > 0 and "MHz" in how)  # NaN where /proc/cpuinfo has no clock
