@@ -180,25 +180,15 @@ def describe(p: Plan) -> str:
 def _timed_estimate(trainer, steps: int = 2) -> tuple[float, float]:
     """Seconds per D-only warm-up step and per full PDD step, from real steps that are then
     undone (networks, optimisers, schedules and RNG restored), so the run is unchanged."""
-    from .devices import synchronize
-    from .train import _bare
+    from .train import _bare, seconds_per_step
 
     cfg = trainer.cfg
     saved = copy.deepcopy(trainer.state())
     rng = torch.get_rng_state()
 
-    def per_step(t):
-        trainer.step(t)  # the first call pays one-off costs (allocations, autocast caches)
-        synchronize(trainer.device)
-        t0 = time.perf_counter()
-        for _ in range(steps):
-            trainer.step(t)
-        synchronize(trainer.device)  # a GPU runs ahead of Python: wait for the queued work
-        return (time.perf_counter() - t0) / steps
-
     try:
-        d_only = per_step(1) if cfg.warmup_d_iters > 0 else 0.0
-        full = per_step(cfg.warmup_d_iters + cfg.distill_start_k + 1)
+        d_only = seconds_per_step(trainer, 1, steps) if cfg.warmup_d_iters > 0 else 0.0
+        full = seconds_per_step(trainer, cfg.warmup_d_iters + cfg.distill_start_k + 1, steps)
     finally:
         _bare(trainer.s).load_state_dict(saved["s"])
         trainer.ema.load_state_dict(saved["ema"])
@@ -317,7 +307,7 @@ def crop_views(c: dict) -> dict[str, np.ndarray]:
 # The verdict's rule, fixed before any data is seen (printed in every report that has pairs)
 VERDICT_RULE = ("Rule, fixed before looking at the numbers: the adapted model wins only if the 95 % paired "
                 "bootstrap CI of its PSNR gain over its start (the generalist) on the held-out pairs lies "
-                f"entirely above 0 dB, with at least {{min_pairs}} pairs. A CI entirely below 0 means it got worse; "
+                "entirely above 0 dB, with at least {min_pairs} pairs. A CI entirely below 0 means it got worse; "
                 "a CI that spans 0 means no clear difference; in both cases keep your original model. The "
                 "colour-corrected PSNR gain (psnr_cc: each output's per-channel mean and spread matched to "
                 "its LR input first) says whether a gain is more than a colour or brightness shift.")

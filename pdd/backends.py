@@ -286,14 +286,14 @@ def ncnn_pair(source, info, model: torch.nn.Module | None = None) -> tuple[Path,
     args = getattr(info, "rrdbnet_args", None)
     if model is None or info.architecture != "RRDBNet" or not args or int(info.scale) != 4:
         return None
+    from .sr_models import state_dict_for_export
     from .weights import rrdbnet_ncnn
 
     d = cache_dir() / "ncnn"
     stem = d / _weights_digest(model, info, "ncnn-fp16")
     param, binary = stem.with_suffix(".param"), stem.with_suffix(".bin")
     if not (param.is_file() and binary.is_file()):
-        sd = {k: v.detach().float().cpu() for k, v in model.state_dict().items()}
-        text, data = rrdbnet_ncnn(sd, args["num_block"])
+        text, data = rrdbnet_ncnn(state_dict_for_export(model), args["num_block"])
         d.mkdir(parents=True, exist_ok=True)
         _write_atomic(binary, data)  # the .param last: a pair with a .param is whole
         _write_atomic(param, text)

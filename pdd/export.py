@@ -10,10 +10,12 @@ MODEL is a pdd.adapt RUN folder, a .pth/.safetensors upscaler or RealESRGAN_x4pl
 - model.onnx: opset 17, input "input" and output "output", NCHW float32 RGB in [0, 1], height
   and width dynamic; written by torch's TorchScript exporter (torch.onnx.export(dynamo=False)),
   which needs only the `onnx` package (the dynamo exporter would also need onnxscript).
-- models/<name>-x<scale>.param + .bin: ncnn, converted by pnnx (torch.jit.trace, then pnnx's
-  converter binary), weights stored as fp16 like the official Real-ESRGAN ncnn models. The
-  blobs are renamed to "data" (input) and "output": the names realesrgan-ncnn-vulkan and
-  upscayl-bin ask for. The folder is called "models" because both refuse a model folder
+- models/<name>-x<scale>.param + .bin: ncnn, weights stored as fp16 like the official
+  Real-ESRGAN ncnn models. An x4 RRDBNet is written directly in the official
+  realesrgan-x4plus.param's form (`pdd.weights.rrdbnet_ncnn`; pnnx runs out of memory on 23
+  blocks); other architectures are converted by pnnx (torch.jit.trace, then pnnx's converter
+  binary). The blobs are named "data" (input) and "output": the names realesrgan-ncnn-vulkan
+  and upscayl-bin ask for. The folder is called "models" because both refuse a model folder
   (-m) whose path does not contain "models"; the file name carries the scale ("-x4")
   because both read the scale from the name (x1/1x, x2/2x, x3/3x, x4/4x, first match wins),
   and any other "x<digit>" in the name is broken up so that it cannot be mistaken for it.

@@ -497,14 +497,6 @@ def _trainer(cfg):
     return Trainer(cfg, progress=False)
 
 
-def _seconds_per_step(trainer, t: int, steps: int) -> float:
-    trainer.step(t)  # the first call pays one-off costs (allocations, caches)
-    t0 = time.perf_counter()
-    for _ in range(steps):
-        trainer.step(t)
-    return (time.perf_counter() - t0) / steps
-
-
 def time_step_kinds(jobs, steps: int = 1, parallel: int = 2) -> tuple[dict[str, float], dict[str, str]]:
     """Seconds per step of each step kind in ``jobs``, from ``steps`` timed steps after an
     untimed one, each kind once, on trainers built in a temporary folder deleted afterwards.
@@ -516,6 +508,7 @@ def time_step_kinds(jobs, steps: int = 1, parallel: int = 2) -> tuple[dict[str, 
     import torch
 
     from . import experiments as E
+    from .train import seconds_per_step
 
     mains = {str(Path(j.out)): job_phases(j)[-1][0] for j in jobs if job_phases(j)}
     reps = {}  # the first job of each kind stands for the others
@@ -540,7 +533,7 @@ def time_step_kinds(jobs, steps: int = 1, parallel: int = 2) -> tuple[dict[str, 
                     mine = kind not in claimed
                     claimed.add(kind)
                 if mine:
-                    measured[kind] = _seconds_per_step(tr, t, steps)
+                    measured[kind] = seconds_per_step(tr, t, steps)
             tr.save()  # weights for the jobs that start from this kind's jobs
             stand_ins.update({out: cfg.out for out, k in mains.items() if k == main})
         except Exception as e:  # noqa: BLE001 -- an estimate: name what was not timed, go on

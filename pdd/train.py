@@ -413,6 +413,19 @@ class Trainer:
         os.replace(tmp, path)
 
 
+def seconds_per_step(trainer, t: int, steps: int) -> float:
+    """Mean seconds of ``trainer.step(t)`` over ``steps`` calls after one untimed call (it pays
+    the one-off costs: allocations, autocast caches). The steps are real: callers that must not
+    change the run restore its state afterwards (pdd.adapt) or time a throw-away trainer."""
+    trainer.step(t)
+    synchronize(trainer.device)
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        trainer.step(t)
+    synchronize(trainer.device)  # a GPU runs ahead of Python: wait for the queued work
+    return (time.perf_counter() - t0) / steps
+
+
 def train(cfg: TrainConfig, progress: bool = True) -> Path:
     """Train (or resume) and return the output directory. One line for notebooks."""
     return Trainer(cfg, progress=progress).fit()
