@@ -13,7 +13,7 @@ It runs on the device `--device` names (default auto: CUDA, then Apple's MPS; pd
 (b) An evidence run at paper sizes on a built-in domain: EMA PDD and the fine-tune control,
     trained side by side (alternating chunks of iterations) for as long as the deadline allows,
     then notebook 07's protocol: target, source and adaptation gains over the generalist with
-    cluster-bootstrap CIs (pdd.evaluate.adaptation_gains), the claim table and the computed
+    cluster-bootstrap CIs (pdd.stats.adaptation_gains), the claim table and the computed
     conclusions (pdd.experiments).
 
 Results are written after every measurement (<out>/gpu_check.json and gpu_check.md), so a crash
@@ -397,7 +397,7 @@ def part_a(args, report: Report, device) -> None:
 # ------------------------------------------------------------------ (b) the evidence run
 def part_b(args, report: Report, device) -> None:
     import torch
-    from pdd import evaluate, experiments
+    from pdd import evaluate, experiments, stats
     from pdd.data import open_domain
     from pdd.devices import bf16_default
     from pdd.train import Trainer
@@ -417,8 +417,9 @@ def part_b(args, report: Report, device) -> None:
     metrics = evaluate.create_metrics(device="cpu")
     # dry run: the step's sizes, and distillation from iteration 2 so that its few iterations include it
     dry = {"patch": DRY_SIZES["patch"], "warmup_d_iters": 1, "distill_start_k": 0, **DRY_LAYERS} if args.dry_run else None
-    cfgs = [experiments.method_config(m, preset, args.domain, args.seed, runs, overrides=dry, pretrain_iters=pretrain_iters)
+    rows = [experiments.row_run(m, preset, args.domain, args.seed, runs, overrides=dry, pretrain_iters=pretrain_iters)
             for m in ("EMA PDD", "finetune control")]
+    cfgs = [r.config for r in rows]
     # bf16 where the device has it (a CUDA GPU since Ampere; a CPU with AMX/AVX512-BF16), else fp32
     bf16 = bf16_default(device)
     for c in cfgs:  # the deadline decides the length: no scheduled end, snapshots at every chunk's end
@@ -433,6 +434,9 @@ def part_b(args, report: Report, device) -> None:
     report.save()
     # evaluation time of one model on both test sets, to keep enough of the budget for the end
     check_time(args, "(b) generalist evaluation")
+    # the from-scratch starting models the rows start from and are scored against (none under paper)
+    experiments.train_here(experiments.pretrain_runs(preset, args.domain, [args.seed], runs,
+                                                     pretrain_iters=pretrain_iters), progress=False)
     G = experiments.generalist(preset, args.domain, seed=args.seed, iters=pretrain_iters, runs_dir=runs, progress=False)
     t0 = time.perf_counter()
     evaluate.evaluate(G, test_sets["target"], metrics, progress=False)
@@ -471,19 +475,18 @@ def part_b(args, report: Report, device) -> None:
     if end == 0:
         raise Deadline("no time left to train (b)")
     t0 = time.perf_counter()
-    per_image = experiments.evaluate_methods(cfgs, test_sets, metrics, last_k=2, runs_dir=runs, progress=False,
+    per_image = experiments.evaluate_runs(rows, test_sets, metrics, last_k=2, runs_dir=runs, progress=False,
                                              pretrain_iters=pretrain_iters)
     per_image.to_csv(report.out / "evidence_per_image.csv", index=False, float_format="%.4f")
     n_boot = 2000
-    gains = evaluate.adaptation_gains(per_image, n_boot=n_boot, seed=0)
+    gains = stats.adaptation_gains(per_image, n_boot=n_boot, seed=0)
     claims = experiments.claim_table(per_image, n_boot=n_boot)
-    lines = experiments.evidence_conclusions(report.out, args.domain, preset, cfgs, per_image, gains, n_boot)
+    lines = experiments.evidence_conclusions(report.out, args.domain, preset, rows, per_image, gains, n_boot)
     gains.to_csv(report.out / "evidence_gains.csv", index=False, float_format="%.4f")
     b.update(eval_s=time.perf_counter() - t0, gains=gains[experiments.EVIDENCE_COLUMNS].to_dict("records"),
              claims=claims.to_dict("records"), conclusions=lines,
              snapshots=sorted({int(i) for i in per_image.iteration if i > 0}),
-             sources={experiments.method_name(c): json.loads((Path(c.out) / "config.json").read_text())["sources"]
-                      for c in cfgs})
+             sources={r.row: json.loads((r.dir / "config.json").read_text())["sources"] for r in rows})
     report.save()
     print("\n".join(["(b) conclusions:"] + lines), flush=True)
 

@@ -16,7 +16,7 @@ from dataclasses import replace
 
 import torch
 
-from pdd import data, degradations as deg, evaluate, experiments, weights
+from pdd import data, degradations as deg, evaluate, experiments, stats, weights
 from pdd.config import SCRATCH_ARCH
 
 
@@ -52,7 +52,7 @@ def main() -> None:
         recipe = replace(base, shot_gain=base.shot_gain * k * k, read_sigma=base.read_sigma * k)
         pairs = test_pairs(recipe)
         psnr = {r: evaluate.evaluate(m, pairs, metrics, progress=False)["psnr"].to_numpy() for r, m in models.items()}
-        mean, lo, hi = evaluate.bootstrap_ci(psnr["specialist"] - psnr["generalist"])
+        mean, lo, hi = stats.bootstrap_ci(psnr["specialist"] - psnr["generalist"])
         extra = "".join(f", {r} {v.mean():.2f}" for r, v in psnr.items() if r not in ("generalist", "specialist"))
         print(f"noise x{k:.2f}: generalist {psnr['generalist'].mean():.2f}, specialist {psnr['specialist'].mean():.2f}{extra}; "
               f"specialist - generalist {mean:+.2f} [{lo:+.2f}, {hi:+.2f}] dB", flush=True)

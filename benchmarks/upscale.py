@@ -2,7 +2,7 @@
 
 RealESRGAN_x4plus (the offline copy: converted from the ncnn files, so every runtime runs the
 same weights) on a photo larger than one tile (default 400x300 LR from skimage's astronaut), cut
-into 256 px LR tiles with 10 px pads and cross-faded by `pdd.upscale.run_tiled`: every backend
+into 256 px LR tiles with 10 px pads and cross-faded by `pdd.imageops.run_tiled`: every backend
 is a callable handed to the same tiling code, so all see identical tiles. Each configuration
 runs in its own process, so its peak memory (max RSS, minus the same process's RSS before the
 first forward) is its own:
@@ -106,7 +106,8 @@ def run_one(config: str, width: int, height: int, tile: int, tile_pad: int, thre
     import numpy as np
     import torch
 
-    from pdd.upscale import n_tiles, upscale_image
+    from pdd.imageops import n_tiles
+    from pdd.upscale import upscale_image
 
     torch.set_num_threads(threads)
     img = photo(width, height)

@@ -45,6 +45,7 @@ import torch
 
 from . import cli
 from .config import make_config, set_field
+from .imageops import to_uint8
 from .sr_models import ModelInfo, check_trainable, export_formats, load_upscaler
 
 ADAPT_PRESETS = ("cpu", "paper", "tiny")
@@ -257,10 +258,6 @@ def _fig_b64(fig) -> str:
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
 
 
-def _u8(a: np.ndarray) -> np.ndarray:
-    return np.round(np.clip(a, 0, 1) * 255).astype(np.uint8)
-
-
 def compare_on_photos(generalist, adapted, photos, scale: int, crop: int = 96, max_photos: int = 8,
                       window: int | None = None) -> list[dict]:
     """Per photo (up to `max_photos`, spread over the folder): the centre crop of `crop` LR px,
@@ -298,10 +295,10 @@ def crop_views(c: dict) -> dict[str, np.ndarray]:
     the LR input repeated nearest-neighbour x scale, the generalist's SR, the adapted SR."""
     y, x, wh, ww = c["window"]
     s = c["scale"]
-    lr = _u8(c["lr"][y:y + wh, x:x + ww])
+    lr = to_uint8(c["lr"][y:y + wh, x:x + ww])
     return {f"LR input (nearest x{s})": lr.repeat(s, axis=0).repeat(s, axis=1),
-            "generalist (your original model)": _u8(c["generalist"][y * s:(y + wh) * s, x * s:(x + ww) * s]),
-            "adapted": _u8(c["adapted"][y * s:(y + wh) * s, x * s:(x + ww) * s])}
+            "generalist (your original model)": to_uint8(c["generalist"][y * s:(y + wh) * s, x * s:(x + ww) * s]),
+            "adapted": to_uint8(c["adapted"][y * s:(y + wh) * s, x * s:(x + ww) * s])}
 
 
 # The verdict's rule, fixed before any data is seen (printed in every report that has pairs)
@@ -365,14 +362,15 @@ def no_reference_scores(comparisons: list[dict]):
     bootstrap CI. NIQE is a no-reference statistic of naturalness: not fidelity evidence."""
     import pandas as pd
 
-    from .evaluate import Unavailable, bootstrap_ci, create_metrics
+    from .evaluate import Unavailable, create_metrics
+    from .stats import bootstrap_ci
 
     niqe = create_metrics(["niqe"])["niqe"]
     rows = []
     for c in comparisons:
         row = {"photo": c["name"]}
         for k in ("generalist", "adapted"):
-            sr = torch.from_numpy(_u8(c[k]).astype(np.float64) / 255).permute(2, 0, 1)[None]
+            sr = torch.from_numpy(to_uint8(c[k]).astype(np.float64) / 255).permute(2, 0, 1)[None]
             ok = not isinstance(niqe, Unavailable) and min(sr.shape[-2:]) >= 96
             row[f"niqe_{k}"] = float(niqe(sr.double()).reshape(-1)[0]) if ok else float("nan")
         row["diff"] = row["niqe_adapted"] - row["niqe_generalist"]
@@ -388,7 +386,8 @@ def pairs_table(generalist, adapted, pairs):
     generalist) with bootstrap CIs (07's protocol), and the number of pairs scored."""
     import pandas as pd
 
-    from .evaluate import bootstrap_ci, create_metrics, evaluate
+    from .evaluate import create_metrics, evaluate
+    from .stats import bootstrap_ci
 
     metrics = create_metrics(["psnr", "ssim", "niqe"])
     per = {k: evaluate(m, pairs, metrics, progress=False) for k, m in (("generalist", generalist), ("adapted", adapted))}
@@ -506,7 +505,7 @@ def adapt(lr_dir, out, generalist: str | None = None, preset: str = "cpu", mode:
     """Run (or resume, or reuse) an adaptation; returns RUN. See the module docstring.
     ``minutes``: instead of ``iters``, as many iterations as fit that many minutes on this
     machine, from timed steps (a resumed run keeps the count it chose)."""
-    from .evaluate import _git_commit
+    from .evaluate import git_commit
     from .train import CHECKPOINT, Trainer
 
     if minutes is not None and iters is not None:
@@ -588,7 +587,7 @@ def adapt(lr_dir, out, generalist: str | None = None, preset: str = "cpu", mode:
         "step_seconds_measured": None if measured is None else {"d_only": round(measured[0], 3),
                                                                  "pdd": round(measured[1], 3)},
         "preset": p.cfg.preset, "mode": p.cfg.mode, "seed": p.cfg.seed,
-        "commit": _git_commit(), "torch": torch.__version__, "machine": platform.processor() or platform.machine(),
+        "commit": git_commit(), "torch": torch.__version__, "machine": platform.processor() or platform.machine(),
         "train_seconds_this_session": round(time.time() - t_start, 1), "sources": trainer.sources,
         "config": p.cfg.to_dict(), "formats": formats,
     }
@@ -643,12 +642,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    overrides = {}
-    for item in args.set:
-        if "=" not in item:
-            ap.error(f"--set expects KEY=VALUE, got {item!r}")
-        k, v = item.split("=", 1)
-        overrides[k.strip()] = v.strip()
+    overrides = dict(cli.set_items(ap, args.set))
     try:
         adapt(args.lr_dir, args.out, args.generalist, args.preset, args.mode, args.iters, args.hr_dir,
               args.pairs_dir, args.data_root, args.seed, overrides, progress=not args.no_progress,

@@ -1,7 +1,7 @@
 """Inference backends for pdd.upscale: one network run by torch, onnxruntime or the ncnn runtime.
 
 A backend is a callable: (1, C, h, w) float32 CPU tensor in, (1, C, s*h, s*w) float32 CPU tensor
-out. `pdd.upscale.run_tiled` calls it once per tile, so every backend sees identical tiles and
+out. `pdd.imageops.run_tiled` calls it once per tile, so every backend sees identical tiles and
 shares the cross-fade.
 
 Which one `--backend auto` picks (`auto_backend`) rests on benchmarks/upscale.py (RealESRGAN_x4plus,

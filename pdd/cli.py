@@ -23,6 +23,27 @@ def add_debug_flag(ap: argparse.ArgumentParser) -> argparse.ArgumentParser:
     return ap
 
 
+def add_run_flags(ap: argparse.ArgumentParser, set_help: str) -> argparse.ArgumentParser:
+    """What every training command takes last: ``--set KEY=VALUE`` (repeatable; read with
+    ``set_items``), ``--no-progress`` and ``--debug``."""
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help=set_help)
+    ap.add_argument("--no-progress", action="store_true")
+    return add_debug_flag(ap)
+
+
+def set_items(ap: argparse.ArgumentParser, items: Sequence[str]) -> list[tuple[str, str]]:
+    """A command's ``--set KEY=VALUE`` items (config fields by name, dotted for nested ones) as
+    (KEY, VALUE) pairs, stripped, in the order given (applied in turn: a later one wins); an item
+    without '=' is a usage error (``ap.error``: exit status 2)."""
+    pairs = []
+    for item in items:
+        if "=" not in item:
+            ap.error(f"--set expects KEY=VALUE, got {item!r}")
+        k, v = item.split("=", 1)
+        pairs.append((k.strip(), v.strip()))
+    return pairs
+
+
 def run(main: Callable[[list[str]], int], prog: str, argv: Sequence[str] | None = None) -> int:
     """``main(argv)``'s exit status; a user error becomes ``<prog>: error: <message>`` and 2,
     Ctrl-C becomes 130."""

@@ -6,14 +6,18 @@ a few fields; notebooks and the CLI override fields by name (``"pdd.lambda_intra
 """
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import ClassVar
 
 import torch
 
 from .devices import cpu_has_native_bf16, cpu_model  # noqa: F401 -- names callers import from here; devices is below config
 from .losses import PDDWeights, SupervisedWeights
+from .runs import run_of
 
 MODES = ("supervised", "finetune", "naive", "static", "ema")
 PRESETS = ("paper", "cpu", "scratch", "tiny")
@@ -23,7 +27,97 @@ FROM_SCRATCH = ("scratch", "tiny")
 
 
 @dataclass
-class TrainConfig:
+class RunConfig:
+    """What every training config is (``TrainConfig``; ``pdd.kdsr_train.KDSRTrainConfig``;
+    ``pdd.hr_aware.HRAwareConfig``): a dataclass of plain fields, nested dataclasses, tuples and
+    dicts, with ``seed``, ``out``, ``iters``, ``device``, ``threads``, ``bf16``, ``ema_decay``,
+    ``ckpt_every`` and ``log_every`` (what ``pdd.train.LoopTrainer`` reads) and a ``mode`` (the
+    job's name in progress bars and logs: a field of TrainConfig, a property of the others).
+
+    A subclass sets ``trainer_module`` (``python -m <module> --config <run>/requested_config.json``
+    trains it; the module's ``TRAINER`` is its trainer) and provides ``starts_from()``,
+    ``step_kind()``, ``has_discriminator`` and ``validate()``; ``phases()`` and ``timing_copy()``
+    have defaults for a trainer of one kind of step.
+    """
+
+    trainer_module: ClassVar[str]
+    # keys ``to_dict`` writes beside the fields, for the record (config.json): ``from_dict`` reads past them
+    recorded: ClassVar[tuple[str, ...]] = ()
+
+    # ------------------------------------------------------------------ JSON
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, default=str)
+
+    @classmethod
+    def from_dict(cls, d: dict):
+        """The config ``to_dict`` wrote (JSON's lists back to tuples, nested dicts to their dataclasses)."""
+        return _from_plain(cls, {k: v for k, v in d.items() if k not in cls.recorded})
+
+    @classmethod
+    def from_file(cls, path):
+        """A config JSON file, as a run's requested_config.json holds it (``--config``)."""
+        return cls.from_dict(json.loads(Path(path).read_text()))
+
+    # ------------------------------------------------------------------ the run it describes
+    def validate(self):
+        return self
+
+    def starts_from(self) -> set[Path]:
+        """The run directories whose results this run starts from (they must finish first)."""
+        raise NotImplementedError
+
+    @property
+    def has_discriminator(self) -> bool:
+        """Whether the trainer trains a discriminator beside the network."""
+        raise NotImplementedError
+
+    # ------------------------------------------------------------------ what a step costs (pdd.reproduce's estimate)
+    def step_kind(self, warm_up: bool = False) -> str:
+        """What one training step costs, as a name: jobs whose steps do the same work share it.
+        ``warm_up``: the name of its D-only warm-up steps (where the trainer has them)."""
+        raise NotImplementedError
+
+    def phases(self) -> list[tuple[str, int, int]]:
+        """(step kind, number of steps, an iteration t of that kind) for each phase of the run;
+        one phase unless the trainer's steps change on the way."""
+        return [(self.step_kind(), self.iters, 1)] if self.iters > 0 else []
+
+    def timing_copy(self, out, stand_ins: dict):
+        """A copy to time steps with: its run in ``out`` (a temporary folder), one thread, what it
+        starts from replaced by a stand-in of the same architecture (``stand_ins``: {run directory
+        in the plan: the temporary run that stood in for it}), so nothing real is read or written."""
+        c = copy.deepcopy(self)
+        c.out, c.threads = str(out), 1
+        c._use_stand_ins(stand_ins)
+        return c
+
+    def _use_stand_ins(self, stand_ins: dict) -> None:
+        """``timing_copy``'s step for this kind of config: what it starts from, replaced."""
+
+
+def _from_plain(cls, d: dict):
+    """``cls(**d)`` with what JSON flattened restored from each field's default: a list to the
+    tuple the field holds, a dict to the dataclass it holds. Unknown keys raise (TypeError), as
+    ``cls(**d)`` does."""
+    kw = dict(d)
+    for f in dataclasses.fields(cls):
+        if f.name not in d:
+            continue
+        default = (f.default if f.default is not dataclasses.MISSING else
+                   f.default_factory() if f.default_factory is not dataclasses.MISSING else None)
+        value = d[f.name]
+        if dataclasses.is_dataclass(default) and isinstance(value, dict):
+            kw[f.name] = _from_plain(type(default), value)
+        elif isinstance(default, tuple) and isinstance(value, (list, tuple)):
+            kw[f.name] = tuple(value)
+    return cls(**kw)
+
+
+@dataclass
+class TrainConfig(RunConfig):
     mode: str = "ema"                  # supervised | finetune | naive | static | ema
     preset: str = "paper"
     domain: str = "Canon"
@@ -72,21 +166,40 @@ class TrainConfig:
     ckpt_every: int = 5000             # resumable checkpoint + EMA snapshot
     log_every: int = 100
 
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+    trainer_module: ClassVar[str] = "pdd.train"   # what trains this config (pdd.runs.Run.module)
 
-    def to_json(self) -> str:
-        return json.dumps(self.to_dict(), indent=2, default=str)
+    def starts_from(self) -> set[Path]:
+        """The run directories whose snapshots S and G start from (they must finish first)."""
+        return {r for r in (run_of(p) for p in (self.init_s, self.init_g) if p) if r is not None}
 
-    @classmethod
-    def from_dict(cls, d: dict) -> "TrainConfig":
-        d = dict(d)
-        d["sup"] = SupervisedWeights(**{**d.get("sup", {}), "band_weights": tuple(d.get("sup", {}).get("band_weights", (1.0, 0.1, 0.01)))})
-        d["pdd"] = PDDWeights(**d.get("pdd", {}))
-        for k in ("betas", "lr_milestones"):
-            if k in d:
-                d[k] = tuple(d[k])
-        return cls(**d)
+    @property
+    def has_discriminator(self) -> bool:
+        return bool(self.gan and self.sup.gan > 0)
+
+    def step_kind(self, warm_up: bool = False) -> str:
+        """Static, EMA PDD and naive distillation share one kind (S on X^L and X^U, G, VGG19 and D
+        alike; the ablations' loss weights do not change the networks run); a KDSR S or G is timed
+        as the preset's RRDBNet (``timing_copy``: under `scratch` D and VGG19 are most of a step)."""
+        gan = self.has_discriminator
+        if warm_up:
+            return f"{self.preset} D-only warm-up" if gan else f"{self.preset} warm-up, no D"
+        if self.mode == "supervised":
+            return f"{self.preset} pretraining ({self.down} X^L{'' if gan else ', no GAN'})"
+        # naive distillation runs the same networks (S on X^L and X^U, G, VGG19, D): timed as one
+        name = "PDD (static/EMA, naive)" if self.mode in ("static", "ema", "naive") else self.mode
+        return f"{self.preset} {name}" + ("" if gan else ", no GAN")
+
+    def phases(self) -> list[tuple[str, int, int]]:
+        """The D-only warm-up, then the full steps (timed at the first iteration that distils)."""
+        w = min(self.warmup_d_iters, self.iters)
+        phases = [(self.step_kind(warm_up=True), w, 1),
+                  (self.step_kind(), self.iters - w, w + self.distill_start_k + 1)]
+        return [ph for ph in phases if ph[1] > 0]
+
+    def _use_stand_ins(self, stand_ins: dict) -> None:
+        # S and G random RRDBNets of the preset's size: the KDSR rows' nets are timed as these
+        self.init_s = self.init_g = None
+        self.s_arch = self.g_arch = "rrdbnet"
 
     def validate(self) -> "TrainConfig":
         if self.mode not in MODES:
@@ -176,11 +289,9 @@ SCRATCH_PRETRAIN_ITERS = 1000
 TINY_PRETRAIN_ITERS = 300
 
 
-def pretrain_run_name(preset: str, role: str, seed: int, iters: int | None = None) -> str:
-    """``pretrained-<role>_s<seed>`` for the preset's schedule; another length gets its own run
-    (``pretrained-<role>-<iters>it_s<seed>``) so that no run resumes one of a different length."""
-    default = SCRATCH_PRETRAIN_ITERS if preset == "scratch" else TINY_PRETRAIN_ITERS
-    return f"pretrained-{role}_s{seed}" if iters in (None, default) else f"pretrained-{role}-{iters}it_s{seed}"
+def pretrain_iters(preset: str) -> int:
+    """The from-scratch presets' pretraining length (a run of another length is named apart: pdd.runs)."""
+    return SCRATCH_PRETRAIN_ITERS if preset == "scratch" else TINY_PRETRAIN_ITERS
 
 
 def pretrain_config(preset: str, role: str, domain: str, seed: int, out: str, data_root=None,

@@ -35,7 +35,8 @@ import torch
 from PIL import Image
 
 from . import degradations as deg
-from .photos import MAX_SIDE, PhotoError, list_photo_files, read_photo, scan_photos, to_uint8
+from .imageops import quantize, to_uint8
+from .photos import MAX_SIDE, PhotoError, list_photo_files, read_photo, scan_photos
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SCALE = 4
@@ -54,11 +55,6 @@ class DatasetNotFoundError(FileNotFoundError):
 # ---------------------------------------------------------------------------------------
 
 _PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-
-
-def _from_16bit(a: np.ndarray) -> np.ndarray:
-    # Full-range scaling (65535 -> 255) with rounding, not truncation to the high byte.
-    return np.round(a.astype(np.float64) * (255.0 / 65535.0)).astype(np.uint8)
 
 
 def _to_rgb(a: np.ndarray) -> np.ndarray:
@@ -102,7 +98,7 @@ def read_image(path) -> np.ndarray:
                 # 16-bit RGB PNG at full depth.
                 warnings.simplefilter("ignore", DeprecationWarning)
                 t = decode_png(torch.frombuffer(bytearray(data), dtype=torch.uint8), mode=ImageReadMode.UNCHANGED)
-            return _to_rgb(_from_16bit(t.permute(1, 2, 0).numpy()))
+            return _to_rgb(to_uint8(t.permute(1, 2, 0).numpy()))  # uint16: full-range scaling
         im = Image.open(io.BytesIO(data))
         im.load()  # decode now, so truncation errors surface here
         mode = im.mode
@@ -110,7 +106,7 @@ def read_image(path) -> np.ndarray:
             a = np.asarray(im).astype(np.int64)
             if a.min() < 0 or a.max() > 65535:
                 raise ImageError(f"{path}: 32-bit integer image with values outside 0..65535 is not supported")
-            return _to_rgb(_from_16bit(a))
+            return _to_rgb(to_uint8(a.astype(np.uint16)))
         if mode == "F":
             raise ImageError(f"{path}: floating-point images are not supported (expected 8 or 16 bit)")
         if mode in ("RGB", "L", "RGBA", "LA"):
@@ -289,7 +285,7 @@ class Domain:
         if self._source_test_pairs is None:
             out = []
             for lr, hr, name in self.test_pairs:
-                src = deg.tensor2img(deg.quantize(deg.bicubic_down(deg.img2tensor(hr), self.scale)))
+                src = to_uint8(quantize(deg.bicubic_down(deg.img2tensor(hr), self.scale)))
                 out.append((src, hr, name))
             self._source_test_pairs = out
         return self._source_test_pairs
@@ -779,7 +775,7 @@ def generate_builtin(name: str, data_root=None) -> Path:
         elif role == "target":
             img = fn(hr, zlib.crc32(f"{name}/{photo}".encode()), recipe)
         else:
-            img = deg.tensor2img(deg.quantize(deg.bicubic_down(deg.img2tensor(hr), SCALE)))
+            img = to_uint8(quantize(deg.bicubic_down(deg.img2tensor(hr), SCALE)))
         write_png(folder / rel, img)
         digests[rel] = _sha256(folder / rel)
     recipe_d = _builtin_recipe(name)
@@ -955,7 +951,7 @@ class LabeledPatches(torch.utils.data.Dataset):
                 x = deg.random_down(y, self.scale, g)
             else:
                 x = deg.second_order(y, deg.SecondOrderConfig(scale=self.scale), g)
-        return deg.quantize(x)[0], y[0]
+        return quantize(x)[0], y[0]
 
 
 class UnlabeledPatches(torch.utils.data.Dataset):

@@ -17,7 +17,7 @@ Three families live here, for three different readers:
    trained on, as with a real camera.
 
 Conventions: tensors are (N, 3, H, W) float in [0, 1], RGB; images on disk and in
-`pdd.data` are HxWx3 uint8 RGB; `img2tensor` / `tensor2img` convert between them.
+`pdd.data` are HxWx3 uint8 RGB; `img2tensor` / `pdd.imageops.to_uint8` convert between them.
 Every random choice is drawn from an explicit ``torch.Generator`` so that the same
 seed gives bit-identical output (on one machine and library version).
 
@@ -41,6 +41,8 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from .imageops import quantize, to_uint8
+
 # ---------------------------------------------------------------------------------------
 # conversions
 # ---------------------------------------------------------------------------------------
@@ -52,24 +54,6 @@ def img2tensor(img: np.ndarray) -> torch.Tensor:
         raise ValueError(f"expected an HxWx3 uint8 image, got {img.dtype} {img.shape}")
     # np.array copies: arrays from packages (skimage) can be read-only, which torch warns about.
     return torch.from_numpy(np.array(img, copy=True)).permute(2, 0, 1)[None].float().div_(255.0)
-
-
-def tensor2img(x: torch.Tensor) -> np.ndarray:
-    """(1, 3, H, W) or (3, H, W) float in [0, 1] -> HxWx3 uint8 (rounded, clamped)."""
-    if x.dim() == 4:
-        if x.shape[0] != 1:
-            raise ValueError(f"tensor2img takes one image, got a batch of {x.shape[0]}")
-        x = x[0]
-    x = (x.detach().float().clamp(0, 1) * 255.0).round().to(torch.uint8)
-    return x.permute(1, 2, 0).contiguous().numpy()
-
-
-def quantize(x: torch.Tensor) -> torch.Tensor:
-    """Round to 8-bit levels and clamp to [0, 1], as saving an LR image as PNG would.
-
-    The official pipeline's ``Quantize`` step: round(x * 255) / 255, clipped.
-    """
-    return torch.clamp(torch.round(x * 255.0), 0, 255) / 255.0
 
 
 # ---------------------------------------------------------------------------------------
@@ -313,7 +297,7 @@ def add_poisson_noise(x, g, scale: float, gray: bool) -> torch.Tensor:
     for i in range(x.shape[0]):
         img = x[i:i + 1]
         src = _gray(img) if gray else img
-        src = torch.clamp(torch.round(src * 255.0), 0, 255) / 255.0
+        src = quantize(src)
         vals = 2.0 ** math.ceil(math.log2(max(len(torch.unique(src)), 1)))
         noise = torch.poisson(src * vals, generator=g) / vals - src
         out.append(torch.clamp(img + noise * scale, 0, 1))
@@ -331,7 +315,7 @@ def jpeg(x: torch.Tensor, quality: float, subsampling: str = "4:2:0") -> torch.T
     out = []
     for i in range(x.shape[0]):
         buf = io.BytesIO()
-        Image.fromarray(tensor2img(x[i])).save(buf, format="JPEG", quality=round(quality),
+        Image.fromarray(to_uint8(x[i])).save(buf, format="JPEG", quality=round(quality),
                                                subsampling=sub)
         buf.seek(0)
         out.append(img2tensor(np.asarray(Image.open(buf).convert("RGB"))))
@@ -499,7 +483,7 @@ def domain_defocus(hr: np.ndarray, seed: int, recipe: DefocusRecipe = DefocusRec
     x = filter_image(x, disk_kernel(recipe.disk_radius))
     x = quantize(bicubic_down(x, recipe.scale))
     x = chroma_noise(x, g, recipe.sigma_y, recipe.sigma_c, recipe.chroma_lowpass)
-    return tensor2img(jpeg(x, recipe.jpeg_quality, "4:2:0"))
+    return to_uint8(jpeg(x, recipe.jpeg_quality, "4:2:0"))
 
 
 def domain_bayer(hr: np.ndarray, seed: int, recipe: BayerRecipe = BayerRecipe()) -> np.ndarray:
@@ -518,7 +502,7 @@ def domain_bayer(hr: np.ndarray, seed: int, recipe: BayerRecipe = BayerRecipe())
         raise ValueError(f"domain_bayer needs an even LR size, got {tuple(x.shape[-2:])}")
     x = bayer_roundtrip(x)
     x = chroma_noise(x, g, recipe.sigma_y, recipe.sigma_c, recipe.chroma_lowpass)
-    return tensor2img(jpeg(x, recipe.jpeg_quality, "4:2:0"))
+    return to_uint8(jpeg(x, recipe.jpeg_quality, "4:2:0"))
 
 
 @dataclass(frozen=True)
@@ -564,7 +548,7 @@ def domain_iso(hr: np.ndarray, seed: int, recipe: IsoRecipe = IsoRecipe()) -> np
     g = torch.Generator().manual_seed(int(seed))
     x = quantize(bicubic_down(img2tensor(hr), recipe.scale))
     x = sensor_noise(x, g, recipe.shot_gain, recipe.read_sigma)
-    return tensor2img(jpeg(x, recipe.jpeg_quality, "4:2:0"))
+    return to_uint8(jpeg(x, recipe.jpeg_quality, "4:2:0"))
 
 
 # Hidden degradation of each built-in domain; read only by `pdd.data` when it (re)writes

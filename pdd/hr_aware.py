@@ -24,25 +24,24 @@ un-learned VGG19 cosine distance, and each substitution is written into the run'
 from __future__ import annotations
 
 import argparse
-import copy
-import dataclasses
 import itertools
 import json
 import os
 import socket
 import sys
-import warnings
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from . import cli
-from .config import SCRATCH_ARCH, cpu_has_native_bf16, set_field
-from .train import Trainer, ema_update, last_weights
+from .config import SCRATCH_ARCH, RunConfig, cpu_has_native_bf16, set_field
+from .runs import hr_stage_a_dir, row_dir, run_of, snapshot_path
+from .train import LoopTrainer, batch_seed, ema_copy, last_weights, trainable
 
 STAGES = ("A", "B")
 CONTROLLER_RULES = ("eq8", "inverted", "off")
@@ -54,7 +53,7 @@ PAPER_STAGE_A_ITERS = 500_000
 
 
 @dataclass
-class HRAwareConfig:
+class HRAwareConfig(RunConfig):
     """One config for both stages. Paper values where the paper gives them; every field the
     paper is silent on says so and carries the notes' recommended default ([rec])."""
 
@@ -117,26 +116,41 @@ class HRAwareConfig:
     ckpt_every: int = 100              # B: a snapshot every 100 iterations (a Fig. 9-style curve)
     log_every: int = 10
     bf16: bool = False                 # bf16 autocast of the step (Gram, cosine, L1 and HQI in fp32)
-    channels_last: bool = False        # not supported here; kept because the shared loop records it
+
+    trainer_module: ClassVar[str] = "pdd.hr_aware"
+    recorded: ClassVar[tuple[str, ...]] = ("channels_last", "mode")
+
+    def starts_from(self) -> set[Path]:
+        """Stage B's stage-A run and the run M's snapshot belongs to; stage A starts from nothing."""
+        if self.stage != "B":
+            return set()
+        return ({Path(self.rec_net)} if self.rec_net else set()) | \
+            ({run_of(self.init_m)} if self.init_m and run_of(self.init_m) else set())
 
     @property
     def mode(self) -> str:
-        """The mode name the shared loop shows and records: hr_pretrain (A) or hr_aware (B)."""
+        """The job's name in progress bars and logs (RunConfig): hr_pretrain (A) or hr_aware (B)."""
         return "hr_pretrain" if self.stage == "A" else "hr_aware"
 
     def to_dict(self) -> dict:
-        return {**dataclasses.asdict(self), "mode": self.mode}
+        # config.json's keys as HR-aware runs have always written them: beside the fields, the
+        # memory format (never channels_last here) and the mode name; from_dict reads past both
+        return {**super().to_dict(), "channels_last": False, "mode": self.mode}
 
-    def to_json(self) -> str:
-        return json.dumps(self.to_dict(), indent=2, default=str)
+    @property
+    def has_discriminator(self) -> bool:
+        return False
 
-    @classmethod
-    def from_dict(cls, d: dict) -> HRAwareConfig:
-        d = {k: v for k, v in d.items() if k != "mode"}
-        for k in ("betas", "hqi_vgg_layers"):
-            if k in d:
-                d[k] = tuple(d[k])
-        return cls(**d)
+    def step_kind(self, warm_up: bool = False) -> str:
+        return f"{self.preset} HR-aware stage {self.stage}"
+
+    def _use_stand_ins(self, stand_ins: dict) -> None:
+        if self.stage != "B":
+            return
+        self.rec_net = stand_ins.get(str(Path(self.rec_net)), self.rec_net)
+        run = run_of(self.init_m) if self.init_m else None
+        if run is not None and str(run) in stand_ins:  # M, a snapshot of a run in the plan: the stand-in's
+            self.init_m = str(snapshot_path(stand_ins[str(run)], 0))
 
     def validate(self) -> HRAwareConfig:
         choices = {"stage": STAGES, "controller": CONTROLLER_RULES, "aligned_encoder": ("clip_rn50", "vgg19"),
@@ -745,10 +759,11 @@ def load_reconstruction_net(path) -> tuple[ReconstructionNet, dict]:
     return net.eval().requires_grad_(False), info
 
 
-class HRAwareTrainer(Trainer):
-    """Stage A or B on pdd.train.Trainer's loop: its fit (log.csv, progress, checkpoint and
+class HRAwareTrainer(LoopTrainer):
+    """Stage A or B on pdd.train.LoopTrainer's loop: its fit (log.csv, progress, checkpoint and
     EMA-snapshot cadence), save (atomic checkpoint.pt, weights/net_g_<iteration>.pth with
-    params_ema/params), _resume and NaN stop. Only __init__, batch and step are this method's.
+    params_ema/params), resume and NaN stop. The set-up, the schedule, batch and step are this
+    method's.
 
     In stage A the trained module ``s`` is the ReconstructionNet (its snapshots hold that net);
     in stage B it is M, so the snapshots load with ``pdd.weights.load_rrdbnet``. One process.
@@ -758,11 +773,9 @@ class HRAwareTrainer(Trainer):
     def __init__(self, cfg: HRAwareConfig, progress: bool = True, nets: FrozenNets | None = None):
         from .data import LabeledPatches, UnlabeledPatches, open_domain
 
-        if cfg.channels_last:
-            raise ValueError("pdd.hr_aware runs with the default memory format: set channels_last False")
         # one process: under torchrun every rank would write the same run directory
-        self._start(cfg, progress, single_process="pdd.hr_aware trains in one process; run it without torchrun "
-                                                  "(no DDP support yet)")
+        super().__init__(cfg, progress, single_process="pdd.hr_aware trains in one process; run it without "
+                                                       "torchrun (no DDP support yet)")
         self.domain = open_domain(cfg.domain, cfg.data_root)
         self.nets = nets or frozen_nets(cfg, self.device)
         self.nets.aligned.to(self.device)
@@ -816,17 +829,15 @@ class HRAwareTrainer(Trainer):
                 self.sources["M"] = f"random init (seed {cfg.seed}): a smoke run, not evidence"
             self.s = m.to(self.device)
         self.sources["deviations"] = deviations
-        self.s.train().requires_grad_(True)
-        self.ema = copy.deepcopy(self.s).eval().requires_grad_(False)
-        self.g = self.d = self.opt_d = self.sched_d = None
+        self.s = trainable(self.s)
+        self.ema = ema_copy(self.s)
+        self._optimisers(self.s.parameters())
 
-        self.opt_g = torch.optim.Adam(self.s.parameters(), lr=cfg.lr, betas=cfg.betas)
-        if cfg.lr_schedule == "cosine":
-            self.sched_g = torch.optim.lr_scheduler.CosineAnnealingLR(self.opt_g, T_max=max(cfg.iters, 1), eta_min=0.0)
-        else:
-            self.sched_g = torch.optim.lr_scheduler.LambdaLR(self.opt_g, lambda _: 1.0)
-        self.iteration = 0
-        self.resumed_from = self._resume()
+    def make_schedule(self, opt):
+        """Cosine annealing to 0 over the run (stage A, §5.1; no restarts), or a constant rate."""
+        if self.cfg.lr_schedule == "cosine":
+            return torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(self.cfg.iters, 1), eta_min=0.0)
+        return torch.optim.lr_scheduler.LambdaLR(opt, lambda _: 1.0)
 
     # ---- records
     def _aligned_record(self) -> dict:
@@ -862,7 +873,7 @@ class HRAwareTrainer(Trainer):
 
     def noise_generator(self, t: int) -> torch.Generator:
         """The controller's noise for iteration t: its own stream, a pure function of (seed, t)."""
-        return torch.Generator().manual_seed(self.cfg.seed * 1_000_003 + 7_777_777 + t)
+        return torch.Generator().manual_seed(batch_seed(self.cfg.seed, 7_777_777 + t))
 
     def _s(self, x_lr, y, t: int, stage: str):
         cfg = self.cfg
@@ -895,18 +906,15 @@ class HRAwareTrainer(Trainer):
         if cfg.use_far and lam:
             terms["far"] = far_loss(e_im, e_cl.float(), net.t_avg, net.t_max, cfg.gram_diag, cfg.far_batch_norm)
         terms["total"] = terms["l_rec"] + lam * terms.get("far", 0.0)
-        self._check_finite(t, terms)
-        self.opt_g.zero_grad(set_to_none=True)
-        terms["total"].backward()
-        self.opt_g.step()
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step")
-            self.sched_g.step()
-        ema_update(self.ema, self.s, cfg.ema_decay)
+        self._update(t, terms, terms["total"], self.opt_g)
+        self._end_iteration()
         log = {k: v.item() for k, v in terms.items()}
         if h is not None:
             log["hqi"] = h.mean().item()
         return log
+
+
+TRAINER = HRAwareTrainer  # what trains an HRAwareConfig (pdd.runs.Run.trainer)
 
 
 def train_hr_aware(cfg: HRAwareConfig, progress: bool = True, nets: FrozenNets | None = None) -> Path:
@@ -930,22 +938,21 @@ def method_configs(method: str, preset: str, domain: str, seed: int, runs_dir, d
                    init_m: str | None = None, stage_a_iters: int | None = None, stage_b_iters: int | None = None,
                    transductive: bool = False, overrides: dict | None = None) -> tuple[HRAwareConfig, HRAwareConfig]:
     """(stage-A config, stage-B config) of one METHOD_ROWS row, with run directories in
-    pdd.experiments' layout (``runs_dir/preset/domain/<slug>_s<seed>``). ``init_m``: M's
-    weights (pdd.experiments.generalist_file); None: the preset's. Stage-A runs are shared
-    by rows whose stage A is the same."""
+    pdd.runs' layout: stage B is the row's run (``<slug>[-transductive][-<digest of overrides>]_s<seed>``),
+    stage A is named by the stage-A fields the row changes, so rows whose stage A is the same
+    share it. ``init_m``: M's weights (pdd.experiments.generalist_file); None: the preset's."""
     if method not in METHOD_ROWS:
         raise ValueError(f"unknown HR-aware row {method!r}; valid: {', '.join(METHOD_ROWS)}")
     row = {**METHOD_ROWS[method], **(overrides or {})}
-    base = Path(runs_dir) / preset / domain
     a_keys = {"controller", "use_far", "aligned_encoder", "clip_layer", "vgg_layer", "hqi_net", "lambda_pt"}
     a_over = {k: v for k, v in row.items() if k in a_keys}
-    a_name = "hr-aware-stage-a" + "".join(f"-{k}-{v}" for k, v in sorted(a_over.items()))
     cfg_a = make_hr_config("A", preset, {"domain": domain, "seed": seed, "data_root": data_root,
-                                         "out": str(base / f"{a_name}_s{seed}"), **a_over,
-                                         **({"iters": stage_a_iters} if stage_a_iters else {})})
-    b_name = "".join(c if c.isalnum() else "-" for c in method.lower()).strip("-") + ("-transductive" if transductive else "")
+                                         "out": str(hr_stage_a_dir(runs_dir, preset, domain, seed, a_over)),
+                                         **a_over, **({"iters": stage_a_iters} if stage_a_iters else {})})
+    b_dir = row_dir(runs_dir, preset, domain, method, seed, overrides=overrides,
+                    tag="transductive" if transductive else "")
     b_over = {"domain": domain, "seed": seed, "data_root": data_root, "rec_net": cfg_a.out,
-              "transductive": transductive, "out": str(base / f"{b_name}_s{seed}"), **row}
+              "transductive": transductive, "out": str(b_dir), **row}
     if init_m:
         b_over["init_m"] = init_m
     if stage_b_iters:
@@ -975,23 +982,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--init-m", help="stage B: M's weights (name or path); default per preset")
     ap.add_argument("--transductive", action="store_true",
                     help="fine-tune on the domain's TEST LR (the paper's protocol); labelled so in the run")
-    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="any HRAwareConfig field")
-    ap.add_argument("--no-progress", action="store_true")
-    cli.add_debug_flag(ap)
+    cli.add_run_flags(ap, "any HRAwareConfig field")
     args = ap.parse_args(argv)
     over = {k: v for k, v in (("domain", args.domain), ("data_root", args.data_root), ("iters", args.iters),
                               ("seed", args.seed), ("out", args.out), ("rec_net", args.rec_net),
                               ("init_m", args.init_m)) if v is not None}
     if args.transductive:
         over["transductive"] = True
-    for item in args.set:
-        if "=" not in item:
-            ap.error(f"--set expects KEY=VALUE, got {item!r}")
-        k, v = item.split("=", 1)
-        over[k.strip()] = v.strip()
+    over.update(cli.set_items(ap, args.set))
     try:
         if args.config:
-            cfg = HRAwareConfig.from_dict(json.loads(Path(args.config).read_text()))
+            cfg = HRAwareConfig.from_file(args.config)
             for k, v in over.items():
                 set_field(cfg, k, v)
             cfg.validate()

@@ -96,6 +96,8 @@ class MeanShift(nn.Conv2d):
     its weight and bias, and the paper's parameter counts include these 24 values.
     """
 
+    frozen = True  # constants: trainers leave these parameters out (pdd.train.trainable)
+
     def __init__(self, sign: int):
         super().__init__(3, 3, 1)
         with torch.no_grad():  # (a no-op on the meta device, where the file's values are assigned)
@@ -105,8 +107,8 @@ class MeanShift(nn.Conv2d):
         self.bias.requires_grad_(False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # detached: stays frozen even when a generic trainer calls model.requires_grad_(True)
-        # (pdd.train.Trainer does), so the optimiser never sees a gradient for it
+        # detached: stays frozen even when a trainer calls model.requires_grad_(True)
+        # (pdd.train.trainable does, then honours ``frozen``), so no optimiser sees a gradient for it
         return self._conv_forward(x, self.weight.detach(), self.bias.detach())
 
 

@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from . import degradations as deg
+from .imageops import quantize
 
 CLASSIC_MODES = ("iso", "aniso")
 
@@ -105,7 +106,7 @@ def classic_degrade(hr: torch.Tensor, cfg: ClassicConfig | None = None,
             if cfg.noise_max > 0:
                 level = cfg.noise_max * float(torch.rand((), generator=generator, dtype=torch.float64)) / 255.0
                 lr = lr + level * torch.randn(lr.shape, generator=generator)
-            out.append(deg.quantize(lr))
+            out.append(quantize(lr))
     return torch.cat(out)
 
 

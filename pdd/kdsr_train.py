@@ -1,4 +1,4 @@
-"""KDSR's three training stages on ``pdd.train.Trainer``'s loop, checkpoints and logs.
+"""KDSR's three training stages on ``pdd.train.LoopTrainer``'s loop, checkpoints and logs.
 
 Stages (spec section 3, the official KDSR-GAN configs):
   teacher  G + E (teacher encoder, sees LR and HR) from scratch, L1.
@@ -12,10 +12,10 @@ for the classic variants (teacher and student stages only), on KDSR's classic bl
 bicubic + noise pipeline (``degradation="classic_iso" | "classic_aniso"``,
 ``pdd.kdsr_degradations``).
 
-``KDSRTrainer`` subclasses ``pdd.train.Trainer`` and reuses its ``fit`` (resume, atomic
-checkpoints, EMA snapshots ``weights/net_g_<iter>.pth`` in the BasicSR ``params_ema``
-layout that ``pdd.kdsr.load_kdsr`` reads, log.csv, NaN stop); it replaces the network
-set-up, ``batch`` and ``step``. Logged per iteration: l1, kd (and the other terms), total,
+``KDSRTrainer`` trains on ``pdd.train.LoopTrainer``'s loop (resume, atomic checkpoints, EMA
+snapshots ``weights/net_g_<iter>.pth`` in the BasicSR ``params_ema`` layout that
+``pdd.kdsr.load_kdsr`` reads, log.csv, NaN stop); the network set-up, ``batch`` and ``step``
+are its own. Logged per iteration: l1, kd (and the other terms), total,
 ``idr_l1`` (L1 between D'_S and D'_T: logged only, as the official code), and encoder
 outputs: ``d_norm`` (mean L2 norm of D), ``d_spread`` (std of D across the batch, averaged
 over channels: near 0 means D ignores the degradation), ``d_teacher_spread``; and at every
@@ -34,22 +34,20 @@ method comparison's KDSR rows.
 from __future__ import annotations
 
 import argparse
-import copy
-import dataclasses
-import json
 import os
 import sys
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
 
-from . import cli
+from . import cli, runs
 from . import losses as L
+from .config import RunConfig
 from .kdsr import TAU, KDSRStudent, KDSRTeacher, kd_loss, load_kdsr
-from .train import Trainer, ema_update
+from .train import LoopTrainer, batch_seed, ema_copy, trainable
 
 STAGES = ("teacher", "student", "gan")
 DEGRADATIONS = ("second_order", "classic_iso", "classic_aniso")
@@ -59,7 +57,7 @@ NOT_RELEASED = ("companion-trained small KDSR ({variant}, {iters} iterations on 
 
 
 @dataclass
-class KDSRTrainConfig:
+class KDSRTrainConfig(RunConfig):
     """Every knob of a KDSR training stage; defaults are the official KDSR-GAN values."""
 
     stage: str = "teacher"             # teacher | student | gan
@@ -106,23 +104,28 @@ class KDSRTrainConfig:
     ckpt_every: int = 5000
     log_every: int = 100
 
+    trainer_module: ClassVar[str] = "pdd.kdsr_train"
+
+    def starts_from(self) -> set[Path]:
+        """The teacher and starting runs (run directories, or files as given: released names are not runs)."""
+        return {Path(p) for p in (self.teacher, self.init) if p}
+
     @property
-    def mode(self) -> str:  # Trainer.fit labels its progress bar with cfg.mode
+    def mode(self) -> str:  # the job's name in progress bars and logs (RunConfig)
         return f"kdsr_{self.stage}"
 
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+    @property
+    def has_discriminator(self) -> bool:
+        return self.stage == "gan"
 
-    def to_json(self) -> str:
-        return json.dumps(self.to_dict(), indent=2, default=str)
+    def step_kind(self, warm_up: bool = False) -> str:
+        return f"{self.preset} KDSR {self.stage}"
 
-    @classmethod
-    def from_dict(cls, d: dict) -> "KDSRTrainConfig":
-        d = dict(d)
-        for k in ("betas", "lr_milestones"):
-            if k in d:
-                d[k] = tuple(d[k])
-        return cls(**d)
+    def _use_stand_ins(self, stand_ins: dict) -> None:
+        for name in ("teacher", "init"):  # run directories in the plan -> the runs that stood in for them
+            path = getattr(self, name)
+            if path:
+                setattr(self, name, stand_ins.get(str(Path(path)), path))
 
     def validate(self) -> "KDSRTrainConfig":
         from .kdsr import variant_size
@@ -204,13 +207,11 @@ def make_kdsr_config(stage: str = "teacher", preset: str = "cpu", overrides: dic
 
 def generalist_run_dirs(preset: str, domain: str, runs_dir, seed: int = 0, iters: int | None = None,
                         gan_stage: bool = False) -> dict[str, Path]:
-    """{stage: run directory} of the companion-trained KDSR generalist:
-    ``runs_dir/<preset>/<domain>/kdsr-<stage>_s<seed>`` (``-<iters>it`` when not the preset's length,
-    so that no run resumes one of another length)."""
+    """{stage: run directory} of the companion-trained KDSR generalist (``pdd.runs.kdsr_dir``:
+    ``kdsr-<stage>[-<iters>it]_s<seed>``, the length named when not the preset's)."""
     default = make_kdsr_config("teacher", preset).iters
-    tag = "" if iters in (None, default) else f"-{iters}it"
     stages = ("teacher", "student") + (("gan",) if gan_stage else ())
-    return {st: Path(runs_dir) / preset / domain / f"kdsr-{st}{tag}_s{seed}" for st in stages}
+    return {st: runs.kdsr_dir(runs_dir, preset, domain, st, seed, iters, default) for st in stages}
 
 
 def generalist_configs(preset: str, domain: str, runs_dir, seed: int = 0, data_root=None, iters: int | None = None,
@@ -234,17 +235,15 @@ def _weights_arg(name_or_path: str) -> str:
     return str(last_weights(p)) if p.is_dir() else str(name_or_path)
 
 
-class KDSRTrainer(Trainer):
-    """One KDSR stage; ``fit()``, ``save()``, resume and logging are ``Trainer``'s."""
+class KDSRTrainer(LoopTrainer):
+    """One KDSR stage; ``fit()``, ``save()``, resume and logging are ``LoopTrainer``'s."""
 
     def __init__(self, cfg: KDSRTrainConfig, progress: bool = True):
-        # Replaces Trainer's set-up (RRDBNet, PDD data); keeps the attributes its fit/save/_resume use.
         from .archs import UNetDiscriminatorSN
         from .data import ImageFolder, LabeledPatches, open_domain
-        from .weights import load_vgg19
 
-        self._start(cfg, progress, single_process="KDSR training runs single-process (no DDP yet): "
-                                                  "launch it without torchrun")
+        super().__init__(cfg, progress, single_process="KDSR training runs single-process (no DDP yet): "
+                                                       "launch it without torchrun")
 
         # data: clean HR crops; the LR is degraded per iteration in batch()
         if cfg.hr_dir:
@@ -257,10 +256,8 @@ class KDSRTrainer(Trainer):
             domain = open_domain(cfg.domain, cfg.data_root)
             hr_images, data = domain.labeled_hr, f"the clean labeled HR photos of {cfg.domain}"
         self.labeled = LabeledPatches(hr_images, cfg.patch, cfg.scale, "bicubic", cfg.seed)
-        self.unlabeled = None
 
         # networks
-        self.sources: dict[str, str] = {}
         self.teacher = None
         if cfg.stage == "teacher":
             if cfg.init:
@@ -283,22 +280,12 @@ class KDSRTrainer(Trainer):
         if cfg.preset != "paper":
             self.sources["note"] = NOT_RELEASED.format(variant=cfg.variant, iters=cfg.iters, data=data)
         self.sources["data"] = data
-        self.s = s.to(self.device).train()
-        for name, p in self.s.named_parameters():  # MeanShift stays frozen; everything else trains
-            p.requires_grad_(not (".sub_mean." in f".{name}" or ".add_mean." in f".{name}"))
-        self.ema = copy.deepcopy(self.s).eval().requires_grad_(False)
-        self.g = None
-        self.d = self.vgg = None
-        if cfg.stage == "gan":
+        self.s = trainable(s.to(self.device))  # MeanShift stays frozen; everything else trains
+        self.ema = ema_copy(self.s)
+        if cfg.has_discriminator:  # the gan stage: D and the perceptual loss's VGG19
             self.d = UNetDiscriminatorSN(3, cfg.disc_feat).to(self.device).train()
-            self.vgg = load_vgg19(list(cfg.perceptual_layers), path=cfg.vgg_weights).to(self.device)
-            self.sources["VGG19"] = str(self.vgg.weights_source)
-            # VGG runs only inside step's autocast
-            self.vgg.autocast_weights_(torch.bfloat16 if cfg.bf16 else None)
-        if cfg.channels_last:
-            for m in (self.s, self.ema, self.teacher, self.d, self.vgg):
-                if m is not None:
-                    m.to(memory_format=torch.channels_last)
+            self.vgg = self._load_vgg(list(cfg.perceptual_layers))
+        self._to_channels_last(self.s, self.ema, self.teacher, self.d, self.vgg)
 
         # optimisation
         self._optimisers([p for p in self.s.parameters() if p.requires_grad])
@@ -310,7 +297,7 @@ class KDSRTrainer(Trainer):
 
         cfg, base = self.cfg, t - 1
         hr = torch.cat([deg.img2tensor(self.labeled.hr_crop(base * cfg.batch + j)[0]) for j in range(cfg.batch)])
-        gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + base)
+        gen = torch.Generator().manual_seed(batch_seed(cfg.seed, base))
         if cfg.degradation == "second_order":
             lr = deg.second_order(hr, deg.SecondOrderConfig(scale=cfg.scale, usm_sharpen=cfg.usm_sharpen_source), gen)
         else:
@@ -349,10 +336,7 @@ class KDSRTrainer(Trainer):
                 self.d.requires_grad_(False)  # the G step must not accumulate gradients in D
                 terms["gan"] = cfg.w_gan * L.gan_loss_g(self.d(sr).float())
             terms["total"] = sum(terms.values())
-        self._check_finite(t, terms)
-        self.opt_g.zero_grad(set_to_none=True)
-        terms["total"].backward()
-        self.opt_g.step()
+        self._update(t, terms, terms["total"], self.opt_g)
         log = {k: v.item() for k, v in terms.items()}
         with torch.no_grad():
             d32 = d.float()
@@ -364,14 +348,12 @@ class KDSRTrainer(Trainer):
                 log["d_teacher_spread"] = dt32.std(0).mean().item() if dt32.shape[0] > 1 else float("nan")
         if self.d is not None:
             log.update(self.d_step(t, hr, sr, autocast))
-        self.sched_g.step()
-        ema_update(self.ema, self.s, cfg.ema_decay)
+        self._end_iteration()
         return log
-
 
     # ------------------------------------------------------------------ checkpoints
     def save(self) -> None:
-        """Trainer's checkpoint and EMA snapshot, plus the encoder's outputs on a fixed probe
+        """The loop's checkpoint and EMA snapshot, plus the encoder's outputs on a fixed probe
         batch (iteration 1's LR, and its HR for the teacher): ``idr/idr_<iter>.npz`` with the
         EMA network's D and D' (and the frozen teacher's, in the student and gan stages), so
         the representation's evolution can be read back without rerunning anything."""
@@ -389,6 +371,9 @@ class KDSRTrainer(Trainer):
         tmp = folder / f".idr_{self.iteration:06d}.npz"
         np.savez(tmp, iteration=self.iteration, **{k: v.float().cpu().numpy() for k, v in arrays.items()})
         os.replace(tmp, folder / f"idr_{self.iteration:06d}.npz")
+
+
+TRAINER = KDSRTrainer  # what trains a KDSRTrainConfig (pdd.runs.Run.trainer)
 
 
 def train_kdsr(cfg: KDSRTrainConfig, progress: bool = True) -> Path:
@@ -456,15 +441,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--hr-dir", help="a folder of clean HR images (the paper preset: DF2K+OST)")
     ap.add_argument("--iters", type=int)
     ap.add_argument("--seed", type=int)
-    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="any KDSRTrainConfig field")
-    ap.add_argument("--no-progress", action="store_true")
-    cli.add_debug_flag(ap)
+    cli.add_run_flags(ap, "any KDSRTrainConfig field")
     args = ap.parse_args(argv)
     given = {k: v for k, v in (("variant", args.variant), ("teacher", args.teacher), ("init", args.init),
                                 ("domain", args.domain), ("data_root", args.data_root), ("hr_dir", args.hr_dir),
                                 ("iters", args.iters), ("seed", args.seed)) if v is not None}
     if args.config:
-        cfg = KDSRTrainConfig.from_dict(json.loads(Path(args.config).read_text()))
+        cfg = KDSRTrainConfig.from_file(args.config)
         for k, v in {"stage": args.stage, "out": args.out, **given}.items():
             if v is not None:
                 set_field(cfg, k, v)
@@ -475,18 +458,13 @@ def main(argv: list[str] | None = None) -> int:
             cfg = make_kdsr_config(args.stage, args.preset, out=args.out, **given)
         except ValueError as e:
             ap.error(str(e))
-    for item in args.set:
-        if "=" not in item:
-            ap.error(f"--set expects KEY=VALUE, got {item!r}")
-        k, v = item.split("=", 1)
-        set_field(cfg, k.strip(), v.strip())
+    for k, v in cli.set_items(ap, args.set):
+        set_field(cfg, k, v)
     cfg.validate()
     if cfg.preset != "paper":
         print("NOTE: " + NOT_RELEASED.format(variant=cfg.variant, iters=cfg.iters,
                                              data=cfg.hr_dir or f"the clean photos of {cfg.domain}"), flush=True)
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step")
-        out = train_kdsr(cfg, progress=not args.no_progress)
+    out = train_kdsr(cfg, progress=not args.no_progress)
     print(f"done: {out}")
     return 0
 

@@ -30,6 +30,8 @@ import numpy as np
 import torch
 from PIL import Image
 
+from .imageops import to_uint8
+
 log = logging.getLogger("pdd.photos")
 
 PHOTO_EXTS = {".png", ".jpg", ".jpeg", ".jpe", ".tif", ".tiff", ".webp", ".bmp", ".heic", ".heif", ".avif"}
@@ -195,12 +197,6 @@ def read_photo(path) -> Photo:
 def to_float(a: np.ndarray) -> np.ndarray:
     """uint8 / uint16 array -> float32 in [0, 1] (full-range scaling)."""
     return a.astype(np.float32) / (65535.0 if a.dtype == np.uint16 else 255.0)
-
-
-def to_uint8(a: np.ndarray) -> np.ndarray:
-    if a.dtype == np.uint8:
-        return a
-    return np.round(a.astype(np.float64) * (255.0 / 65535.0)).astype(np.uint8)
 
 
 # ------------------------------------------------------------------------------ scanning

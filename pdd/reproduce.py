@@ -11,7 +11,6 @@ of each kind of training job in the pool (in a temporary folder: nothing in runs
 """
 from __future__ import annotations
 
-import copy
 import json
 import os
 import sys
@@ -21,6 +20,7 @@ import time
 from pathlib import Path
 
 from . import cli
+from .evaluate import git_commit  # the provenance string every result record carries
 
 ROOT = Path(__file__).resolve().parents[1]
 # What `make reproduce` runs (about 44 minutes fresh on a 2-core CPU before the training pool; benchmarks/README.md).
@@ -45,14 +45,8 @@ REF_NOTEBOOKS_S = 403.0
 REF_STEP_KIND, REF_STEP_S = "scratch PDD (static/EMA, naive)", 1.228
 
 # The notebooks whose runs the training pool trains before any notebook runs (train_chain).
-TRAINING_NOTEBOOKS = ("02", "03", "04", "05", "06")
+TRAINING_NOTEBOOKS = ("02", "03", "04", "05", "06", "07")
 POOL_ROW = "training pool (the runs of 02-06)"
-
-
-def git_commit() -> str:
-    """The same provenance string every result record carries (pdd.evaluate)."""
-    from .evaluate import _git_commit
-    return _git_commit()
 
 
 def weight_files(runs_dir) -> set[str]:
@@ -327,174 +321,82 @@ def execute(nb: Path, out: Path, timeout_s: float = CELL_TIMEOUT_S, cwd: Path | 
     try:
         papermill.execute_notebook(str(nb), str(out), cwd=str(cwd or nb.parent), progress_bar=True,
                                    execution_timeout=timeout_s, parameters=parameters or {})
-        return "ok"
+        status = "ok"
     except Exception as e:  # noqa: BLE001 -- reported in the summary, the run goes on
         if hasattr(e, "ename"):  # an exception inside the notebook (PapermillExecutionError)
             what = f"{e.ename}: {e.evalue}"
         else:
             what = f"{type(e).__name__}: " + (str(e).strip().splitlines() or [""])[0]
-        return f"FAILED at {_stopped_cell(out)}: {what[:240]}"
+        status = f"FAILED at {_stopped_cell(out)}: {what[:240]}"
+    if Path(out).exists():
+        relative_paths(out)
+    return status
 
 
-def notebook_defaults(nb_path, parameters: dict | None = None) -> dict:
-    """The values a notebook runs with: its parameters cell executed as papermill would (the
-    same PDD_SMOKE), then ``parameters`` over them, as ``papermill -p`` injects them. Our own
-    notebooks' cell: plain assignments."""
-    cells = json.loads(Path(nb_path).read_text())["cells"]
-    cell = next((c for c in cells if "parameters" in c.get("metadata", {}).get("tags", [])), None)
-    if cell is None:
-        return dict(parameters or {})
-    ns: dict = {}
-    exec(compile("".join(cell["source"]), f"{Path(nb_path).name} parameters", "exec"), ns)  # noqa: S102
-    values = {k: v for k, v in ns.items() if not k.startswith("_") and not isinstance(v, type(json))}
-    return {**values, **(parameters or {})}
+def relative_paths(executed) -> None:
+    """An executed notebook's outputs as committed: this machine's paths written relative to the
+    project root (``runs/...``) or to the home folder (``~/.cache/...``)."""
+    path = Path(executed)
+    nb = json.loads(path.read_text())
+    here = {str(ROOT) + "/": "", str(ROOT): ".", str(Path.home()) + "/": "~/"}
+
+    def clean(text):
+        for old, new in here.items():
+            text = text.replace(old, new)
+        return text
+
+    def walk(x):
+        if isinstance(x, str):
+            return clean(x)
+        if isinstance(x, list):
+            return [walk(v) for v in x]
+        if isinstance(x, dict):  # images stay as they are: base64 may hold any text by chance
+            return {k: v if k.startswith("image/") else walk(v) for k, v in x.items()}
+        return x
+
+    for cell in nb["cells"]:
+        cell["outputs"] = [walk(o) for o in cell.get("outputs", [])]
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(nb, indent=1, ensure_ascii=False) + "\n")
+    tmp.replace(path)
+
+
+def declared_parameters(nb_path, parameters: dict) -> dict:
+    """Those of ``parameters`` the notebook declares in its parameters cell (papermill's own
+    reading of the cell: names, never executed); 04 takes ``compare_rows``, 07 ``methods``."""
+    import papermill
+
+    if not parameters:
+        return {}
+    declared = papermill.inspect_notebook(str(nb_path))
+    return {k: v for k, v in parameters.items() if k in declared}
 
 
 def chain_jobs(notebooks, parameters: dict | None = None) -> list:
-    """Every training run the notebooks would start, at the values they run with
-    (``notebook_defaults``), built by the same pdd.experiments calls the notebooks make, so the
-    run directories are the same: 02's starting models, 03's static PDD (and naive distillation
-    when asked), 04's EMA PDD and its method comparison, 05's ablations, 06's adapted models.
-    Each run once; the tiny preset's short runs (05) last, to fill the pool's tail."""
-    from . import experiments as E
-    from .config import FROM_SCRATCH
+    """Every training run the notebooks would start, at the values they run with: the union of
+    their plans (``pdd.experiments.plans``, the functions the notebooks call themselves), so
+    the run directories are the same: 02's starting models, 03's static PDD (and naive
+    distillation when asked), 04's EMA PDD and its method comparison, 05's ablations, 06's
+    adapted models, 07's comparison. Each run once; what others start from first, the tiny
+    preset's short runs (05) last, to fill the pool's tail."""
+    from .experiments import plans
+    from .experiments.pool import dependencies_first
 
     jobs: list = []
     for nb in notebooks:
-        key, p = Path(nb).name[:2], notebook_defaults(nb, parameters)
-        if key not in TRAINING_NOTEBOOKS:
-            continue
-        runs = Path(p["runs_dir"]) if p.get("runs_dir") else ROOT / "runs" / ("smoke" if p.get("smoke") else "")
-        preset, domain, data_root = p["preset"], p["domain"], p.get("data_root")
-        pre, iters = p.get("pretrain_iters"), p.get("iters")
-        seeds = p.get("seeds", [p.get("seed", 0)])
-        overrides = {}
-        if p.get("ema_decay") is not None:
-            overrides["ema_decay"] = p["ema_decay"]
-        if (p.get("lambda_intra", 1.0), p.get("lambda_inter", 1.0)) != (1.0, 1.0):
-            overrides.update({"pdd.lambda_intra": p["lambda_intra"], "pdd.lambda_inter": p["lambda_inter"]})
-        if p.get("device", "auto") != "auto":
-            overrides["device"] = p["device"]
-        with E._paths_only():
-            row = lambda m, over=None: E.method_config(m, preset, domain, seeds[0], runs, data_root, iters,  # noqa: E731
-                                                      over, pretrain_iters=pre)
-            if key == "02" and preset in FROM_SCRATCH:
-                jobs += E.pretrain_configs(preset, domain, seeds, runs, data_root, pre)
-            elif key == "02" and not p.get("specialist_path"):
-                jobs += [E.method_config("finetune control", preset, domain, s, runs, data_root, iters) for s in seeds]
-            elif key == "03":
-                jobs += E.pretrain_configs(preset, domain, seeds, runs, data_root, pre)
-                cfg = row("static PDD", {k: v for k, v in overrides.items() if k != "ema_decay"})
-                if p.get("specialist_path"):
-                    cfg.init_s = p["specialist_path"]
-                jobs += [cfg] + ([row("naive distillation")] if p.get("train_naive") else [])
-            elif key == "04":
-                ema = row("EMA PDD", overrides)
-                if p.get("compare_seeds"):
-                    starts, pool, _ = E.training_jobs(preset, domain, p["compare_seeds"], p.get("compare_rows"), runs,
-                                                      data_root=data_root, iters=iters, pretrain_iters=pre, extra=[ema])
-                    jobs += starts + pool
-                else:
-                    jobs += E.pretrain_configs(preset, domain, seeds, runs, data_root, pre) + [ema]
-                jobs += [row("naive distillation")] if p.get("train_naive") else []
-            elif key == "05":
-                chosen = {k: v for k, v in E.ABLATIONS.items() if p.get("variants") is None or k in p["variants"]}
-                starts, pool, _ = E.training_jobs(preset, domain, seeds, list(chosen), runs, data_root, iters, pre,
-                                                  variants=chosen)
-                jobs += starts + pool
-            elif key == "06":
-                jobs += E.pretrain_configs(preset, domain, seeds, runs, data_root, pre)
-                jobs += [row("static PDD"), row("EMA PDD")]
-    by_dir: dict = {}
-    for j in jobs:  # each run once, where it first appears
-        by_dir.setdefault(str(Path(j.out)), j)
-    unique = list(by_dir.values())
-    # what other runs start from goes first (the starting models, the KDSR teacher, HR-aware stage
-    # A: the long chains start early), then the rows in the chain's order, the tiny preset last
-    needed = set().union(*(E._needs(j) for j in unique)) if unique else set()
-    return sorted(unique, key=lambda j: (j.preset == "tiny", str(Path(j.out)) not in needed))
+        key = Path(nb).name[:2]
+        if key in TRAINING_NOTEBOOKS:
+            jobs += plans.plan_for(key, parameters).runs
+    return dependencies_first(jobs)
 
 
 # ------------------------------------------------------------------ the estimate before training
 
-def step_kind(cfg, warm_up: bool = False) -> str:
-    """What one training step of ``cfg`` costs, as a name: jobs whose steps do the same work
-    share it (static, EMA PDD and naive distillation: S, G, VGG19 and D alike; the ablations'
-    loss weights do not change the networks run; the KDSR rows are timed with the preset's
-    RRDBNet as S and G: under `scratch` D and VGG19 are most of a step). ``warm_up``: its
-    D-only warm-up steps."""
-    from . import experiments as E
-    from .kdsr_train import KDSRTrainConfig
-
-    if E.is_hr_aware(cfg):
-        return f"{cfg.preset} HR-aware stage {cfg.stage}"
-    if isinstance(cfg, KDSRTrainConfig):
-        return f"{cfg.preset} KDSR {cfg.stage}"
-    gan = bool(cfg.gan and cfg.sup.gan > 0)
-    if warm_up:
-        return f"{cfg.preset} D-only warm-up" if gan else f"{cfg.preset} warm-up, no D"
-    if cfg.mode == "supervised":
-        return f"{cfg.preset} pretraining ({cfg.down} X^L{'' if gan else ', no GAN'})"
-    # naive distillation runs the same networks (S on X^L and X^U, G, VGG19, D): timed as one
-    name = "PDD (static/EMA, naive)" if cfg.mode in ("static", "ema", "naive") else cfg.mode
-    return f"{cfg.preset} {name}" + ("" if gan else ", no GAN")
-
-
-def job_phases(cfg) -> list[tuple[str, int, int]]:
-    """(step kind, number of steps, an iteration t of that kind) for each phase of a job: the
-    PDD trainer's D-only warm-up and then its full steps; one phase for the other trainers."""
-    from . import experiments as E
-    from .kdsr_train import KDSRTrainConfig
-
-    if E.is_hr_aware(cfg) or isinstance(cfg, KDSRTrainConfig):
-        phases = [(step_kind(cfg), cfg.iters, 1)]
-    else:
-        w = min(cfg.warmup_d_iters, cfg.iters)
-        phases = [(step_kind(cfg, warm_up=True), w, 1),
-                  (step_kind(cfg), cfg.iters - w, w + cfg.distill_start_k + 1)]
-    return [ph for ph in phases if ph[1] > 0]
-
-
-def _timing_config(cfg, out: Path, stand_ins: dict):
-    """A copy of ``cfg`` to time steps with: its run in ``out`` (a temporary folder), one thread,
-    what it starts from replaced by a stand-in of the same architecture (random init, or the
-    temporary run that stood in for the job it waits on), so nothing real is read as a
-    prerequisite or written."""
-    from . import experiments as E
-    from .kdsr_train import KDSRTrainConfig
-
-    def stand_in_file(path):  # a snapshot of a run in the plan -> the stand-in run's snapshot
-        run = str(Path(path).parents[1])
-        return str(Path(stand_ins[run]) / "weights" / "net_g_000000.pth") if run in stand_ins else path
-
-    c = copy.deepcopy(cfg)
-    c.out, c.threads = str(out), 1
-    if E.is_hr_aware(c):
-        if c.stage == "B":
-            c.rec_net = stand_ins.get(str(Path(c.rec_net)), c.rec_net)
-            c.init_m = stand_in_file(c.init_m) if c.init_m else None
-    elif isinstance(c, KDSRTrainConfig):
-        for field in ("teacher", "init"):
-            if getattr(c, field):
-                setattr(c, field, stand_ins.get(str(Path(getattr(c, field))), getattr(c, field)))
-    else:
-        # S and G random RRDBNets of the preset's size: the KDSR rows' nets are timed as these
-        c.init_s = c.init_g = None
-        c.s_arch = c.g_arch = "rrdbnet"
-    return c
-
-
-def _trainer(cfg):
-    from . import experiments as E
-    from .kdsr_train import KDSRTrainConfig, KDSRTrainer
-    from .train import Trainer
-
-    if E.is_hr_aware(cfg):
-        from .hr_aware import HRAwareTrainer
-        return HRAwareTrainer(cfg, progress=False)
-    if isinstance(cfg, KDSRTrainConfig):
-        return KDSRTrainer(cfg, progress=False)
-    return Trainer(cfg, progress=False)
+def job_phases(job) -> list[tuple[str, int, int]]:
+    """(step kind, number of steps, an iteration t of that kind) for each phase of a job (its
+    config's ``phases()``: the PDD trainer's D-only warm-up and then its full steps; one phase
+    for the other trainers)."""
+    return job.config.phases()
 
 
 def time_step_kinds(jobs, steps: int = 1, parallel: int = 2) -> tuple[dict[str, float], dict[str, str]]:
@@ -507,14 +409,14 @@ def time_step_kinds(jobs, steps: int = 1, parallel: int = 2) -> tuple[dict[str, 
 
     import torch
 
-    from . import experiments as E
+    from .runs import Run
     from .train import seconds_per_step
 
-    mains = {str(Path(j.out)): job_phases(j)[-1][0] for j in jobs if job_phases(j)}
+    mains = {str(j.dir): job_phases(j)[-1][0] for j in jobs if job_phases(j)}
     reps = {}  # the first job of each kind stands for the others
     for j in jobs:
         if job_phases(j):
-            reps.setdefault(mains[str(Path(j.out))], j)
+            reps.setdefault(mains[str(j.dir)], j)
     measured, failed, stand_ins, done = {}, {}, {}, {}
     claimed, lock = set(), threading.Lock()
     threads, rng = torch.get_num_threads(), torch.get_rng_state()
@@ -522,12 +424,14 @@ def time_step_kinds(jobs, steps: int = 1, parallel: int = 2) -> tuple[dict[str, 
 
     def time_kind(main, job, tmp):
         # wait for the kinds whose runs this one starts from: their temporary runs stand in
-        for need in E._needs(job):
+        for need in job.needs:
             if need in mains and mains[need] != main:
                 done[mains[need]].result()
         try:
-            cfg = _timing_config(job, Path(tmp) / f"kind{list(reps).index(main)}", stand_ins)
-            tr = _trainer(cfg)
+            # a copy in the temporary folder, one thread, what it starts from replaced by a
+            # stand-in of the same architecture: nothing real is read as a prerequisite or written
+            cfg = job.config.timing_copy(Path(tmp) / f"kind{list(reps).index(main)}", stand_ins)
+            tr = Run(cfg).trainer()
             for kind, _, t in job_phases(job):
                 with lock:  # the D-only warm-up is shared by several kinds: time it once
                     mine = kind not in claimed
@@ -556,24 +460,22 @@ def time_step_kinds(jobs, steps: int = 1, parallel: int = 2) -> tuple[dict[str, 
 def job_seconds(jobs, step_seconds: dict[str, float]) -> dict[str, float]:
     """Estimated seconds of each job (by run directory): its phases' steps times their kind's
     seconds per step; NaN where a kind was not timed."""
-    return {str(Path(j.out)): sum(n * step_seconds.get(k, float("nan")) for k, n, _ in job_phases(j)) for j in jobs}
+    return {str(j.dir): sum(n * step_seconds.get(k, float("nan")) for k, n, _ in job_phases(j)) for j in jobs}
 
 
 def simulate_pool(jobs, seconds: dict[str, float], parallel: int = 2) -> float:
-    """Wall seconds of ``pdd.experiments.run_methods`` on ``jobs``: ``parallel`` at a time, in
-    the queue's order, each as soon as the runs it starts from (``_needs``) are done."""
-    from . import experiments as E
-
+    """Wall seconds of ``pdd.experiments.train_runs`` on ``jobs``: ``parallel`` at a time, in
+    the queue's order, each as soon as the runs it starts from (``Run.needs``) are done."""
     queue, running, now = list(jobs), [], 0.0
     while queue or running:
-        pending = {str(Path(c.out)) for c in queue} | {out for _, out in running}
-        ready = [c for c in queue if not (E._needs(c) & pending)]
+        pending = {str(j.dir) for j in queue} | {out for _, out in running}
+        ready = [j for j in queue if not (j.needs & pending)]
         while ready and len(running) < parallel:
-            c = ready.pop(0)
-            queue.remove(c)
-            running.append((now + seconds[str(Path(c.out))], str(Path(c.out))))
+            j = ready.pop(0)
+            queue.remove(j)
+            running.append((now + seconds[str(j.dir)], str(j.dir)))
         if not running:
-            raise RuntimeError(f"jobs wait on each other: {[c.out for c in queue]}")
+            raise RuntimeError(f"jobs wait on each other: {[str(j.dir) for j in queue]}")
         running.sort()
         now, _ = running.pop(0)
     return now
@@ -616,9 +518,7 @@ def estimate_text(jobs, step_seconds: dict[str, float], failed: dict[str, str] |
 
 def estimate_run(notebooks, parameters: dict | None = None, parallel: int = 2, steps: int = 1) -> tuple[str, dict]:
     """(the estimate's text, estimated seconds per job) for the pool ``train_chain`` would run."""
-    from . import experiments as E
-
-    jobs = [j for j in chain_jobs(notebooks, parameters) if not E.is_finished(j)]
+    jobs = [j for j in chain_jobs(notebooks, parameters) if not j.finished]
     if not jobs:
         return "estimate: nothing to train (every run of the pool is finished)", {}
     t0 = time.time()
@@ -629,16 +529,14 @@ def estimate_run(notebooks, parameters: dict | None = None, parallel: int = 2, s
 
 # ------------------------------------------------------------------ the pool
 
-def _done_fraction(cfg) -> float:
+def _done_fraction(job) -> float:
     """How much of a job is done, from its files: 1 when finished, else the last iteration in
     its log.csv (written at each checkpoint) over its iterations."""
-    from . import experiments as E
-
-    if E.is_finished(cfg):
+    if job.finished:
         return 1.0
     try:
-        last = (Path(cfg.out) / "log.csv").read_text().strip().splitlines()[-1]
-        return min(1.0, float(last.split(",")[0]) / max(cfg.iters, 1))
+        last = (job.dir / "log.csv").read_text().strip().splitlines()[-1]
+        return min(1.0, float(last.split(",")[0]) / max(job.config.iters, 1))
     except (OSError, IndexError, ValueError):
         return 0.0
 
@@ -646,7 +544,7 @@ def _done_fraction(cfg) -> float:
 class PoolProgress:
     """A progress bar over the pool's jobs, each weighted by its estimated seconds (1 each
     without an estimate), with the time left from the average rate; polled from the run
-    directories (read-only) by a background thread while ``run_methods`` trains."""
+    directories (read-only) by a background thread while ``train_runs`` trains."""
 
     def __init__(self, jobs, seconds: dict | None = None, every_s: float = 5.0, disable: bool = False):
         import math
@@ -655,7 +553,7 @@ class PoolProgress:
 
         seconds = seconds or {}
         self.jobs, self.every_s = jobs, every_s
-        self.weights = [seconds.get(str(Path(j.out)), 1.0) for j in jobs]
+        self.weights = [seconds.get(str(j.dir), 1.0) for j in jobs]
         self.weights = [w if w > 0 and not math.isnan(w) else 1.0 for w in self.weights]
         self.bar = tqdm(total=sum(self.weights), desc="training pool", smoothing=0, disable=disable,
                         bar_format="{desc}: {percentage:3.0f}%|{bar}| {postfix} [{elapsed}<{remaining}]")
@@ -694,16 +592,16 @@ def train_chain(notebooks, parameters: dict | None = None, parallel: int = 2,
     evaluate. ``seconds``: the estimate's seconds per job, to weight the progress bar. Returns
     (status, seconds): "ok", "nothing to train", or "FAILED: ..." -- never raises: a failed job
     is reported and the notebooks still run (and report it again)."""
-    from . import experiments as E
+    from .experiments.pool import train_runs
 
     t0 = time.time()
     try:
-        jobs = [j for j in chain_jobs(notebooks, parameters) if not E.is_finished(j)]
+        jobs = [j for j in chain_jobs(notebooks, parameters) if not j.finished]
         if not jobs:
             return "nothing to train", time.time() - t0
         print(f"   {len(jobs)} training run(s), {parallel} at a time", flush=True)
         with PoolProgress(jobs, seconds):
-            E.run_methods(jobs, parallel=parallel, job_timeout_s=JOB_TIMEOUT_S)
+            train_runs(jobs, parallel=parallel, job_timeout_s=JOB_TIMEOUT_S)
         return "ok", time.time() - t0
     except Exception as e:  # noqa: BLE001 -- reported in the summary, the notebooks still run
         return f"FAILED: {type(e).__name__}: {(str(e).strip().splitlines() or [''])[0][:240]}", time.time() - t0
@@ -724,7 +622,7 @@ def build_site(out: Path = ROOT / "site") -> str:
 def main(argv: list[str] | None = None) -> int:
     import argparse
 
-    from .experiments import ROW_SETS
+    from .experiments.catalogue import ROW_SETS
 
     ap = argparse.ArgumentParser(prog="python -m pdd.reproduce", description=__doc__.split("\n\n")[0])
     ap.add_argument("notebooks", nargs="*", metavar="NN",
@@ -774,8 +672,7 @@ def main(argv: list[str] | None = None) -> int:
     for nb in notebooks:
         t0 = time.time()
         print(f"== {nb.name}", flush=True)
-        declared = notebook_defaults(nb) if parameters else {}
-        status = execute(nb, out_dir / nb.name, parameters={k: v for k, v in parameters.items() if k in declared})
+        status = execute(nb, out_dir / nb.name, parameters=declared_parameters(nb, parameters))
         failed += status != "ok"
         rows.append((nb.name, status, time.time() - t0))
         print(f"   {status} ({rows[-1][2]:.0f} s)", flush=True)

@@ -32,7 +32,6 @@ import html
 import json
 import re
 import shutil
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -77,14 +76,6 @@ esc = html.escape
 
 
 # ----------------------------------------------------------------------------- reading results
-def _commit() -> str:
-    try:
-        return subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True,
-                              text=True, timeout=10).stdout.strip() or "unknown"
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-
-
 def md_tables(text: str) -> dict[str, list[dict[str, str]]]:
     """The pipe tables of a results Markdown file, keyed by the ``## `` heading above each
     (the file's title for the first): a list of {column: cell text} rows."""
@@ -515,13 +506,15 @@ def build(out=ROOT / "site", res=RESULTS, progress: bool = True) -> dict[str, st
     """Write the site into ``out`` from ``res`` (results/); returns {page path: title}."""
     from tqdm.auto import tqdm
 
+    from .evaluate import git_commit  # the result records' provenance rule: "-dirty" for uncommitted code
+
     out, res = Path(out), Path(res)
     executed = sorted(p for p in (res / "notebooks").glob("**/*.ipynb") if ".ipynb_checkpoints" not in p.parts)
     if not executed:
         raise FileNotFoundError(f"no executed notebooks under {res / 'notebooks'}: run `make reproduce` first "
                                 "(the site shows executed notebooks; it runs none)")
     _prepare(out)
-    commit = _commit()
+    commit = git_commit()
     (out / "style.css").write_text(CSS)
     pages: dict[str, str] = {}
 

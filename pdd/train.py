@@ -13,6 +13,9 @@ Per iteration t = 1..iters (the official BasicSR trainer's order, SRGANRefModel)
 Data for iteration t is a pure function of (seed, t, rank), so a resumed run sees exactly
 the batches an uninterrupted run would have seen.
 
+The loop itself (resume, checkpoints, EMA snapshots, log.csv, NaN stop) is ``LoopTrainer``'s,
+which ``pdd.kdsr_train`` and ``pdd.hr_aware`` train on too; its docstring is the contract.
+
     python -m pdd.train --preset cpu --mode ema --domain Synth-Defocus --iters 300 --out runs/ema
     torchrun --nproc_per_node=2 -m pdd.train --preset paper --mode ema --domain Canon --out runs/canon
 """
@@ -42,7 +45,7 @@ from . import losses as L
 from .archs import RRDBNet, UNetDiscriminatorSN
 from .config import TrainConfig, make_config, resolve_device, set_field
 from .devices import DeviceError, bf16_default, describe, missing_mps_op, synchronize
-from .kdsr import MeanShift
+from .runs import snapshot_path, snapshots
 
 CHECKPOINT = "checkpoint.pt"
 
@@ -75,91 +78,78 @@ def _atomic_save(obj, path: Path) -> None:
     os.replace(tmp, path)
 
 
-class Trainer:
-    """Builds data, networks, optimisers from a TrainConfig; ``fit()`` trains and resumes."""
+def batch_seed(seed: int, index: int) -> int:
+    """The seed of a random stream that is a pure function of (run seed, index): iteration data's
+    own draws (second-order degradations; index: the batch's position in the run) and the
+    HR-aware controller's noise (its indices offset, so the two streams never meet)."""
+    return seed * 1_000_003 + index
 
-    def __init__(self, cfg: TrainConfig, progress: bool = True, domain=None, model: torch.nn.Module | None = None):
-        """``domain``: a ready `pdd.data.Domain` instead of opening ``cfg.domain`` (pdd.adapt
-        passes the folder it scanned). ``model``: the initial S instead of ``cfg.init_s``, any SR
-        network mapping (N,3,H,W) to (N,3,sH,sW) with s = cfg.scale (e.g. loaded by spandrel);
-        static/naive then use a frozen copy of it as G unless ``cfg.init_g`` is set."""
-        from .data import LabeledPatches, UnlabeledPatches, open_domain
-        from .weights import load_vgg19
 
-        self._start(cfg, progress)
+def step_schedule(sched) -> None:
+    """``sched.step()`` without torch's warning that the optimiser has not stepped yet: BasicSR
+    steps the schedule every iteration, D-only warm-up included, so that milestones count
+    absolute iterations (G has not stepped during the warm-up)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step")
+        sched.step()
 
-        # data
-        self.domain = domain if domain is not None else open_domain(cfg.domain, cfg.data_root)
-        down = "bicubic" if cfg.down == "second_order" else cfg.down
-        self.labeled = LabeledPatches(self.domain.labeled_hr, cfg.patch, cfg.scale, down, cfg.seed)
-        self.unlabeled = (UnlabeledPatches(self.domain.unlabeled_lr, cfg.patch, cfg.seed)
-                          if cfg.mode in ("naive", "static", "ema") else None)
 
-        # networks
-        arch = dict(num_feat=cfg.num_feat, num_block=cfg.num_block, num_grow_ch=cfg.num_grow_ch, scale=cfg.scale)
-        self.sources = {}
-        if model is not None:
-            s = model
-            self.sources["S"] = str(getattr(model, "weights_source", type(model).__name__ + " given to the Trainer"))
-        elif cfg.init_s:
-            s = load_network(cfg.s_arch, cfg.init_s, cfg)
-            self.sources["S"] = str(s.weights_source)
-        else:
-            s = RRDBNet(**arch)
-            self.sources["S"] = "random init (seed %d)" % cfg.seed
-        self.s = s.to(self.device).train()
-        self.s.requires_grad_(True)
-        for m in self.s.modules():  # KDSR's fixed RGB-mean shifts are constants, never trained
-            if isinstance(m, MeanShift):
-                m.requires_grad_(False)
-        self.ema = copy.deepcopy(self.s).eval().requires_grad_(False)
-        self.g = None
-        if cfg.mode == "ema":
-            self.g = self.ema  # M_G is the EMA of M_S
-            self.sources["G"] = "EMA of S (decay %g)" % cfg.ema_decay
-        elif cfg.mode in ("static", "naive"):
-            g = load_network(cfg.g_arch, cfg.init_g, cfg) if cfg.init_g else copy.deepcopy(s)
-            self.sources["G"] = str(g.weights_source) if cfg.init_g else "copy of S's initial weights"
-            self.g = g.to(self.device).eval().requires_grad_(False)
-        self.d = None
-        if cfg.gan and cfg.sup.gan > 0:
-            self.d = UNetDiscriminatorSN(3, cfg.disc_feat).to(self.device).train()
-        pdd = cfg.pdd if cfg.mode in ("static", "ema") else None
-        layers = L.vgg_layers_needed(cfg.sup, pdd)
-        self.vgg = None  # pixel-only pretraining (no perceptual layers) needs no VGG at all
-        if layers:
-            self.vgg = load_vgg19(layers, path=cfg.vgg_weights).to(self.device)
-            self.sources["VGG19"] = str(self.vgg.weights_source)
-            # VGG runs only inside step's autocast
-            self.vgg.autocast_weights_(torch.bfloat16 if cfg.bf16 else None)
-        if cfg.channels_last:
-            for m in (self.s, self.ema, self.g, self.d, self.vgg):
-                if m is not None:
-                    m.to(memory_format=torch.channels_last)
-        if self.world > 1:
-            ids = [self.device.index] if self.device.type == "cuda" else None
-            self.s = torch.nn.parallel.DistributedDataParallel(self.s, device_ids=ids)
-            if self.d is not None:
-                self.d = torch.nn.parallel.DistributedDataParallel(self.d, device_ids=ids)
+def trainable(net: torch.nn.Module) -> torch.nn.Module:
+    """``net`` in train mode with every parameter trained, except those of submodules whose class
+    says ``frozen = True`` (constants that weights files store as parameters: KDSR's MeanShift)."""
+    net.train().requires_grad_(True)
+    for m in net.modules():
+        if getattr(m, "frozen", False) is True:
+            m.requires_grad_(False)
+    return net
 
-        # opt-in torch.compile: compiled callables over the same modules, so parameters, the
-        # optimisers, the EMA update and the checkpoints' keys are those of the plain modules
-        fwd = torch.compile if cfg.compile else (lambda m: m)
-        self.s_fwd = fwd(self.s)
-        self.g_fwd = None if self.g is None else fwd(self.g)
-        self.d_fwd = None if self.d is None else fwd(self.d)
-        # D inside the G step (no weight grads): the bare module, which is D itself without DDP
-        self.d_frozen_fwd = self.d_fwd if self.d is None or _bare(self.d) is self.d else fwd(_bare(self.d))
-        self.vgg_fwd = None if self.vgg is None else fwd(self.vgg)
-        self._optimisers([p for p in self.s.parameters() if p.requires_grad])
 
-    # ------------------------------------------------------------------ set-up shared with other trainers
+def ema_copy(net: torch.nn.Module) -> torch.nn.Module:
+    """The evaluated EMA copy of a trained network, starting from its weights (eval, no gradients)."""
+    return copy.deepcopy(net).eval().requires_grad_(False)
+
+
+class LoopTrainer:
+    """The training loop the trainers share (PDD's ``Trainer``, ``pdd.kdsr_train.KDSRTrainer``,
+    ``pdd.hr_aware.HRAwareTrainer``): resume, ``fit`` (log.csv, progress bar, checkpoint and
+    snapshot cadence, NaN stop), ``save`` (atomic checkpoint.pt and the EMA snapshot
+    ``weights/net_g_<iteration>.pth`` in the BasicSR ``params_ema``/``params`` layout) and
+    ``d_step``. The config is a ``pdd.config.RunConfig``.
+
+    A subclass's ``__init__`` calls ``super().__init__(cfg, progress)`` first (it sets ``cfg``,
+    ``progress``, ``world``, ``rank``, ``device``, ``out``, ``channels_last``; seeds torch; makes
+    the run directory), then builds
+
+      s        the trained network: ``trainable(net)`` on the device (DDP-wrapped under torchrun
+               where the subclass supports it; ``single_process`` refuses torchrun otherwise)
+      ema      ``ema_copy(s)``: the EMA weights every snapshot holds as ``params_ema``
+      sources  {part: where its weights or data came from}, written to config.json
+      g, d, vgg  optional, None unless built: a reference network, a discriminator (trained by
+               ``d_step``), VGG19 features (``_load_vgg``)
+
+    and ends with ``self._optimisers(params)``: Adam on ``params`` (and on D's), each with the
+    schedule ``make_schedule`` returns (MultiStepLR on ``lr_milestones``; override it for
+    another), then the resume from checkpoint.pt. It provides
+
+      batch(t)  iteration t's data, a pure function of (seed, t) (random draws seeded with
+                ``batch_seed``), so a resumed run sees the batches an uninterrupted one would
+      step(t)   one iteration; updates through ``_update`` (NaN check first), ends with
+                ``_end_iteration`` (schedule, EMA), returns the log's {name: value}
+    """
+
+    def __init__(self, cfg, progress: bool = True, single_process: str | None = None):
+        self.g = self.d = self.vgg = None
+        self.sources: dict[str, str] = {}
+        self._start(cfg, progress, single_process)
+
     def _start(self, cfg, progress: bool, single_process: str | None = None) -> None:
-        """Config, process group (torchrun), device, threads, seed, run directory: what every
-        trainer built on this loop sets first. ``single_process``: the error to raise under
-        torchrun for a trainer without DDP support."""
+        """Config, process group (torchrun), device, threads, seed, run directory.
+        ``single_process``: the error to raise under torchrun for a trainer without DDP support."""
         self.cfg = cfg.validate()
         self.progress = progress
+        # the networks' memory format: a config field where the trainer supports channels_last
+        # (PDD, KDSR); the HR-aware trainer always runs the default format
+        self.channels_last = getattr(cfg, "channels_last", False)
         self.world, self.rank = 1, 0
         if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # launched by torchrun
             if single_process:
@@ -170,12 +160,14 @@ class Trainer:
         self.device = resolve_device(cfg.device)
         if self.device.type == "mps" and self.world > 1:
             raise DeviceError("torchrun with MPS: a Mac has one Apple GPU; run a single process")
-        if (cfg.bf16 or cfg.channels_last) and self.device.type != "cpu" and not bf16_default(self.device):
+        if (cfg.bf16 or self.channels_last) and self.device.type != "cpu" and not bf16_default(self.device):
             # the presets decide bf16 from the CPU's flags; this GPU has no bf16 (an older CUDA
             # card: autocast would raise) or gains nothing from it (MPS): fp32, recorded
             print(f"pdd.train: {describe(self.device)} runs this in fp32 (no bf16 autocast, no channels_last)",
                   file=sys.stderr)
-            cfg.bf16 = cfg.channels_last = False
+            cfg.bf16 = False
+            if self.channels_last:
+                cfg.channels_last = self.channels_last = False
         if self.device.type == "cuda" and self.world > 1:
             self.device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
             torch.cuda.set_device(self.device)
@@ -185,89 +177,59 @@ class Trainer:
         self.out = Path(cfg.out)
         self.out.mkdir(parents=True, exist_ok=True)
 
+    # ------------------------------------------------------------------ set-up helpers
+    def _load_vgg(self, layers):
+        """Frozen VGG19 features on the device (weights per ``cfg.vgg_weights``), in ``sources``."""
+        from .weights import load_vgg19
+
+        vgg = load_vgg19(layers, path=self.cfg.vgg_weights).to(self.device)
+        self.sources["VGG19"] = str(vgg.weights_source)
+        # VGG runs only inside step's autocast
+        vgg.autocast_weights_(torch.bfloat16 if self.cfg.bf16 else None)
+        return vgg
+
+    def _to_channels_last(self, *nets) -> None:
+        if self.channels_last:
+            for m in nets:
+                if m is not None:
+                    m.to(memory_format=torch.channels_last)
+
+    def make_schedule(self, opt):
+        """The learning-rate schedule of an optimiser: halved (``lr_gamma``) at each of ``lr_milestones``."""
+        return torch.optim.lr_scheduler.MultiStepLR(opt, list(self.cfg.lr_milestones), self.cfg.lr_gamma)
+
     def _optimisers(self, params_g) -> None:
-        """Adam + step schedule for the trained net (and D when there is one), then resume."""
+        """Adam (``lr``, ``betas``) + schedule for the trained parameters, and for D (``lr_d``) when
+        there is one; then resume."""
         cfg = self.cfg
         self.opt_g = torch.optim.Adam(params_g, lr=cfg.lr, betas=cfg.betas)
-        self.sched_g = torch.optim.lr_scheduler.MultiStepLR(self.opt_g, list(cfg.lr_milestones), cfg.lr_gamma)
+        self.sched_g = self.make_schedule(self.opt_g)
         self.opt_d = self.sched_d = None
         if self.d is not None:
             self.opt_d = torch.optim.Adam(self.d.parameters(), lr=cfg.lr_d, betas=cfg.betas)
-            self.sched_d = torch.optim.lr_scheduler.MultiStepLR(self.opt_d, list(cfg.lr_milestones), cfg.lr_gamma)
+            self.sched_d = self.make_schedule(self.opt_d)
         self.iteration = 0
         self.resumed_from = self._resume()
 
-    # ------------------------------------------------------------------ data
+    # ------------------------------------------------------------------ what a subclass provides
     def batch(self, t: int):
-        """(x_l, y_l, x_u) for iteration t on this rank: a pure function of (seed, t, rank)."""
-        cfg, base = self.cfg, (t - 1) * self.world + self.rank
-        idx = [base * cfg.batch_l + j for j in range(cfg.batch_l)]
-        if cfg.down == "second_order":  # the same HR crops; X^L from the batch's own draws (no bicubic made and dropped)
-            from .degradations import img2tensor, second_order, SecondOrderConfig
-            y_l = torch.cat([img2tensor(self.labeled.hr_crop(i)[0]) for i in idx])
-            gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + base)
-            x_l = second_order(y_l, SecondOrderConfig(), gen)
-        else:
-            items = [self.labeled[i] for i in idx]
-            x_l = torch.stack([a for a, _ in items])
-            y_l = torch.stack([b for _, b in items])
-        x_u = None
-        if self.unlabeled is not None:
-            x_u = torch.stack([self.unlabeled[base * cfg.batch_u + j] for j in range(cfg.batch_u)])
-        fmt = torch.channels_last if cfg.channels_last else torch.contiguous_format
-        to = lambda x: None if x is None else x.to(self.device).contiguous(memory_format=fmt)  # noqa: E731
-        return to(x_l), to(y_l), to(x_u)
-
-    # ------------------------------------------------------------------ one iteration
-    def distilling(self, t: int) -> bool:
-        return t > self.cfg.warmup_d_iters + self.cfg.distill_start_k
+        raise NotImplementedError
 
     def step(self, t: int) -> dict[str, float]:
-        cfg = self.cfg
-        x_l, y_l, x_u = self.batch(t)
-        autocast = torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=cfg.bf16)
-        log: dict[str, float] = {}
-        n_l = x_l.shape[0]
-        if t > cfg.warmup_d_iters:
-            distill = self.distilling(t)
-            needs_u = x_u is not None and (distill or cfg.mode == "naive")
-            with autocast:
-                s_out = self.s_fwd(torch.cat([x_l, x_u]) if needs_u else x_l)
-                s_l, s_u = s_out[:n_l], (s_out[n_l:] if needs_u else None)
-                g_l = g_u = None
-                if needs_u and self.g is not None:
-                    with torch.no_grad():
-                        g_out = self.g_fwd(torch.cat([x_l, x_u]))
-                    g_l, g_u = g_out[:n_l], g_out[n_l:]
-                # D's bare module: the G step needs no gradient sync for D's weights
-                disc = None
-                if self.d is not None:
-                    _bare(self.d).requires_grad_(False)
-                    disc = self.d_frozen_fwd
-                terms = L.generator_objective(
-                    self.vgg_fwd, s_l, s_u, y_l, g_l, g_u, disc, cfg.sup,
-                    cfg.pdd if cfg.mode in ("static", "ema") else None,
-                    distill=distill and cfg.mode in ("static", "ema"),
-                    gan_on_unlabeled=needs_u and cfg.mode != "finetune",
-                    naive_lambda=cfg.naive_lambda if cfg.mode == "naive" and needs_u else None)
-            self._check_finite(t, terms)
-            self.opt_g.zero_grad(set_to_none=True)
-            terms["total"].backward()
-            self.opt_g.step()
-            log.update({k: v.item() for k, v in terms.items()})
-            fake = s_l.detach()
-        else:
-            with torch.no_grad(), autocast:
-                fake = self.s_fwd(x_l)
-        if self.d is not None:
-            log.update(self.d_step(t, y_l, fake, autocast, self.d_fwd))
-        with warnings.catch_warnings():
-            # BasicSR steps the schedule every iteration, D-only warm-up included, so that
-            # milestones count absolute iterations; torch warns when G was not stepped.
-            warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step")
-            self.sched_g.step()
-        ema_update(self.ema, _bare(self.s), cfg.ema_decay)
-        return log
+        raise NotImplementedError
+
+    # ------------------------------------------------------------------ one iteration's parts
+    def _update(self, t: int, terms: dict, loss: torch.Tensor, opt) -> None:
+        """One optimiser step on ``loss``, once every term of ``terms`` is finite."""
+        self._check_finite(t, terms)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    def _end_iteration(self) -> None:
+        """The schedule's step (every iteration) and the EMA update of the evaluated copy."""
+        step_schedule(self.sched_g)
+        ema_update(self.ema, _bare(self.s), self.cfg.ema_decay)
 
     def d_step(self, t: int, real: torch.Tensor, fake: torch.Tensor, autocast, d_call=None) -> dict[str, float]:
         """One discriminator update, real HR against the generator's (detached) outputs: D's two
@@ -278,10 +240,7 @@ class Trainer:
             real_logits = d_call(real)
             fake_logits = d_call(fake.detach().to(real.dtype))
             l_real, l_fake = L.gan_loss_d(real_logits.float(), fake_logits.float())
-        self._check_finite(t, {"d_real": l_real, "d_fake": l_fake})
-        self.opt_d.zero_grad(set_to_none=True)
-        (l_real + l_fake).backward()
-        self.opt_d.step()
+        self._update(t, {"d_real": l_real, "d_fake": l_fake}, l_real + l_fake, self.opt_d)
         self.sched_d.step()
         return dict(d_real=l_real.item(), d_fake=l_fake.item(), p_real=torch.sigmoid(real_logits.float()).mean().item(),
                     p_fake=torch.sigmoid(fake_logits.float()).mean().item())
@@ -313,10 +272,10 @@ class Trainer:
             return
         _atomic_save(self.state(), self.out / CHECKPOINT)
         # EMA snapshot in the official release layout, for evaluating the last checkpoints
-        snap = self.out / "weights"
-        snap.mkdir(exist_ok=True)
+        snap = snapshot_path(self.out, self.iteration)
+        snap.parent.mkdir(exist_ok=True)
         _atomic_save({"params_ema": self.ema.state_dict(), "params": _bare(self.s).state_dict(),
-                      "iteration": self.iteration}, snap / f"net_g_{self.iteration:06d}.pth")
+                      "iteration": self.iteration}, snap)
 
     def _resume(self) -> int | None:
         self.iteration_saved = 0
@@ -356,7 +315,7 @@ class Trainer:
         if self.rank == 0:
             meta = {"config": self.cfg.to_dict(), "sources": self.sources, "world_size": self.world,
                     "torch": torch.__version__, "device": str(self.device),
-                    "precision": "bf16 autocast" if cfg.bf16 else "fp32", "channels_last": cfg.channels_last}
+                    "precision": "bf16 autocast" if cfg.bf16 else "fp32", "channels_last": self.channels_last}
             (self.out / "config.json").write_text(json.dumps(meta, indent=2, default=str))
         log_path = self.out / "log.csv"
         rows = self._read_log(log_path, upto=self.iteration)
@@ -413,6 +372,138 @@ class Trainer:
         os.replace(tmp, path)
 
 
+class Trainer(LoopTrainer):
+    """PDD's trainer, every mode: builds data, networks, optimisers from a TrainConfig; ``fit()``
+    trains and resumes (``LoopTrainer``)."""
+
+    def __init__(self, cfg: TrainConfig, progress: bool = True, domain=None, model: torch.nn.Module | None = None):
+        """``domain``: a ready `pdd.data.Domain` instead of opening ``cfg.domain`` (pdd.adapt
+        passes the folder it scanned). ``model``: the initial S instead of ``cfg.init_s``, any SR
+        network mapping (N,3,H,W) to (N,3,sH,sW) with s = cfg.scale (e.g. loaded by spandrel);
+        static/naive then use a frozen copy of it as G unless ``cfg.init_g`` is set."""
+        from .data import LabeledPatches, UnlabeledPatches, open_domain
+
+        super().__init__(cfg, progress)
+
+        # data
+        self.domain = domain if domain is not None else open_domain(cfg.domain, cfg.data_root)
+        down = "bicubic" if cfg.down == "second_order" else cfg.down
+        self.labeled = LabeledPatches(self.domain.labeled_hr, cfg.patch, cfg.scale, down, cfg.seed)
+        self.unlabeled = (UnlabeledPatches(self.domain.unlabeled_lr, cfg.patch, cfg.seed)
+                          if cfg.mode in ("naive", "static", "ema") else None)
+
+        # networks
+        arch = dict(num_feat=cfg.num_feat, num_block=cfg.num_block, num_grow_ch=cfg.num_grow_ch, scale=cfg.scale)
+        if model is not None:
+            s = model
+            self.sources["S"] = str(getattr(model, "weights_source", type(model).__name__ + " given to the Trainer"))
+        elif cfg.init_s:
+            s = load_network(cfg.s_arch, cfg.init_s, cfg)
+            self.sources["S"] = str(s.weights_source)
+        else:
+            s = RRDBNet(**arch)
+            self.sources["S"] = "random init (seed %d)" % cfg.seed
+        self.s = trainable(s.to(self.device))  # a KDSR S's fixed RGB-mean shifts stay frozen
+        self.ema = ema_copy(self.s)
+        if cfg.mode == "ema":
+            self.g = self.ema  # M_G is the EMA of M_S
+            self.sources["G"] = "EMA of S (decay %g)" % cfg.ema_decay
+        elif cfg.mode in ("static", "naive"):
+            g = load_network(cfg.g_arch, cfg.init_g, cfg) if cfg.init_g else copy.deepcopy(s)
+            self.sources["G"] = str(g.weights_source) if cfg.init_g else "copy of S's initial weights"
+            self.g = g.to(self.device).eval().requires_grad_(False)
+        if cfg.has_discriminator:
+            self.d = UNetDiscriminatorSN(3, cfg.disc_feat).to(self.device).train()
+        pdd = cfg.pdd if cfg.mode in ("static", "ema") else None
+        layers = L.vgg_layers_needed(cfg.sup, pdd)
+        if layers:  # pixel-only pretraining (no perceptual layers) needs no VGG at all
+            self.vgg = self._load_vgg(layers)
+        self._to_channels_last(self.s, self.ema, self.g, self.d, self.vgg)
+        if self.world > 1:
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.s = torch.nn.parallel.DistributedDataParallel(self.s, device_ids=ids)
+            if self.d is not None:
+                self.d = torch.nn.parallel.DistributedDataParallel(self.d, device_ids=ids)
+
+        # opt-in torch.compile: compiled callables over the same modules, so parameters, the
+        # optimisers, the EMA update and the checkpoints' keys are those of the plain modules
+        fwd = torch.compile if cfg.compile else (lambda m: m)
+        self.s_fwd = fwd(self.s)
+        self.g_fwd = None if self.g is None else fwd(self.g)
+        self.d_fwd = None if self.d is None else fwd(self.d)
+        # D inside the G step (no weight grads): the bare module, which is D itself without DDP
+        self.d_frozen_fwd = self.d_fwd if self.d is None or _bare(self.d) is self.d else fwd(_bare(self.d))
+        self.vgg_fwd = None if self.vgg is None else fwd(self.vgg)
+        self._optimisers([p for p in self.s.parameters() if p.requires_grad])
+
+    # ------------------------------------------------------------------ data
+    def batch(self, t: int):
+        """(x_l, y_l, x_u) for iteration t on this rank: a pure function of (seed, t, rank)."""
+        cfg, base = self.cfg, (t - 1) * self.world + self.rank
+        idx = [base * cfg.batch_l + j for j in range(cfg.batch_l)]
+        if cfg.down == "second_order":  # the same HR crops; X^L from the batch's own draws (no bicubic made and dropped)
+            from .degradations import img2tensor, second_order, SecondOrderConfig
+            y_l = torch.cat([img2tensor(self.labeled.hr_crop(i)[0]) for i in idx])
+            gen = torch.Generator().manual_seed(batch_seed(cfg.seed, base))
+            x_l = second_order(y_l, SecondOrderConfig(), gen)
+        else:
+            items = [self.labeled[i] for i in idx]
+            x_l = torch.stack([a for a, _ in items])
+            y_l = torch.stack([b for _, b in items])
+        x_u = None
+        if self.unlabeled is not None:
+            x_u = torch.stack([self.unlabeled[base * cfg.batch_u + j] for j in range(cfg.batch_u)])
+        fmt = torch.channels_last if cfg.channels_last else torch.contiguous_format
+        to = lambda x: None if x is None else x.to(self.device).contiguous(memory_format=fmt)  # noqa: E731
+        return to(x_l), to(y_l), to(x_u)
+
+    # ------------------------------------------------------------------ one iteration
+    def distilling(self, t: int) -> bool:
+        return t > self.cfg.warmup_d_iters + self.cfg.distill_start_k
+
+    def step(self, t: int) -> dict[str, float]:
+        cfg = self.cfg
+        x_l, y_l, x_u = self.batch(t)
+        autocast = torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=cfg.bf16)
+        log: dict[str, float] = {}
+        n_l = x_l.shape[0]
+        if t > cfg.warmup_d_iters:
+            distill = self.distilling(t)
+            needs_u = x_u is not None and (distill or cfg.mode == "naive")
+            with autocast:
+                s_out = self.s_fwd(torch.cat([x_l, x_u]) if needs_u else x_l)
+                s_l, s_u = s_out[:n_l], (s_out[n_l:] if needs_u else None)
+                g_l = g_u = None
+                if needs_u and self.g is not None:
+                    with torch.no_grad():
+                        g_out = self.g_fwd(torch.cat([x_l, x_u]))
+                    g_l, g_u = g_out[:n_l], g_out[n_l:]
+                # D's bare module: the G step needs no gradient sync for D's weights
+                disc = None
+                if self.d is not None:
+                    _bare(self.d).requires_grad_(False)
+                    disc = self.d_frozen_fwd
+                terms = L.generator_objective(
+                    self.vgg_fwd, s_l, s_u, y_l, g_l, g_u, disc, cfg.sup,
+                    cfg.pdd if cfg.mode in ("static", "ema") else None,
+                    distill=distill and cfg.mode in ("static", "ema"),
+                    gan_on_unlabeled=needs_u and cfg.mode != "finetune",
+                    naive_lambda=cfg.naive_lambda if cfg.mode == "naive" and needs_u else None)
+            self._update(t, terms, terms["total"], self.opt_g)
+            log.update({k: v.item() for k, v in terms.items()})
+            fake = s_l.detach()
+        else:
+            with torch.no_grad(), autocast:
+                fake = self.s_fwd(x_l)
+        if self.d is not None:
+            log.update(self.d_step(t, y_l, fake, autocast, self.d_fwd))
+        self._end_iteration()
+        return log
+
+
+TRAINER = Trainer  # what trains a TrainConfig (pdd.runs.Run.trainer)
+
+
 def seconds_per_step(trainer, t: int, steps: int) -> float:
     """Mean seconds of ``trainer.step(t)`` over ``steps`` calls after one untimed call (it pays
     the one-off costs: allocations, autocast caches). The steps are real: callers that must not
@@ -433,7 +524,7 @@ def train(cfg: TrainConfig, progress: bool = True) -> Path:
 
 def last_weights(run_dir) -> Path:
     """The newest EMA snapshot of a run (``weights/net_g_<iter>.pth``)."""
-    snaps = sorted((Path(run_dir) / "weights").glob("net_g_*.pth"))
+    snaps = snapshots(run_dir)
     if not snaps:
         raise FileNotFoundError(f"no weights under {Path(run_dir) / 'weights'}; has the run finished?")
     return snaps[-1]
@@ -477,13 +568,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", help="run directory (checkpoints, log.csv, weights/); required without --config")
     ap.add_argument("--config", help="a TrainConfig JSON (as saved in requested_config.json); flags override it")
     ap.add_argument("--seed", type=int)
-    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                    help="any config field, dotted for nested ones (e.g. pdd.lambda_inter=0.5)")
-    ap.add_argument("--no-progress", action="store_true")
-    cli.add_debug_flag(ap)
+    cli.add_run_flags(ap, "any config field, dotted for nested ones (e.g. pdd.lambda_inter=0.5)")
     args = ap.parse_args(argv)
     if args.config:
-        cfg = TrainConfig.from_dict(json.loads(Path(args.config).read_text()))
+        cfg = TrainConfig.from_file(args.config)
     elif args.out:
         cfg = make_config(args.preset, args.mode)
     else:
@@ -494,11 +582,8 @@ def main(argv: list[str] | None = None) -> int:
                         ("out", args.out), ("seed", args.seed)):
         if value is not None:
             setattr(cfg, name, value)
-    for item in args.set:
-        if "=" not in item:
-            ap.error(f"--set expects KEY=VALUE, got {item!r}")
-        k, v = item.split("=", 1)
-        set_field(cfg, k.strip(), v.strip())
+    for k, v in cli.set_items(ap, args.set):
+        set_field(cfg, k, v)
     cfg.validate()
     out = train(cfg, progress=not args.no_progress)
     if dist.is_initialized():

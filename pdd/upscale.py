@@ -37,83 +37,15 @@ if __name__ == "__main__":  # a command line: PyTorch reads PYTORCH_ENABLE_MPS_F
     before_torch()
 
 import torch
-import torch.nn.functional as F
 
 from . import cli
 from .backends import BACKENDS, TorchBackend, make_backend
 from .devices import run_with_cpu_fallback
+from .imageops import n_tiles, run_tiled, to_uint8
 from .photos import PhotoError, list_photo_files, read_photo, to_float
 
 
 # ------------------------------------------------------------------------------ the network on one image
-
-
-def _ramp(n: int, lo_inner: bool, hi_inner: bool, width: int) -> torch.Tensor:
-    """1-D blending weights over n output pixels: rising linearly over `width` pixels from an
-    edge that faces another tile, 1 elsewhere. Two neighbours' ramps over their shared 2*pad
-    LR overlap sum to 1 (see `run_tiled`)."""
-    i = torch.arange(n, dtype=torch.float32) + 0.5
-    w = torch.ones(n)
-    if width > 0:
-        if lo_inner:
-            w = torch.minimum(w, i / width)
-        if hi_inner:
-            w = torch.minimum(w, (n - i) / width)
-    return w
-
-
-def _forward(model, x: torch.Tensor, scale: int, multiple: int) -> torch.Tensor:
-    """model(x) with x reflect-padded to a multiple of `multiple` (some archs need it), cropped back."""
-    h, w = x.shape[-2:]
-    ph, pw = (-h) % multiple, (-w) % multiple
-    if ph or pw:
-        mode = "reflect" if ph < h and pw < w else "replicate"
-        x = F.pad(x, (0, pw, 0, ph), mode=mode)
-    y = model(x).float()
-    return y[..., : h * scale, : w * scale]
-
-
-@torch.no_grad()
-def run_tiled(model, x: torch.Tensor, scale: int, tile: int = 0, tile_pad: int = 10, multiple: int = 1,
-              on_tile=None) -> torch.Tensor:
-    """SR of x (1, C, H, W) float: whole when tile <= 0 or the image fits one tile, else in
-    tile x tile LR pieces each seen with `tile_pad` extra context pixels per side.
-
-    Neighbouring pieces overlap by 2*tile_pad LR pixels; over that overlap each piece's
-    weight falls linearly from 1 to 0 towards its own edge (where it saw least context) while
-    its neighbour's rises, so the weights sum to 1 and the result cross-fades instead of
-    cutting. Image borders get no ramp (there is no neighbour).
-    """
-    _, c, h, w = x.shape
-    if tile <= 0 or (h <= tile and w <= tile):
-        return _forward(model, x, scale, multiple)
-    out = torch.zeros(1, c, h * scale, w * scale)
-    ramp = 2 * tile_pad * scale
-
-    def spans(n):  # per tile row (or column): extended LR span and its 1-D weights
-        return [(max(a - tile_pad, 0), min(a + tile + tile_pad, n)) for a in range(0, n, tile)]
-
-    rows, cols = spans(h), spans(w)
-    wrows = [_ramp((b - a) * scale, a > 0, b < h, ramp) for a, b in rows]
-    wcols = [_ramp((b - a) * scale, a > 0, b < w, ramp) for a, b in cols]
-    # The tiles form a full grid and each weight is wy(y) * wx(x), so the total weight is
-    # separable too: (sum of row ramps)(y) * (sum of column ramps)(x). No full-size weight map.
-    sy, sx = torch.zeros(h * scale), torch.zeros(w * scale)
-    for (a, b), wy in zip(rows, wrows):
-        sy[a * scale:b * scale] += wy
-    for (a, b), wx in zip(cols, wcols):
-        sx[a * scale:b * scale] += wx
-    for (cy0, cy1), wy in zip(rows, wrows):
-        for (cx0, cx1), wx in zip(cols, wcols):
-            piece = _forward(model, x[..., cy0:cy1, cx0:cx1], scale, multiple)
-            out[..., cy0 * scale:cy1 * scale, cx0 * scale:cx1 * scale] += piece * (wy[:, None] * wx[None, :])
-            if on_tile is not None:
-                on_tile()
-    return out.div_(sy[:, None] * sx[None, :])
-
-
-def n_tiles(h: int, w: int, tile: int) -> int:
-    return 1 if tile <= 0 or (h <= tile and w <= tile) else -(-h // tile) * -(-w // tile)
 
 
 def upscale_image(model, img: np.ndarray, scale: int, *, tile: int = 0, tile_pad: int = 10, bf16: bool = False,
@@ -121,11 +53,14 @@ def upscale_image(model, img: np.ndarray, scale: int, *, tile: int = 0, tile_pad
     """HxWx3 float32 in [0, 1] (or uint8/uint16) -> (sH)x(sW)x3 float32, clamped to [0, 1].
 
     `model` is a torch module (run fp32, or bf16 autocast + channels_last with bf16=True) or a
-    backend from `pdd.backends.make_backend` (bf16 is then the backend's business)."""
+    backend from `pdd.backends.make_backend` (bf16 is then the backend's business); `scale` is
+    its scale, checked against its output. Tiles cross-fade (`pdd.imageops.run_tiled`)."""
     a = to_float(img) if img.dtype != np.float32 else img
     x = torch.from_numpy(np.ascontiguousarray(a)).permute(2, 0, 1)[None]
     backend = TorchBackend(model, bf16) if isinstance(model, torch.nn.Module) else model
-    sr = run_tiled(backend, x, scale, tile, tile_pad, multiple, on_tile)
+    sr = run_tiled(backend, x, tile, tile_pad, multiple=multiple, on_tile=on_tile)
+    if sr.shape[-2:] != (x.shape[-2] * scale, x.shape[-1] * scale):
+        raise ValueError(f"the model gave {tuple(sr.shape[-2:])} for {tuple(x.shape[-2:])} LR, not x{scale}")
     if color_correct:
         from .losses import color_correct as cc
         sr = cc(sr.double(), x.double()).float()
@@ -160,10 +95,9 @@ def write_output(path: Path, rgb: np.ndarray, alpha: np.ndarray | None, bits: in
     img = np.concatenate([rgb, alpha[..., None]], axis=2) if alpha is not None else rgb
     try:
         if path.suffix.lower() in (".jpg", ".jpeg"):
-            Image.fromarray(np.round(rgb * 255).astype(np.uint8)).save(tmp, format="JPEG", quality=95)
+            Image.fromarray(to_uint8(rgb)).save(tmp, format="JPEG", quality=95)
         else:
-            peak, dtype = (65535, np.uint16) if bits == 16 else (255, np.uint8)
-            _png(tmp, np.round(img * peak).astype(dtype))
+            _png(tmp, np.round(img * 65535).astype(np.uint16) if bits == 16 else to_uint8(img))
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .evaluate import LOWER_IS_BETTER, d_separation, read_log  # noqa: F401  (notebooks call them as viz.*)
+from .imageops import to_uint8
+from .stats import LOWER_IS_BETTER, d_separation, read_log  # noqa: F401  (notebooks call them as viz.*)
 
 LOSS_TERMS = ("total", "wavelet", "perceptual", "gan", "r_intra", "r_inter",
               "pseudo_wavelet", "pseudo_perceptual")
@@ -86,16 +87,6 @@ def d_left_chance(run_dir, min_sep: float = 0.05) -> bool:
     return d_separation(run_dir, min_sep=min_sep)["separated"]
 
 
-def to_uint8(img) -> np.ndarray:
-    """(3,H,W)/(1,3,H,W) tensor in [0,1] or HxWx3 uint8 array → HxWx3 uint8."""
-    if hasattr(img, "detach"):
-        t = img.detach().float().cpu()
-        if t.ndim == 4:
-            t = t[0]
-        return (t.clamp(0, 1).permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
-    return np.asarray(img)
-
-
 def _crop_at_hr_scale(img: np.ndarray, h_max: int, crop=None) -> np.ndarray:
     """``crop=(y, x, h, w)`` in HR pixels of an image that may be an LR one (``h_max`` is the HR
     height): the matching LR region, nearest-upscaled to HR size so that panels line up."""
@@ -126,7 +117,7 @@ def plot_plane(gains, x_metric: str = "niqe", y_metric: str = "psnr", ax=None, s
     """Fidelity–perception plane of gains over the generalist (at the origin): one point per
     method with its bootstrap CI as error bars, target and source side by side.
 
-    ``gains`` is ``pdd.evaluate.adaptation_gains``' frame. An axis whose metric is better
+    ``gains`` is ``pdd.stats.adaptation_gains``' frame. An axis whose metric is better
     when lower (NIQE, LPIPS) is reversed: up-right is better on both axes.
     """
     import matplotlib.pyplot as plt

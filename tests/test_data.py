@@ -11,6 +11,7 @@ from PIL import Image
 
 from pdd import data as D
 from pdd import degradations as deg
+from pdd.imageops import quantize, to_uint8
 
 
 def _rand(h, w, seed=0, c=3):
@@ -134,10 +135,10 @@ def test_labeled_x_is_quantized_bicubic_of_y(pool):
     L = D.LabeledPatches(pool, patch=12, scale=4, seed=0)
     for i in range(8):
         x, y = L[i]
-        assert torch.equal(x, deg.quantize(deg.bicubic_down(y[None], 4))[0])
-        assert torch.equal(x, deg.quantize(x))
+        assert torch.equal(x, quantize(deg.bicubic_down(y[None], 4))[0])
+        assert torch.equal(x, quantize(x))
         # y is an exact crop of one pool image (up to flips / transpose).
-        assert torch.equal(y, deg.img2tensor(deg.tensor2img(y))[0])
+        assert torch.equal(y, deg.img2tensor(to_uint8(y))[0])
 
 
 def test_flips_commute_with_matlab_downscale():
@@ -151,7 +152,7 @@ def test_labeled_other_downs(pool, down):
     L = D.LabeledPatches(pool, patch=12, scale=4, down=down, seed=0)
     x, y = L[0]
     assert x.shape == (3, 12, 12) and y.shape == (3, 48, 48) and torch.equal(x, L[0][0])
-    assert torch.equal(x, deg.quantize(x)) and not torch.equal(x, L[1][0])
+    assert torch.equal(x, quantize(x)) and not torch.equal(x, L[1][0])
 
 
 def test_labeled_bad_down(pool):
@@ -263,7 +264,7 @@ def test_builtin_split_disjoint(builtin_root):
 def test_builtin_tiles_aligned_with_source_protocol(builtin_root):
     d = D.open_domain(D.builtin_domain_names()[0], data_root=builtin_root)
     for (src, hr, _) in d.source_test_pairs[:3]:
-        own = deg.tensor2img(deg.quantize(deg.bicubic_down(deg.img2tensor(hr))))
+        own = to_uint8(quantize(deg.bicubic_down(deg.img2tensor(hr))))
         # Tiles are cut from the whole image's LR: away from the tile border they match
         # the tile's own bicubic LR exactly, up to 8-bit rounding.
         assert np.abs(own[3:-3, 3:-3].astype(int) - src[3:-3, 3:-3].astype(int)).max() <= 1

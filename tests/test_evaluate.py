@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from skimage import data, filters
 
 from pdd import evaluate as E
+from pdd.imageops import quantize
 from pdd.weights import resolve_niqe_params
 
 
@@ -61,7 +62,7 @@ def test_psnr_ssim_agree_with_direct_pyiqa_calls(metrics):
     rng = np.random.default_rng(0)
     a = rgb(rng.integers(0, 256, (64, 48, 3), dtype=np.uint8))
     b = (a + 0.05 * torch.from_numpy(rng.standard_normal(a.shape))).clamp(0, 1)
-    b = E.quantize(b)
+    b = quantize(b)
     direct_psnr = pyiqa.create_metric("psnr", test_y_channel=True, color_space="ycbcr", device="cpu")
     direct_ssim = pyiqa.create_metric("ssim", test_y_channel=True, color_space="ycbcr", device="cpu")
     assert float(E.psnr_y(a, b)[0]) == pytest.approx(float(direct_psnr(a, b)), abs=1e-6)
@@ -226,7 +227,7 @@ def test_crop_border_is_applied_to_every_metric(metrics):
     rng = np.random.default_rng(7)
     lr, hr = random_pair(rng)
     df = E.evaluate(Upsample(), [(lr, hr, "a")], {"psnr": metrics["psnr"]}, crop_border=4, progress=False)
-    sr = E.quantize(F.interpolate(rgb(lr), scale_factor=4, mode="nearest"))
+    sr = quantize(F.interpolate(rgb(lr), scale_factor=4, mode="nearest"))
     expect = float(E.psnr_y(sr[..., 4:-4, 4:-4], rgb(hr)[..., 4:-4, 4:-4])[0])
     assert df.loc[0, "psnr"] == pytest.approx(expect, abs=1e-9) and df.attrs["crop_border"] == 4
 

@@ -2,7 +2,7 @@
 import numpy as np
 import pandas as pd
 
-from pdd.evaluate import adaptation_gains, bootstrap_ci
+from pdd.stats import adaptation_gains, bootstrap_ci
 
 
 def frame(target_shift, source_shift, n_images=40, seeds=(0, 1), noise=0.05, seed=0):
@@ -80,7 +80,7 @@ def starting_pair(gaps: dict, n_images=30, noise=0.05, seed=0):
 
 
 def test_premise_holds_with_margin_when_every_seed_does():
-    from pdd.evaluate import premise_check
+    from pdd.stats import premise_check
     c = premise_check(starting_pair({0: (1.5, -1.0), 1: (1.2, -0.8)}))
     assert c["holds"] and c["with_margin"]
     t = c["table"].set_index("seed")
@@ -89,7 +89,7 @@ def test_premise_holds_with_margin_when_every_seed_does():
 
 
 def test_premise_fails_when_one_seed_fails_and_margin_is_separate():
-    from pdd.evaluate import premise_check
+    from pdd.stats import premise_check
     # seed 1's specialist also wins on the target: the premise fails for the domain
     c = premise_check(starting_pair({0: (1.5, -1.0), 1: (1.2, +0.3)}))
     assert not c["holds"] and not c["with_margin"]
@@ -101,15 +101,17 @@ def test_premise_fails_when_one_seed_fails_and_margin_is_separate():
 
 
 def test_premise_gate_round_trip_and_banner(tmp_path):
-    from pdd.evaluate import premise_banner, premise_check, read_premise, write_premise
+    from pdd.evaluate import result_record
+    from pdd.stats import premise_banner, premise_check, read_premise, write_premise
     assert "NOT CHECKED" in premise_banner(tmp_path)
-    write_premise(premise_check(starting_pair({0: (1.0, 0.5)})), tmp_path, preset="x")
-    assert read_premise(tmp_path)["holds"] is False
+    write_premise(premise_check(starting_pair({0: (1.0, 0.5)})), tmp_path, result_record(preset="x"))
+    saved = read_premise(tmp_path)
+    assert saved["holds"] is False and saved["record"]["preset"] == "x" and "git_commit" in saved["record"]
     assert premise_banner(tmp_path, "D", "p").startswith("PREMISE FAILS on D (p)")
 
 
 def test_per_seed_baseline_pairs_each_run_with_its_own_seed():
-    from pdd.evaluate import adaptation_gains
+    from pdd.stats import adaptation_gains
     f = starting_pair({0: (1.0, 2.0), 1: (1.0, 2.0)}, noise=0.0)
     g = adaptation_gains(f.rename(columns={}), baseline="generalist", metrics=("psnr",)).iloc[0]
     # paired with the wrong seed's generalist the gains would be off by the seeds' 1 dB offset
@@ -117,7 +119,7 @@ def test_per_seed_baseline_pairs_each_run_with_its_own_seed():
 
 
 def test_paired_difference_averages_the_baselines_checkpoints():
-    from pdd.evaluate import paired_difference
+    from pdd.stats import paired_difference
     f = frame(0.7, 0.0, noise=0.0)   # method m, 2 seeds x 2 checkpoints, against a seed -1 generalist
     ctrl = f[f.method == "m"].assign(method="control")
     ctrl.loc[ctrl.iteration == 250, "psnr"] -= 0.2   # the control's two checkpoints: -0.2 and 0
@@ -139,7 +141,7 @@ def write_log(path, p_real, p_fake):
 
 
 def test_d_separation_at_chance_is_inert_even_when_single_values_stray(tmp_path):
-    from pdd.evaluate import d_separation
+    from pdd.stats import d_separation
     rng = np.random.default_rng(0)
     # the issue's case: means 0.500 / 0.494, single values 0.41-0.54 -> D never separated them
     common = rng.uniform(-0.08, 0.04, 30)
@@ -150,7 +152,7 @@ def test_d_separation_at_chance_is_inert_even_when_single_values_stray(tmp_path)
 
 
 def test_d_separation_detects_a_discriminator_that_separates(tmp_path):
-    from pdd.evaluate import d_separation
+    from pdd.stats import d_separation
     rng = np.random.default_rng(1)
     write_log(tmp_path / "sep", 0.7 + rng.normal(0, 0.02, 20), 0.3 + rng.normal(0, 0.02, 20))
     r = d_separation(tmp_path / "sep")

@@ -10,6 +10,7 @@ from PIL import Image, ImageOps
 from pdd import data as D
 from pdd import photos as P
 from pdd.data import UnlabeledPatches, open_domain
+from pdd.imageops import to_uint8
 
 
 def _png16(path, a: np.ndarray) -> None:
@@ -175,7 +176,7 @@ def test_heic_with_pillow_heif_is_read_like_any_photo(tmp_path):
     (i,) = [k for k, name in enumerate(s.names) if name.endswith("IMG_0001.HEIC")]
     heic = s[i]
     assert heic.shape == (48, 64, 3)
-    assert np.abs(P.to_uint8(heic).astype(int) - a).mean() < 3
+    assert np.abs(to_uint8(heic).astype(int) - a).mean() < 3
 
 
 def test_large_photo_is_cut_into_patches_not_resized(tmp_path):

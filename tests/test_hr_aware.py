@@ -435,25 +435,28 @@ def test_hr_aware_gains_beside_the_paper():
 def test_comparison_rows_start_from_the_comparisons_generalist_and_stage_b_waits_for_stage_a(tmp_path, monkeypatch):
     """pdd.experiments: an HR-aware row is stage A + stage B in pdd.hr_aware processes; B starts
     only once its A has finished, while other jobs fill the pool; M starts from the generalist
-    every PDD row starts from; the row's name comes back from its run directory."""
+    every PDD row starts from; the row's run carries the row's name."""
     from pdd import experiments as E
+    from pdd.config import make_config
+    from pdd.experiments import pool
+    from pdd.runs import Run, digest
 
     assert E.HR_AWARE_DEFAULT in E.default_methods("scratch")
     assert set(E.HR_AWARE_ROWS) <= set(E.all_methods("scratch"))
-    # scratch: M is the small generalist pretrained for the comparison (stubbed: no training here),
+    # scratch: M is the small generalist pretrained for the comparison (named, not trained, here),
     # at 1/20 of its pretraining rate as RealESRGAN's 5e-6 is 1/20 of its 1e-4 (a recorded deviation)
-    monkeypatch.setattr(E, "_pretrained_file", lambda preset, domain, runs, role, seed, it: f"{role}_s{seed}.pth")
     _, b_small = E.hr_aware_configs("HR-aware fine-tuning", "scratch", "Synth-ISO", 1, tmp_path)
-    assert (b_small.init_m, b_small.lr, b_small.num_feat, b_small.domain) == ("generalist_s1.pth", 2.5e-5, 32, "Synth-ISO")
+    assert b_small.init_m == E.generalist_file("scratch", "Synth-ISO", tmp_path, 1)
+    assert (b_small.lr, b_small.num_feat, b_small.domain) == (2.5e-5, 32, "Synth-ISO")
+    assert not any(tmp_path.iterdir())  # building configs trains nothing
     with pytest.raises(ValueError, match="init_m"):
         H.make_hr_config("B", "scratch", {"rec_net": "somewhere"})
-    # (under cpu the generalist is a released file: nothing is pretrained by building configs)
     a, b = E.hr_aware_configs("HR-aware fine-tuning", "cpu", "Synth-Defocus", 1, tmp_path)
     assert b.init_m == E.generalist_file("cpu", "Synth-Defocus", tmp_path, 1) and b.rec_net == a.out
-    assert E.method_config("HR-aware fine-tuning", "cpu", "Synth-Defocus", 1, tmp_path).out == b.out
-    assert E.method_name(b) == "HR-aware fine-tuning" and E.method_name(a) == "hr_pretrain"
+    row = E.row_run("HR-aware fine-tuning", "cpu", "Synth-Defocus", 1, tmp_path)
+    assert (row.config.out, row.row) == (b.out, "HR-aware fine-tuning") and b.mode == "hr_aware"
     _, b_far = E.hr_aware_configs("HR-aware: FAR only", "cpu", "Synth-Defocus", 1, tmp_path, overrides={"lambda_ft": 0.1})
-    assert E.method_name(b_far) == "HR-aware: FAR only" and b_far.lambda_ft == 0.1
+    assert b_far.lambda_ft == 0.1 and Path(b_far.out).name == f"hr-aware--far-only-{digest({'lambda_ft': 0.1})}_s1"
     assert b_far.out != E.hr_aware_configs("HR-aware: FAR only", "cpu", "Synth-Defocus", 1, tmp_path)[1].out
 
     events = []
@@ -472,10 +475,10 @@ def test_comparison_rows_start_from_the_comparisons_generalist_and_stage_b_waits
 
         returncode = 0
 
-    monkeypatch.setattr(E.subprocess, "Popen", FakeProcess)
-    monkeypatch.setattr(E.time, "sleep", lambda s: None)
-    pdd_job = E.make_config("tiny", "finetune", out=str(tmp_path / "control_s1"))
-    E.run_methods([b, a, pdd_job], parallel=2, progress=False)
+    monkeypatch.setattr(pool.subprocess, "Popen", FakeProcess)
+    monkeypatch.setattr(pool.time, "sleep", lambda s: None)
+    pdd_job = make_config("tiny", "finetune", out=str(tmp_path / "control_s1"))
+    pool.train_runs([Run(b), Run(a), Run(pdd_job)], parallel=2, progress=False)
     starts = [e for e in events if e[0] == "start"]
     assert starts[:2] == [("start", "pdd.hr_aware", Path(a.out).name), ("start", "pdd.train", "control_s1")]
     assert starts[2] == ("start", "pdd.hr_aware", Path(b.out).name)

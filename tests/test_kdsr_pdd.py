@@ -12,7 +12,7 @@ import pytest
 import torch
 
 import pdd.kdsr as K
-from pdd import evaluate, experiments, kdsr_train
+from pdd import experiments, kdsr_train, stats
 from pdd.archs import RRDBNet
 from pdd.config import make_config
 from pdd.train import Trainer, load_run_model
@@ -86,28 +86,28 @@ def test_static_pdd_with_a_frozen_kdsr_reference(data_root, kdsr_file, tmp_path)
     assert str(kdsr_file) in sources["G"]
 
 
-def test_kdsr_rows_configs_names_and_dependencies(tmp_path, monkeypatch):
+def test_kdsr_rows_configs_names_and_dependencies(tmp_path):
     runs = tmp_path / "runs"
+    # tiny: the companion-trained KDSR's student stage (20 iterations) is the rows' M_G
     fake = runs / "tiny" / "Synth-Defocus" / "kdsr-student_s1" / "weights" / "net_g_000020.pth"
-    monkeypatch.setattr(experiments, "kdsr_generalist_file", lambda *a, **k: str(fake))
-    monkeypatch.setattr(experiments, "_pretrained_file",
-                        lambda preset, domain, runs_dir, role, seed, it: f"/pre/{role}_s{seed}/weights/net_g_000300.pth")
-    cfgs = {m: experiments.method_config(m, "tiny", "Synth-Defocus", 1, runs) for m in experiments.KDSR_ROWS}
-    static, ema, control = cfgs.values()
+    rows = {m: experiments.row_run(m, "tiny", "Synth-Defocus", 1, runs) for m in experiments.KDSR_ROWS}
+    static, ema, control = (r.config for r in rows.values())
+    specialist = runs / "tiny" / "Synth-Defocus" / "pretrained-specialist_s1" / "weights" / "net_g_000300.pth"
     assert (static.mode, static.g_arch, static.s_arch) == ("static", "kdsr", "rrdbnet")
-    assert static.init_g == str(fake) and static.init_s.startswith("/pre/specialist_s1")  # paper Fig. 3a
+    assert static.init_g == str(fake) and static.init_s == str(specialist)  # paper Fig. 3a
     assert (ema.mode, ema.s_arch, ema.init_s) == ("ema", "kdsr", str(fake))
     assert (control.mode, control.s_arch, control.init_s) == ("finetune", "kdsr", str(fake))
-    for name, cfg in cfgs.items():
-        assert experiments.method_name(cfg) == name
-        assert str(fake.parents[1]) in experiments._needs(cfg)  # waits for the KDSR generalist's run
+    for name, r in rows.items():
+        assert r.row == name and r.dir.name == name.lower().replace(" ", "-").replace(",", "-") + "_s1"
+        assert str(fake.parents[1]) in r.needs  # waits for the KDSR generalist's run
+    assert not any(p.exists() for p in runs.parents[0].rglob("*") if p != runs.parents[0]) or not runs.exists()
     # the RRDBNet rows keep their names beside the KDSR ones
-    assert experiments.method_name(experiments.method_config("static PDD", "tiny", "Synth-Defocus", 1, runs)) == "static PDD"
+    assert experiments.row_run("static PDD", "tiny", "Synth-Defocus", 1, runs).dir.name == "static-pdd_s1"
     assert set(experiments.KDSR_ROWS) <= set(experiments.default_methods("scratch"))
 
 
 def test_kdsr_generalist_stages_of_the_scratch_preset(tmp_path):
-    stages = experiments.kdsr_generalist_configs("scratch", "Synth-ISO", [0, 1], tmp_path)
+    stages = [r.config for r in experiments.kdsr_generalist_runs("scratch", "Synth-ISO", [0, 1], tmp_path)]
     assert [(c.stage, c.seed) for c in stages] == [("teacher", 0), ("student", 0), ("teacher", 1), ("student", 1)]
     t, s = stages[:2]
     # the scratch RRDBNet generalist's schedule (pdd.config.pretrain_config): batch 8, LR patch 32,
@@ -115,11 +115,11 @@ def test_kdsr_generalist_stages_of_the_scratch_preset(tmp_path):
     for c in (t, s):
         assert (c.batch, c.patch, c.iters, c.lr, c.lr_milestones) == (8, 32, 1000, 5e-4, (750,))
         assert c.degradation == "second_order" and not c.usm_sharpen_source and c.variant == "tiny"
-    assert s.teacher == t.out and experiments._needs(s) == {t.out}
-    short = experiments.kdsr_generalist_configs("scratch", "Synth-ISO", [0], tmp_path, pretrain_iters=12)
+    assert s.teacher == t.out and experiments.kdsr_generalist_runs("scratch", "Synth-ISO", [0], tmp_path)[1].needs == {t.out}
+    short = [r.config for r in experiments.kdsr_generalist_runs("scratch", "Synth-ISO", [0], tmp_path, pretrain_iters=12)]
     assert short[0].lr_milestones == (9,) and short[0].out.endswith("kdsr-teacher-12it_s0")
     # cpu: one companion KDSR (seed 0) for every seed, unless the released file is in the hub cache
-    assert [c.seed for c in experiments.kdsr_generalist_configs("cpu", "Synth-Defocus", [0, 1], tmp_path)] == [0, 0]
+    assert [r.seed for r in experiments.kdsr_generalist_runs("cpu", "Synth-Defocus", [0, 1], tmp_path)] == [0, 0]
 
 
 def test_kdsr_train_cli_reads_a_config_file(tmp_path, capsys):
@@ -147,12 +147,12 @@ def test_gain_difference_by_hand():
     for name, a0, a, b0, b in (("x", 20, 21, 10, 11), ("y", 20, 23, 10, 12), ("z", 24, 26, 14, 14)):
         rows += [("A0", 0, 0, "target", name, a0), ("A", 0, 100, "target", name, a),
                  ("B0", 0, 0, "target", name, b0), ("B", 0, 100, "target", name, b)]
-    r = evaluate.gain_difference(_frame(rows), ("A", "A0"), ("B", "B0"), n_boot=500)
+    r = stats.gain_difference(_frame(rows), ("A", "A0"), ("B", "B0"), n_boot=500)
     assert r["difference"] == pytest.approx(1.0)
     assert r["lo"] >= 0.0 - 1e-12 and r["hi"] <= 2.0 + 1e-12  # resampling 3 images of 0, 1, 2
     assert r["verdict"] == ("better" if r["lo"] > 0 else "no effect")  # higher PSNR is better
     with pytest.raises(ValueError, match="no \\(seed, checkpoint, image\\)"):
-        evaluate.gain_difference(_frame(rows), ("A", "A0"), ("C", "B0"))
+        stats.gain_difference(_frame(rows), ("A", "A0"), ("C", "B0"))
 
 
 def test_kdsr_verdict_answers_the_question_from_the_numbers():

@@ -86,7 +86,7 @@ def test_a_failing_model_keeps_the_others_scores_and_a_rerun_reads_them(tmp_path
 
 def test_workers_one_per_core_and_one_for_a_single_model(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    monkeypatch.setattr(experiments.os, "sched_getaffinity", lambda _: {0, 1}, raising=False)
+    monkeypatch.setattr(experiments.pool.os, "sched_getaffinity", lambda _: {0, 1}, raising=False)
     assert experiments.eval_workers(5) == 2
     assert experiments.eval_workers(1) == 1
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)

@@ -238,25 +238,24 @@ def test_the_training_pool_plans_each_run_once_and_what_runs_start_from_first(tm
     monkeypatch.setenv("PDD_SMOKE", "0")  # the embedded default's plan (only planned, nothing trains)
     jobs = _plan({"runs_dir": str(tmp_path / "runs")})
     assert not (tmp_path / "runs").exists()  # planning trained nothing
-    outs = [str(j.out) for j in jobs]
+    outs = [str(j.dir) for j in jobs]
     assert len(outs) == len(set(outs))
-    names = [Path(j.out).name for j in jobs]
+    names = [j.dir.name for j in jobs]
     for must in ("pretrained-generalist_s0", "pretrained-specialist_s0", "kdsr-teacher_s0", "kdsr-student_s0",
                  "hr-aware-stage-a_s0", "hr-aware-fine-tuning_s0", "static-pdd_s0", "ema-pdd_s0",
                  "finetune-control_s0", "naive-distillation_s0", "ema-pdd--kdsr-generalist_s0", "singlefixed_s0"):
         assert must in names, must
     for i, j in enumerate(jobs):
-        for need in experiments._needs(j):
-            assert need in outs[:i], (j.out, need)
+        for need in j.needs:
+            assert need in outs[:i], (str(j.dir), need)
     # HR-aware stage B waits for its stage A and for M, the generalist it adapts
-    stage_b = next(j for j in jobs if Path(j.out).name == "hr-aware-fine-tuning_s0")
+    stage_b = next(j for j in jobs if j.dir.name == "hr-aware-fine-tuning_s0")
     by_name = {Path(o).name: o for o in outs if "/scratch/" in o}
-    assert experiments._needs(stage_b) == {by_name["hr-aware-stage-a_s0"], by_name["pretrained-generalist_s0"]}
+    assert stage_b.needs == {by_name["hr-aware-stage-a_s0"], by_name["pretrained-generalist_s0"]}
     presets = [j.preset for j in jobs]
     assert presets == sorted(presets, key=lambda p: p == "tiny") and presets[-1] == "tiny"
     # the same calls as the notebooks: 04's EMA PDD is the comparison's run, 03's static PDD too
-    with experiments._paths_only():
-        ema = experiments.method_config("EMA PDD", "scratch", "Synth-ISO", 0, tmp_path / "runs")
+    ema = experiments.method_config("EMA PDD", "scratch", "Synth-ISO", 0, tmp_path / "runs")
     assert str(ema.out) in outs
     assert not (tmp_path / "runs").exists()
 
@@ -264,12 +263,13 @@ def test_the_training_pool_plans_each_run_once_and_what_runs_start_from_first(tm
 def test_a_hung_training_job_is_stopped_and_reported(tmp_path):
     from pdd import experiments
     from pdd.config import make_config
+    from pdd.runs import Run
 
     cfg = make_config("tiny", "supervised", out=str(tmp_path / "long"), iters=10**6, log_every=10**6,
-                                  ckpt_every=10**6, init_s=None)
+                      ckpt_every=10**6, init_s=None)
     t0 = __import__("time").time()
     with pytest.raises(RuntimeError, match="hung"):
-        experiments.run_methods([cfg], job_timeout_s=3, progress=False)
+        experiments.train_runs([Run(cfg)], job_timeout_s=3, progress=False)
     assert __import__("time").time() - t0 < 60
 
 
@@ -290,12 +290,12 @@ def test_after_the_pool_the_notebooks_train_nothing(tmp_path, monkeypatch):
 def test_pdd_rows_plan_leaves_out_the_seed_papers_runs(tmp_path, monkeypatch):
     """`--rows pdd`: the pool plans PDD's own rows and their starting models, no KDSR stage or row,
     no HR-aware stage."""
-    from pathlib import Path
 
     from pdd import experiments
 
     monkeypatch.setenv("PDD_SMOKE", "0")
-    names = {Path(j.out).name for j in _plan({"runs_dir": str(tmp_path / "runs"), "compare_rows": "pdd"})}
+    # what `--rows pdd` passes: 04 and 07 choose their rows by these
+    names = {j.dir.name for j in _plan({"runs_dir": str(tmp_path / "runs"), "compare_rows": "pdd", "methods": "pdd"})}
     for must in ("pretrained-generalist_s0", "pretrained-specialist_s0", "static-pdd_s0", "ema-pdd_s0",
                  "finetune-control_s0", "finetune-control--no-gan_s0", "naive-distillation_s0",
                  "specialist-finetune-control_s0", "singlefixed_s0"):
@@ -341,7 +341,7 @@ def test_rows_option_reaches_the_pool_and_the_notebooks_that_choose_rows(monkeyp
 def _tiny_jobs(runs):
     from pdd import experiments as E
 
-    starts, pool, _ = E.training_jobs("tiny", "Synth-Defocus", [0], ["EMA PDD", "static PDD", "finetune control"], runs)
+    starts, pool, _ = E.training_plan("tiny", "Synth-Defocus", [0], ["EMA PDD", "static PDD", "finetune control"], runs)
     return starts + pool
 
 
@@ -351,12 +351,12 @@ def test_estimate_arithmetic_on_the_tiny_plan_by_hand(tmp_path):
     from the specialist; finetune: S), so they wait for it: at 300 s EMA and static start
     (4 D-only + 16 PDD steps = 1 + 32 = 33 s each), the fine-tune control at 333 s (1 + 16 * 1.5 = 25 s)."""
     jobs = _tiny_jobs(tmp_path / "runs")
-    names = [j.out.split("/")[-1] for j in jobs]
+    names = [j.dir.name for j in jobs]
     assert names == ["pretrained-generalist_s0", "pretrained-specialist_s0", "ema-pdd_s0", "static-pdd_s0",
                      "finetune-control_s0"]
     ema = jobs[2]
     assert reproduce.job_phases(ema) == [("tiny D-only warm-up", 4, 1),
-                                         ("tiny PDD (static/EMA, naive)", 16, 4 + ema.distill_start_k + 1)]
+                                         ("tiny PDD (static/EMA, naive)", 16, 4 + ema.config.distill_start_k + 1)]
     secs = {"tiny pretraining (second_order X^L)": 1.0, "tiny pretraining (bicubic X^L)": 0.5,
             "tiny D-only warm-up": 0.25, "tiny PDD (static/EMA, naive)": 2.0, "tiny finetune": 1.5}
     per_job = reproduce.job_seconds(jobs, secs)
@@ -393,10 +393,27 @@ def test_timing_the_step_kinds_trains_nothing_and_touches_no_run(tmp_path, monke
 
 def test_pool_progress_reads_each_jobs_share_from_its_files(tmp_path):
     jobs = _tiny_jobs(tmp_path / "runs")[:2]  # 300 iterations each
-    bar = reproduce.PoolProgress(jobs, {str(jobs[0].out): 30.0, str(jobs[1].out): 10.0}, disable=True)
+    bar = reproduce.PoolProgress(jobs, {str(jobs[0].dir): 30.0, str(jobs[1].dir): 10.0}, disable=True)
     out0 = tmp_path / "runs" / "tiny" / "Synth-Defocus" / "pretrained-generalist_s0"
     out0.mkdir(parents=True)
     (out0 / "log.csv").write_text("iter,lr\n100,0.1\n150,0.1\n")  # half done
     _snapshot(tmp_path / "runs" / "tiny" / "Synth-Defocus" / "pretrained-specialist_s0", 300)  # finished
     assert bar.poll() == pytest.approx(30.0 * 0.5 + 10.0)
     assert bar.bar.postfix == "1/2 jobs"
+
+
+def test_executed_notebooks_show_paths_relative_to_the_project(tmp_path):
+    from pathlib import Path
+
+    png = "AAAA" + str(reproduce.ROOT) + "/x"  # an image's base64 is left alone whatever it holds
+    nb = {"cells": [{"cell_type": "code", "source": [], "outputs": [
+        {"output_type": "stream", "name": "stdout",
+         "text": [f"run {reproduce.ROOT}/runs/smoke/a_s0\n", f"cache {Path.home()}/.cache/pdd/w.pth\n"]},
+        {"output_type": "display_data", "data": {"text/plain": [f"{reproduce.ROOT}"], "image/png": png}}]}],
+        "metadata": {}, "nbformat": 4, "nbformat_minor": 5}
+    path = tmp_path / "x.ipynb"
+    path.write_text(json.dumps(nb))
+    reproduce.relative_paths(path)
+    out = json.loads(path.read_text())["cells"][0]["outputs"]
+    assert out[0]["text"] == ["run runs/smoke/a_s0\n", "cache ~/.cache/pdd/w.pth\n"]
+    assert out[1]["data"] == {"text/plain": ["."], "image/png": png}

@@ -200,9 +200,10 @@ def test_scratch_pretraining_runs_without_vgg_or_d(data_root, tmp_path):
     assert (tmp_path / "g" / "weights" / "net_g_000002.pth").exists()
 
 
-def test_run_methods_gives_a_lone_job_every_core_and_shares_them_between_two(tmp_path, monkeypatch):
+def test_train_runs_gives_a_lone_job_every_core_and_shares_them_between_two(tmp_path, monkeypatch):
     """The pool's thread rule: cores split among the jobs that can run at start time."""
-    from pdd import experiments as E
+    from pdd.experiments import pool
+    from pdd.runs import Run
 
     started = []
 
@@ -215,18 +216,18 @@ def test_run_methods_gives_a_lone_job_every_core_and_shares_them_between_two(tmp
 
         returncode = 0
 
-    monkeypatch.setattr(E.subprocess, "Popen", FakeProcess)
-    monkeypatch.setattr(E.time, "sleep", lambda s: None)
-    monkeypatch.setattr(E.os, "sched_getaffinity", lambda pid: {0, 1, 2, 3}, raising=False)
-    cfgs = [make_config("tiny", "finetune", out=str(tmp_path / f"run{i}")) for i in range(3)]
-    E.run_methods(cfgs[:1], parallel=2, progress=False)
+    monkeypatch.setattr(pool.subprocess, "Popen", FakeProcess)
+    monkeypatch.setattr(pool.time, "sleep", lambda s: None)
+    monkeypatch.setattr(pool.os, "sched_getaffinity", lambda pid: {0, 1, 2, 3}, raising=False)
+    jobs = [Run(make_config("tiny", "finetune", out=str(tmp_path / f"run{i}"))) for i in range(3)]
+    pool.train_runs(jobs[:1], parallel=2, progress=False)
     assert started == [4]
     started.clear()
-    E.run_methods(cfgs, parallel=2, progress=False)
+    pool.train_runs(jobs, parallel=2, progress=False)
     # two start together (2 cores each); the third starts when both have finished: all 4
     assert started == [2, 2, 4]
     started.clear()
-    E.run_methods(cfgs, parallel=2, threads=1, progress=False)
+    pool.train_runs(jobs, parallel=2, threads=1, progress=False)
     assert started == [1, 1, 1]
 
 

@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from pdd import backends as B
+from pdd import imageops as I
 from pdd import upscale as U
 from pdd.archs import RRDBNet
 from pdd.photos import read_photo
@@ -38,10 +39,10 @@ def test_tiled_and_untiled_agree_within_one_level():
     torch.manual_seed(0)
     net = RRDBNet(**TINY).eval()
     x = _smooth(44, 52)
-    whole = U.run_tiled(net, x, 4, tile=0)
+    whole = I.run_tiled(net, x, tile=0)
     tiles = []
-    tiled = U.run_tiled(net, x, 4, tile=16, tile_pad=8, on_tile=lambda: tiles.append(1))
-    assert len(tiles) == 3 * 4 == U.n_tiles(44, 52, 16)
+    tiled = I.run_tiled(net, x, tile=16, tile_pad=8, on_tile=lambda: tiles.append(1))
+    assert len(tiles) == 3 * 4 == I.n_tiles(44, 52, 16)
     assert tiled.shape == whole.shape == (1, 3, 176, 208)
     assert (tiled - whole).abs().max() < 1 / 255
     assert whole.abs().mean() > 0.05  # the net does compute something
@@ -51,11 +52,11 @@ def test_blending_weights_sum_to_one_and_reproduce_a_pointwise_model_exactly():
     x = torch.rand(1, 3, 37, 29, generator=torch.Generator().manual_seed(1))
     want = F.interpolate(x, scale_factor=2, mode="nearest")
     for tile, pad in ((8, 3), (10, 0), (16, 5), (5, 7)):
-        got = U.run_tiled(Nearest(2), x, 2, tile=tile, tile_pad=pad)
+        got = I.run_tiled(Nearest(2), x, tile=tile, tile_pad=pad)
         assert torch.allclose(got, want, atol=1e-6), (tile, pad)
     # two neighbours' ramps over a 2*pad overlap cross-fade to 1
-    a = U._ramp(20, False, True, 8)
-    b = U._ramp(20, True, False, 8)
+    a = I._ramp(20, False, True, 8)
+    b = I._ramp(20, True, False, 8)
     assert torch.allclose(a[-8:] + b[:8], torch.ones(8))
 
 
@@ -66,7 +67,7 @@ def test_size_multiple_is_padded_and_cropped():
             return super().forward(x)
 
     x = torch.rand(1, 3, 13, 21)
-    got = U.run_tiled(NeedsEight(2), x, 2, multiple=8)
+    got = I.run_tiled(NeedsEight(2), x, multiple=8)
     assert torch.equal(got, F.interpolate(x, scale_factor=2, mode="nearest"))
 
 
@@ -173,8 +174,8 @@ def test_onnxruntime_matches_torch_through_tiles_at_an_odd_size():
     assert backend.name == "onnxruntime" and notes == []
     x = _smooth(37, 45, seed=3) + 0.1 * torch.rand(1, 3, 37, 45, generator=torch.Generator().manual_seed(4))
     seams = []
-    ref = U.run_tiled(B.TorchBackend(net), x, 4, tile=16, tile_pad=4)
-    got = U.run_tiled(backend, x, 4, tile=16, tile_pad=4, on_tile=lambda: seams.append(1))
+    ref = I.run_tiled(B.TorchBackend(net), x, tile=16, tile_pad=4)
+    got = I.run_tiled(backend, x, tile=16, tile_pad=4, on_tile=lambda: seams.append(1))
     assert len(seams) == 3 * 3  # 37 and 45 LR px in 16 px tiles: 3 x 3 tiles, seams in both directions
     assert got.shape == ref.shape == (1, 3, 148, 180)
     assert (got - ref).abs().max() < 1e-4 < 1 / 255  # the same fp32 arithmetic in another order
@@ -325,7 +326,7 @@ def test_ncnn_backend_runs_a_pair_through_the_same_tiles(tmp_path):
     backend, notes = B.make_backend(Nearest(2), info, "ncnn", source=str(tmp_path), threads=1)
     assert backend.name == "ncnn" and notes == []
     x = torch.rand(1, 3, 23, 17, generator=torch.Generator().manual_seed(6))
-    got = U.run_tiled(backend, x, 2, tile=8, tile_pad=3)
+    got = I.run_tiled(backend, x, tile=8, tile_pad=3)
     assert torch.allclose(got, F.interpolate(x, scale_factor=2, mode="nearest"), atol=1e-6)
 
 
@@ -345,7 +346,7 @@ def test_openvino_matches_torch_where_installed(monkeypatch):
     backend, notes = B.make_backend(net, TINY_INFO, "openvino", threads=1)
     assert backend.name == "openvino" and notes == []
     x = _smooth(29, 35, seed=8)
-    assert (U.run_tiled(backend, x, 4, tile=16, tile_pad=4) - U.run_tiled(B.TorchBackend(net), x, 4, tile=16,
+    assert (I.run_tiled(backend, x, tile=16, tile_pad=4) - I.run_tiled(B.TorchBackend(net), x, tile=16,
                                                                            tile_pad=4)).abs().max() < 1e-4
 
 
@@ -366,9 +367,9 @@ def test_an_x4_rrdbnet_gets_an_ncnn_pair_written_once_and_matching_torch(monkeyp
     B.make_backend(net, info, "auto")
     assert pairs[0].stat().st_mtime_ns == stamp  # reused, not rewritten
     x = torch.rand(1, 3, 37, 45, generator=torch.Generator().manual_seed(3))
-    got = U.run_tiled(backend, x, 4, tile=16, tile_pad=4)
+    got = I.run_tiled(backend, x, tile=16, tile_pad=4)
     with torch.no_grad():
-        ref = U.run_tiled(net, x, 4, tile=16, tile_pad=4)
+        ref = I.run_tiled(net, x, tile=16, tile_pad=4)
     assert float((got - ref).abs().max()) < 1 / 255
 
 

@@ -7,7 +7,7 @@ import pytest
 
 matplotlib.use("Agg")
 
-from pdd import evaluate, viz
+from pdd import stats, viz
 
 BOLD = "font-weight: bold"
 
@@ -38,7 +38,7 @@ def test_arrows_mark_the_better_direction_of_metric_columns_only():
     assert [viz.better_direction(c) for c in ("ssim", "psnr_cc gain", "nrqm", "lpips (alex)", "niqe gain")] == \
         ["↑", "↑", "↑", "↓", "↓"]
     assert [viz.better_direction(c) for c in ("runs", "kl", "psnr lo", "niqe gain verdict", "ours Δ")] == [""] * 5
-    assert all(viz.better_direction(m) == "↓" for m in evaluate.LOWER_IS_BETTER)
+    assert all(viz.better_direction(m) == "↓" for m in stats.LOWER_IS_BETTER)
 
 
 def test_numbers_are_rounded_and_missing_ones_say_so():

@@ -1,0 +1,127 @@
+"""The comparison's written results: what the rows' runs recorded of their deviations and of
+the KDSR generalist they used, and the Markdown/CSV/JSON files of notebooks 04, 05 and 07."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+
+from .. import hr_aware, kdsr_train
+from ..runs import Run
+from .catalogue import HR_AWARE_ROWS, uses_kdsr
+from .verdicts import EVIDENCE_COLUMNS
+
+
+def pdd_row_config(rows: list[Run]):
+    """The config a table's record describes (precision, patch, batch): the first PDD-trainer row."""
+    return next((r.config for r in rows if r.row not in HR_AWARE_ROWS), rows[0].config)
+
+
+def kdsr_generalist_source(rows: list[Run]) -> str | None:
+    """What the KDSR rows' generalist is, in words: the released file, or the companion-trained
+    small KDSR (read from its student run's config.json) and that it is NOT the released model."""
+    c = next((r.config for r in rows if uses_kdsr(r.config)), None)
+    if c is None:
+        return None
+    f = Path(c.init_s if c.s_arch == "kdsr" else c.init_g)
+    meta = f.parents[1] / "config.json" if f.suffix == ".pth" else None
+    if meta is None or not meta.exists():
+        return f"KDSR generalist: {f} (a KDSR student file; the released KDSRS-GAN when named so)"
+    k = json.loads(meta.read_text())["config"]
+    return "KDSR generalist: " + kdsr_train.NOT_RELEASED.format(
+        variant=k["variant"], iters=f"{k['iters']} (teacher) + {k['iters']} (student)",
+        data=k.get("hr_dir") or f"the clean photos of {k['domain']}") + f" [{f}]"
+
+
+def deviation_lines(rows: list[Run]) -> list[str]:
+    """Markdown lines naming what the HR-aware rows' runs changed from their paper (offline
+    fallbacks, the reduced stage A, ...), read from each run's config.json, and which KDSR the
+    KDSR rows used; [] without such rows."""
+    kdsr_line = kdsr_generalist_source(rows)
+    head = ["", kdsr_line] if kdsr_line else []
+    seen: dict[str, list[str]] = {}
+    for r in rows:
+        if r.row in HR_AWARE_ROWS and (r.dir / "config.json").exists():
+            own = hr_aware.run_deviations(r.dir)
+            for d in own:
+                if d.startswith("(stage A) ") and d[len("(stage A) "):] in own:
+                    continue  # stage A's copy of a fallback stage B also uses
+                seen.setdefault(d, []).append(r.label)
+    if not seen:
+        return head
+    return head + ["", "Deviations of the HR-aware rows from their paper (recorded by each run):"] + \
+        [f"- {d} [{', '.join(rs)}]" for d, rs in seen.items()]
+
+
+def write_comparison(stem, result: dict, preset: str, domain: str, seeds, last_k: int, metrics: dict,
+                     generalist: str) -> None:
+    """``<stem>.csv`` (the summary), ``<stem>_per_image.csv``, ``<stem>.md`` (table, computed
+    verdict, deviations, what produced it) and ``<stem>.json`` of ``comparison.compare_methods``."""
+    from ..evaluate import markdown_table, metric_info, result_record, unavailable_note
+
+    stem = Path(stem)
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    rows, summary, verdict = result["runs"], result["summary"], result["verdict"]
+    c0 = pdd_row_config(rows)
+    sources = {}
+    for r in rows:
+        meta = r.dir / "config.json"
+        if meta.exists():
+            sources[r.label] = json.loads(meta.read_text()).get("sources")
+    record = result_record(preset=preset, domain=domain, seeds=list(seeds), last_k_checkpoints=last_k,
+                           iters={r.row: r.config.iters for r in rows},
+                           precision="bf16 autocast (training); fp32 evaluation" if c0.bf16 else "fp32",
+                           patch=c0.patch,
+                           batch=f"{c0.batch}" if all(r.row in HR_AWARE_ROWS for r in rows) else f"{c0.batch_l}+{c0.batch_u}",
+                           generalist=generalist, kdsr_generalist=kdsr_generalist_source(rows), sources=sources,
+                           metrics=metric_info(metrics), train_wall_s=round(result["train_s"]),
+                           eval_wall_s=round(result["eval_s"]))
+    summary.to_csv(stem.with_suffix(".csv"), index=False, float_format="%.4f")
+    result["per_image"].to_csv(stem.parent / (stem.name + "_per_image.csv"), index=False, float_format="%.4f")
+    cols = ["method", "test set", "runs"] + [c for c in summary.columns
+                                             if c.split(" ")[0] in ("psnr", "psnr_cc", "ssim", "niqe") and "std" not in c]
+    md = [f"# Methods on {domain} ({preset} preset)", "",
+          f"Mean over {len(seeds)} seed(s) x last {last_k} checkpoint(s) of the image-mean metric; "
+          "`gain` = mean paired per-image difference to the generalist. PSNR/SSIM on Y (YCbCr); "
+          "`psnr_cc` after colour correction (supplementary Eq. 13).", "",
+          markdown_table(summary[cols].round(4)), "", "## Verdict (computed from the numbers)", ""]
+    md += [f"- {v}" for v in verdict]
+    note = unavailable_note(metrics)
+    md += deviation_lines(rows)
+    md += ["", f"Produced by: commit {record['git_commit']}, preset {preset}, seeds {list(seeds)}, "
+               f"precision {record['precision']}, generalist {record['generalist']}."]
+    if note:
+        md.append(note)
+    stem.with_suffix(".md").write_text("\n".join(md) + "\n")
+    stem.with_suffix(".json").write_text(json.dumps({"record": record, "summary": summary.to_dict("records"),
+                                                     "verdict": verdict}, indent=2, default=str))
+
+
+def write_evidence(out, domain: str, preset: str, seeds, last_k: int, n_boot: int, gains: pd.DataFrame,
+                   claims: pd.DataFrame, lines: list[str], rows: list[Run], metrics: dict, generalist_source: str,
+                   kdsr: pd.DataFrame | None = None) -> Path:
+    """``out/07_evidence_seeds<seeds>.csv`` (the gains) and ``.md`` (gains, claim table, the KDSR
+    rows' gains over the KDSR generalist when given, the computed conclusions, and what produced
+    them). Returns the Markdown path."""
+    from ..evaluate import markdown_table, metric_info, result_record, unavailable_note
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    c0 = pdd_row_config(rows)
+    record = result_record(preset=preset, domain=domain, seeds=list(seeds), last_k_checkpoints=last_k, n_boot=n_boot,
+                           ci="95% percentile bootstrap over images (cluster: seeds x checkpoints of an image together)",
+                           metrics=metric_info(metrics), patch=c0.patch,
+                           precision="bf16 autocast + channels_last" if c0.bf16 else "fp32", generalist=generalist_source)
+    stem = out / ("07_evidence_seeds" + "-".join(map(str, seeds)))
+    gains.to_csv(stem.with_suffix(".csv"), index=False, float_format="%.4f")
+    md = [f"# Adaptation or drift ({domain}, {preset})", "", markdown_table(gains[EVIDENCE_COLUMNS].round(4)), "",
+          "## Adapted specialist vs specialist vs generalist vs control", "", markdown_table(claims.round(4)), ""]
+    if kdsr is not None and len(kdsr):
+        md += ["## KDSR rows against the KDSR generalist", "", markdown_table(kdsr[EVIDENCE_COLUMNS].round(4)), ""]
+    md += ["## Conclusion (computed)", ""] + [f"- {line}" for line in lines] + deviation_lines(rows) + [
+          "", f"Produced by: commit {record['git_commit']}, seeds {list(seeds)}, last {last_k} checkpoints, "
+              f"{record['ci']}; precision {record['precision']}, LR patch {record['patch']}; generalist: "
+              f"{record['generalist']}.", unavailable_note(metrics) or ""]
+    stem.with_suffix(".md").write_text("\n".join(md) + "\n")
+    return stem.with_suffix(".md")
