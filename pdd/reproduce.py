@@ -51,7 +51,9 @@ POOL_ROW = "training pool (the runs of 02-06)"
 
 def weight_files(runs_dir) -> set[str]:
     """Every weights snapshot under ``runs_dir``: what a notebook trained is what appears."""
-    return {str(p) for p in Path(runs_dir).glob("**/weights/net_g_*.pth")}
+    from .runs import SNAPSHOT_GLOB
+
+    return {str(p) for p in Path(runs_dir).glob("**/" + SNAPSHOT_GLOB)}
 
 
 class NotebookClock:

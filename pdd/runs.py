@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 WEIGHTS_DIR = "weights"
+SNAPSHOT_GLOB = f"{WEIGHTS_DIR}/net_g_*.pth"   # a run's snapshots, relative to its directory
 
 
 # ------------------------------------------------------------------ snapshots
@@ -43,7 +44,7 @@ def snapshot_path(run_dir, iteration: int) -> Path:
 
 def snapshots(run_dir) -> list[Path]:
     """The run's EMA snapshots on disk, oldest first."""
-    return sorted((Path(run_dir) / WEIGHTS_DIR).glob("net_g_*.pth"))
+    return sorted(Path(run_dir).glob(SNAPSHOT_GLOB))
 
 
 def snapshot_iteration(path) -> int:
