@@ -40,6 +40,7 @@ from pdd.losses import color_correct
 from pdd.weights import URL_TIMEOUT_S, WeightsSource, cache_dir, resolve_niqe_params
 
 METRICS = ("psnr", "ssim", "niqe", "lpips", "nrqm")
+SHIFT_COLUMNS = ("shift_r", "shift_g", "shift_b")  # evaluate()'s mean colour shift per RGB channel
 
 # pyiqa's options for each metric, i.e. our protocol. pyiqa's PSNR/SSIM take the Y of
 # YIQ by default (color_space="yiq"); the paper's tables use the Y of MATLAB's YCbCr.
@@ -251,6 +252,19 @@ def _expand(pairs, protocol: str):
         raise ValueError(f"unknown protocol {protocol!r}; use 'full' or 'crop512'")
 
 
+def colour_shift(sr, hr) -> tuple[float, float, float]:
+    """(dR, dG, dB): the mean of SR − HR per RGB channel, in 8-bit levels. ``sr`` and ``hr`` are
+    (N, 3, H, W) tensors in [0, 1] on 8-bit levels (what ``evaluate`` scores: the quantized SR)
+    or HxWx3 uint8 arrays. A method that shifts colours shows it here whatever its detail;
+    ``psnr_cc`` is the PSNR that such a shift no longer costs."""
+    sr, hr = (_to_tensor(x) if isinstance(x, np.ndarray) else x for x in (sr, hr))
+    if sr.shape != hr.shape:
+        raise ValueError(f"colour_shift: SR {tuple(sr.shape)} and HR {tuple(hr.shape)} differ")
+    # integer levels first: means of whole-level differences, without float rounding in between
+    d = torch.round(sr.double() * 255) - torch.round(hr.double() * 255)
+    return tuple(float(v) for v in d.mean(dim=(0, 2, 3)))
+
+
 def _score(name: str, metric, sr: torch.Tensor, hr: torch.Tensor) -> float:
     if isinstance(metric, Unavailable):
         return math.nan
@@ -264,7 +278,9 @@ def _score(name: str, metric, sr: torch.Tensor, hr: torch.Tensor) -> float:
 
 def evaluate(model, pairs, metrics: dict, *, color_correction=False, crop_border=0, protocol="full",
              device=None, bf16=False, tile=None, progress=True) -> pd.DataFrame:
-    """One row per scored image: ``name``, each metric (NaN if unavailable), ``psnr_cc``.
+    """One row per scored image: ``name``, each metric (NaN if unavailable), ``psnr_cc``, and the
+    mean colour shift SR − HR per RGB channel in 8-bit levels (``shift_r``, ``shift_g``,
+    ``shift_b``: ``colour_shift`` of the SR every metric sees).
 
     ``pairs``: (lr, hr, name) with HxWx3 uint8 arrays, hr exactly scale x lr (the format
     of ``pdd.data.Domain.test_pairs``). ``protocol="crop512"`` scores DRealSR's
@@ -297,10 +313,11 @@ def evaluate(model, pairs, metrics: dict, *, color_correction=False, crop_border
         for metric_name, metric in metrics.items():
             row[metric_name] = _score(metric_name, metric, sr, hr_t)
         row["psnr_cc"] = float(psnr_y(corrected, hr_t, psnr_metric)[0])
+        row.update(zip(SHIFT_COLUMNS, colour_shift(sr, hr_t)))
         if "niqe" in metrics and min(sr.shape[-2:]) < NIQE_BLOCK:
             niqe_too_small.append(name)
         rows.append(row)
-    df = pd.DataFrame(rows, columns=["name", *metrics, "psnr_cc"])
+    df = pd.DataFrame(rows, columns=["name", *metrics, "psnr_cc", *SHIFT_COLUMNS])
     if niqe_too_small:
         warnings.warn(f"NIQE needs images of at least {NIQE_BLOCK}x{NIQE_BLOCK}; NaN for {niqe_too_small}",
                       stacklevel=2)
@@ -376,7 +393,7 @@ def result_record(**extra) -> dict:
 
 
 __all__ = [
-    "METRICS", "PYIQA_OPTIONS", "Unavailable", "create_metrics", "evaluate", "git_commit", "metric_info",
+    "METRICS", "PYIQA_OPTIONS", "SHIFT_COLUMNS", "Unavailable", "colour_shift", "create_metrics", "evaluate", "git_commit", "metric_info",
     "niqe_params_file", "psnr_y", "result_record", "ssim_y", "summarize", "unavailable_note", "upscale",
 ]
 
@@ -386,14 +403,15 @@ def compare(models: dict, test_sets: dict, metrics: dict, progress: bool = False
 
     ``models``: {row name: model}; ``test_sets``: {column name: pairs}, e.g.
     ``{"target (X^U)": domain.test_pairs, "source (X^L)": domain.source_test_pairs}``.
-    Per-image frames are kept in ``.attrs["per_image"]`` for paired comparisons.
+    Per-image frames are kept in ``.attrs["per_image"]`` for paired comparisons (with the colour
+    shift columns, which the table of means leaves out: it stays the table it always was).
     """
     rows, per_image = [], {}
     for m_name, model in models.items():
         for s_name, pairs in test_sets.items():
             df = evaluate(model, pairs, metrics, progress=progress, **kw)
             per_image[(m_name, s_name)] = df
-            means = df.drop(columns=["name"]).mean(numeric_only=True)
+            means = df.drop(columns=["name", *SHIFT_COLUMNS]).mean(numeric_only=True)
             rows.append({"model": m_name, "test set": s_name, "images": len(df), **means.to_dict()})
     out = pd.DataFrame(rows)
     out.attrs["per_image"] = per_image

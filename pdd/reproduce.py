@@ -609,6 +609,87 @@ def train_chain(notebooks, parameters: dict | None = None, parallel: int = 2,
         return f"FAILED: {type(e).__name__}: {(str(e).strip().splitlines() or [''])[0][:240]}", time.time() - t0
 
 
+# ------------------------------------------------------------------ a study (`--study length`)
+
+# A study beside the default chain: its plan (notebook_plan(): the runs its notebook trains, at
+# the notebook's own parameters) and its notebook. Hours of training on a 2-core CPU, so never
+# part of `make reproduce`.
+STUDIES = {"length": "11_length.ipynb"}
+
+
+def study_plan(name: str):
+    """The plan of study ``name`` at its notebook's parameters (PDD_SMOKE=1: smoke size)."""
+    from .experiments import length
+
+    return {"length": length.notebook_plan}[name]()
+
+
+def study_estimate(plan, parallel: int = 2, steps: int = 1) -> tuple[str, dict]:
+    """(the estimate's text, estimated seconds per job) of training what is missing of ``plan``,
+    wave after wave, from a few timed steps of each kind (``time_step_kinds``)."""
+    import math
+
+    from .config import cpu_model
+
+    jobs = [j for j in plan.runs if not j.finished]
+    if not jobs:
+        return "estimate: nothing to train (every run of the study is finished)", {}
+    t0 = time.time()
+    step_seconds, failed = time_step_kinds(jobs, steps, parallel)
+    secs = job_seconds(jobs, step_seconds)
+    known = {k: 0.0 if math.isnan(v) else v for k, v in secs.items()}
+    wall = sum(simulate_pool([j for j in wave if not j.finished], known, parallel) for wave in plan.waves)
+    lines = [f"estimate on this machine ({cpu_model()}): training about {wall / 60:.0f} min ({wall / 3600:.1f} h) for "
+             f"{len(jobs)} jobs ({sum(known.values()) / 3600:.1f} job-hours, {parallel} at a time on one thread each)",
+             f"  seconds per step, measured in {time.time() - t0:.0f} s: "
+             + ", ".join(f"{k} {v:.2f}" for k, v in step_seconds.items())]
+    lines += [f"  not timed, left out of the estimate: {kind}: {why}" for kind, why in failed.items()]
+    return "\n".join(lines), secs
+
+
+def run_study(name: str, estimate: bool = True, parallel: int = 2) -> int:
+    """Train study ``name``'s plan in the pool, wave after wave (finished runs are skipped, a
+    stopped one resumes from its checkpoint.pt), then execute its notebook into
+    results/notebooks/ and record both in results/README.md. No job timeout: a 3,000-iteration
+    job is hours on a slow CPU, and a stopped job only costs the iterations since its last snapshot."""
+    from .experiments import pool
+    from .procenv import job_env
+
+    os.environ.update(job_env())  # the notebook kernel (and the jobs) inherit it
+    t_all, fresh = time.time(), not weight_files(ROOT / "runs")
+    plan = study_plan(name)
+    todo = [j for j in plan.runs if not j.finished]
+    print(f"== {name} study: {len(plan.runs)} runs, {len(todo)} left to train", flush=True)
+    per_job = None
+    if estimate and todo:
+        try:
+            text, per_job = study_estimate(plan, parallel)
+            print(text, flush=True)
+        except Exception as e:  # noqa: BLE001 -- an estimate never stops the run
+            print(f"estimate failed ({type(e).__name__}: {e}); training anyway", flush=True)
+    pool_row = f"{name} study pool (the runs of {STUDIES[name][:2]})"
+    t0 = time.time()
+    try:
+        with PoolProgress(plan.runs, per_job):
+            for wave in plan.waves:  # the rows start from the starting models: one wave after the other
+                pool.train_runs(wave, parallel=parallel, job_timeout_s=None)
+        status = "ok" if todo else "nothing to train"
+    except Exception as e:  # noqa: BLE001 -- reported; the notebook still runs (and names what is missing)
+        status = f"FAILED: {type(e).__name__}: {(str(e).strip().splitlines() or [''])[0][:240]}"
+    rows = [(pool_row, status, time.time() - t0)]
+    print(f"   {status} ({rows[-1][2]:.0f} s)", flush=True)
+    nb = ROOT / "notebooks" / STUDIES[name]
+    out_dir = ROOT / "results" / "notebooks"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    t0 = time.time()
+    print(f"== {nb.name}", flush=True)
+    rows.append((nb.name, execute(nb, out_dir / nb.name), time.time() - t0))
+    print(f"   {rows[-1][1]} ({rows[-1][2]:.0f} s)", flush=True)
+    write_summary(rows, time.time() - t_all, fresh)
+    print(build_site(), flush=True)
+    return 1 if any(r[1] not in ("ok", "nothing to train") for r in rows) else 0
+
+
 def build_site(out: Path = ROOT / "site") -> str:
     """`make site` after the notebooks (pdd.site). A failure is reported, never raised: the
     notebooks' results stand without the website."""
@@ -636,7 +717,15 @@ def main(argv: list[str] | None = None) -> int:
                          "about a third less training); 'all' also the HR-aware ablations")
     ap.add_argument("--no-estimate", action="store_true",
                     help="skip the estimate before training (a few timed steps of each kind of job, under a minute)")
+    ap.add_argument("--study", choices=list(STUDIES),
+                    help="instead of the notebooks: train a study's runs (resuming where it stopped) and execute "
+                         "its notebook; 'length': static/EMA PDD and their controls to 3,000 iterations, 2 seeds "
+                         "(notebooks/11_length.ipynb; hours on a 2-core CPU)")
     args = ap.parse_args(argv if argv is not None else [])
+    if args.study:
+        if args.notebooks or args.rows != "default":
+            ap.error("--study runs its own plan and notebook: give no notebooks and no --rows")
+        return run_study(args.study, estimate=not args.no_estimate)
     notebooks = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
     if args.notebooks == ["none"]:  # `python -m pdd.reproduce none`: only regenerate results/README.md
         notebooks = []

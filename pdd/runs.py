@@ -15,6 +15,8 @@ The comparison's runs sit in ``<runs_dir>/<preset>/<domain>/<name>``, ``<name>``
                                                        generalist or specialist)
     kdsr-<stage>[-<iters>it]_s<seed>                   a stage of the companion-trained KDSR
     hr-aware-stage-a[-<field>-<value>...]_s<seed>      an HR-aware stage A
+    <row slug>-<iters>it_s<seed>                       a row of the length study (pdd.experiments.length),
+                                                       trained to <iters>, snapshots at its checkpoints
 
 A notebook's own study (notebook 10: KDSR trained and adapted by hand) keeps its runs apart,
 in ``<runs_dir>/<study>/<preset>/<domain>/<stage>_<iters>it_s<seed>``.

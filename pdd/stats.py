@@ -1,5 +1,6 @@
-"""Statistics and gates over per-image scores: paired differences with cluster-bootstrap CIs,
-their verdicts, D's real/fake separation read from a run's log, and the premise gate.
+"""Statistics and gates over per-image scores: paired differences with cluster-bootstrap CIs
+(clusters: images, or whole photos), their verdicts, D's real/fake separation read from a run's
+log with the GAN gate on it, and the premise gate.
 
 Pure numpy/pandas over frames that ``pdd.evaluate`` (scores) and ``pdd.train`` (log.csv)
 wrote: nothing here runs a model or computes a metric, so it sits below ``pdd.evaluate``.
@@ -9,6 +10,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import re
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +18,25 @@ import pandas as pd
 
 # --------------------------------------------------------------------------- paired differences
 LOWER_IS_BETTER = {"niqe", "lpips"}
+CLUSTERS = ("image", "photo")
+_TILE_SUFFIX = re.compile(r"(_t\d+|#\d+)$")
+
+
+def photo_of(name: str) -> str:
+    """The photo a test image comes from: a built-in domain's tile ``<photo>_t<k>`` (pdd.data) or a
+    DRealSR crop ``<image>#<i>`` (pdd.evaluate's crop512 protocol) without that suffix; any other
+    name is its own photo."""
+    return _TILE_SUFFIX.sub("", str(name))
+
+
+def clusters(names, cluster: str = "image") -> np.ndarray:
+    """What the bootstrap resamples whole, per scored row: the image (``"image"``, every tile on
+    its own) or the photo it was cut from (``"photo"``: all its tiles, seeds and checkpoints
+    together; tiles of one photo share its content, so they are not independent either)."""
+    if cluster not in CLUSTERS:
+        raise ValueError(f"cluster={cluster!r}: use one of {CLUSTERS}")
+    names = np.asarray(names)
+    return names if cluster == "image" else np.array([photo_of(n) for n in names])
 
 
 def bootstrap_ci(diffs, n_boot: int = 2000, level: float = 0.95, seed: int = 0, groups=None) -> tuple[float, float, float]:
@@ -60,10 +81,11 @@ def baseline_values(per_image: pd.DataFrame, baseline: str, test_set: str, rows:
 
 def adaptation_gains(per_image: pd.DataFrame, baseline: str = "generalist", metrics=("psnr", "psnr_cc", "ssim", "niqe",
                      "lpips", "nrqm"), target: str = "target", source: str = "source", n_boot: int = 2000,
-                     seed: int = 0) -> pd.DataFrame:
+                     seed: int = 0, cluster: str = "image") -> pd.DataFrame:
     """Per method and metric: target gain, source gain and adaptation gain (target − source),
     each the mean paired per-image difference to ``baseline`` with a cluster-bootstrap CI
-    over images (all seeds and checkpoints of an image resampled together).
+    over images (all seeds and checkpoints of an image resampled together; ``cluster="photo"``:
+    all tiles of a photo with them, see ``clusters``).
 
     ``per_image`` is the long frame of ``pdd.experiments.evaluate_runs`` (columns
     method, seed, iteration, test set, name, metrics). The adaptation difference is paired
@@ -85,7 +107,7 @@ def adaptation_gains(per_image: pd.DataFrame, baseline: str = "generalist", metr
             for label, vals in (("target gain", both["t"]), ("source gain", both["s"]),
                                 ("adaptation gain", both["t"] - both["s"])):
                 mean, lo, hi = bootstrap_ci(vals.values, n_boot=n_boot, seed=seed,
-                                            groups=vals.index.get_level_values("name"))
+                                            groups=clusters(vals.index.get_level_values("name"), cluster))
                 row[label] = mean
                 row[label + " lo"], row[label + " hi"] = lo, hi
                 # in words a reader cannot misread: NIQE and LPIPS are better when lower
@@ -103,24 +125,26 @@ def ci_verdict(mean: float, lo: float, hi: float, metric: str) -> str:
 
 
 def paired_difference(per_image: pd.DataFrame, method: str, baseline: str, test_set: str = "target",
-                      metric: str = "psnr", n_boot: int = 2000, seed: int = 0) -> dict:
+                      metric: str = "psnr", n_boot: int = 2000, seed: int = 0, cluster: str = "image") -> dict:
     """``method`` − ``baseline`` on one test set, paired per (seed, image) — the baseline's
     checkpoints averaged, each of the method's checkpoints kept — with a cluster-bootstrap
-    CI over images and a verdict in the metric's direction ("better" / "worse" / "no effect")."""
+    CI over images (``cluster="photo"``: over the photos the tiles were cut from) and a verdict
+    in the metric's direction ("better" / "worse" / "no effect")."""
     g = per_image[(per_image.method == method) & (per_image["test set"] == test_set)]
     d = g[metric].values - baseline_values(per_image, baseline, test_set, g, metric)
-    mean, lo, hi = bootstrap_ci(d, n_boot=n_boot, seed=seed, groups=g["name"].values)
+    mean, lo, hi = bootstrap_ci(d, n_boot=n_boot, seed=seed, groups=clusters(g["name"].values, cluster))
     verdict = ci_verdict(mean, lo, hi, metric)
     return {"method": method, "baseline": baseline, "test set": test_set, "metric": metric,
             "difference": mean, "lo": lo, "hi": hi, "verdict": verdict}
 
 
 def gain_difference(per_image: pd.DataFrame, a: tuple[str, str], b: tuple[str, str], test_set: str = "target",
-                    metric: str = "psnr", n_boot: int = 2000, seed: int = 0) -> dict:
+                    metric: str = "psnr", n_boot: int = 2000, seed: int = 0, cluster: str = "image") -> dict:
     """(method_a − baseline_a) − (method_b − baseline_b): whether one method gains more over its
     own starting model than another over its own, e.g. EMA PDD from a KDSR vs from an RRDBNet
     generalist. Each gain is paired per (seed, image) as in ``paired_difference``; the two are
-    then paired per (seed, checkpoint, image), with a cluster-bootstrap CI over images."""
+    then paired per (seed, checkpoint, image), with a cluster-bootstrap CI over images (or photos:
+    ``cluster``)."""
     gains = []
     for method, baseline in (a, b):
         g = per_image[(per_image.method == method) & (per_image["test set"] == test_set)].copy()
@@ -130,7 +154,8 @@ def gain_difference(per_image: pd.DataFrame, a: tuple[str, str], b: tuple[str, s
     if both.empty:
         raise ValueError(f"no (seed, checkpoint, image) scored for both {a[0]!r} and {b[0]!r} on {test_set!r}")
     d = (both["a"] - both["b"]).values
-    mean, lo, hi = bootstrap_ci(d, n_boot=n_boot, seed=seed, groups=both.index.get_level_values("name"))
+    mean, lo, hi = bootstrap_ci(d, n_boot=n_boot, seed=seed, groups=clusters(both.index.get_level_values("name"),
+                                                                             cluster))
     verdict = ci_verdict(mean, lo, hi, metric)
     return {"method": f"{a[0]} (vs {a[1]})", "baseline": f"{b[0]} (vs {b[1]})", "test set": test_set,
             "metric": metric, "difference": mean, "lo": lo, "hi": hi, "verdict": verdict}
@@ -148,24 +173,35 @@ def read_log(run_dir) -> dict[str, np.ndarray]:
     return {k: np.array([float(r[k]) if r.get(k) not in (None, "", "nan") else math.nan for r in rows]) for k in cols}
 
 
+def _has_d(log: dict) -> bool:
+    return "p_real" in log and "p_fake" in log and bool(np.isfinite(log["p_real"]).any())
+
+
+def late_separation(log: dict, last_frac: float = 0.5) -> tuple[np.ndarray, int]:
+    """D's separation p_real − p_fake at each logged iteration in the last ``last_frac`` of the
+    logged span, in logged order, and the iteration that span starts at."""
+    it = log["iter"]
+    keep = np.isfinite(log["p_real"]) & np.isfinite(log["p_fake"])
+    start = it[keep].max() - last_frac * (it[keep].max() - it[keep].min())
+    keep &= it >= start
+    return log["p_real"][keep] - log["p_fake"][keep], int(start)
+
+
 def d_separation(run_dir, last_frac: float = 0.5, min_sep: float = 0.05) -> dict:
     """How well D told real from fake: the separation p_real − p_fake (mean sigmoid of D on
     Y^L minus on S(X^L)) over the last ``last_frac`` of the logged iterations, with its
     spread. One logged probability straying from 0.5 is not separation (D's outputs move
     together on real and fake while it is at chance); the GAN term does something only if D
     separates them. Verdict "separated" when the mean separation is at least ``min_sep``
-    and its ±2 standard errors exclude 0; otherwise "GAN term inert".
+    and its ±2 standard errors exclude 0; otherwise "GAN term inert". (The gate that decides
+    which runs perceptual conclusions may use is ``gan_gate``.)
     Returns {mean, std, n, from_iter, separated, verdict}.
     """
     log = read_log(run_dir)
-    if "p_real" not in log or not np.isfinite(log["p_real"]).any():
+    if not _has_d(log):
         return {"mean": math.nan, "std": math.nan, "n": 0, "from_iter": None, "separated": False,
                 "verdict": "no discriminator in this run"}
-    it = log["iter"]
-    keep = np.isfinite(log["p_real"]) & np.isfinite(log["p_fake"])
-    start = it[keep].max() - last_frac * (it[keep].max() - it[keep].min())
-    keep &= it >= start
-    sep = log["p_real"][keep] - log["p_fake"][keep]
+    sep, start = late_separation(log, last_frac)
     mean, std, n = float(sep.mean()), float(sep.std(ddof=1)) if sep.size > 1 else math.nan, int(sep.size)
     sem = std / math.sqrt(n) if n > 1 else math.inf
     separated = bool(mean >= min_sep and mean - 2 * sem > 0)
@@ -174,6 +210,62 @@ def d_separation(run_dir, last_frac: float = 0.5, min_sep: float = 0.05) -> dict
                f"GAN term inert: D did not separate real from fake (p_real - p_fake {mean:+.3f} ± {std:.3f} over "
                f"the last {n} logged iterations from {int(start)})")
     return {"mean": mean, "std": std, "n": n, "from_iter": int(start), "separated": separated, "verdict": verdict}
+
+
+# --------------------------------------------------------------------------- the GAN gate
+# Fixed (issue 25) before any PDD number was looked at, on what "clearly above chance" means for
+# D's separation alone: a D at chance gives p_real - p_fake = 0; 0.05 is the separation the
+# companion has called "separated" since D's verdict existed (d_separation's min_sep).
+GAN_GATE_MIN_SEPARATION = 0.05
+GAN_GATE_BATCHES = 5
+GAN_GATE_T = 2.776  # t quantile 0.975 with GAN_GATE_BATCHES - 1 = 4 degrees of freedom
+GAN_GATE_RULE = (f"a run passes when the 95% batch-means CI of D's separation p_real - p_fake over the last half of "
+                 f"its logged iterations lies above {GAN_GATE_MIN_SEPARATION}")
+
+
+def batch_means_ci(values, batches: int = GAN_GATE_BATCHES, t: float = GAN_GATE_T) -> tuple[float, float, float, np.ndarray]:
+    """(mean, lo, hi, batch means) of a series whose neighbours are correlated (D's separation
+    from one logged iteration to the next): the series cut into ``batches`` consecutive batches
+    (sizes differing by at most one), CI = mean of the batch means ± ``t`` × their standard
+    error. Far enough apart, batch means are nearly independent where single points are not."""
+    means = np.array([b.mean() for b in np.array_split(np.asarray(values, dtype=float), batches)])
+    centre, se = float(means.mean()), float(means.std(ddof=1) / math.sqrt(batches))
+    return centre, centre - t * se, centre + t * se, means
+
+
+def gan_gate(run_dir, last_frac: float = 0.5) -> dict:
+    """The GAN gate of one run: did D separate real from fake clearly above chance?
+
+    The rule, fixed before any PDD number was looked at (issue 25): take D's separation
+    p_real − p_fake (``log.csv``) at every logged iteration in the last half of the logged span;
+    cut those points into 5 consecutive batches; the 95 % CI is the mean of the 5 batch means
+    ± t_{0.975, 4} (2.776) × their standard error (batch means respect the autocorrelation of
+    neighbouring log points, which a plain standard error would ignore). The run PASSES when
+    the CI's lower end is above ``GAN_GATE_MIN_SEPARATION`` = 0.05; otherwise it fails, and so
+    does a run with fewer than 5 such points (not enough to judge). Perceptual conclusions are
+    drawn only from runs that pass.
+
+    Returns {passed (None for a run without D), mean, lo, hi, std (of the points: their spread),
+    n, from_iter, batch_means, threshold, verdict}.
+    """
+    log = read_log(run_dir)
+    out = {"passed": None, "mean": math.nan, "lo": math.nan, "hi": math.nan, "std": math.nan, "n": 0,
+           "from_iter": None, "batch_means": [], "threshold": GAN_GATE_MIN_SEPARATION}
+    if not _has_d(log):
+        return out | {"verdict": "no discriminator"}
+    sep, start = late_separation(log, last_frac)
+    out.update(n=int(sep.size), from_iter=start, std=float(sep.std(ddof=1)) if sep.size > 1 else math.nan)
+    where = f"over the last {sep.size} logged iterations from {start}"
+    if sep.size < GAN_GATE_BATCHES:
+        return out | {"passed": False, "mean": float(sep.mean()) if sep.size else math.nan,
+                      "verdict": f"GAN gate failed: not enough to judge (only {sep.size} logged points with D "
+                                 f"from iteration {start}; {GAN_GATE_BATCHES} needed)"}
+    mean, lo, hi, means = batch_means_ci(sep)
+    passed = bool(lo > GAN_GATE_MIN_SEPARATION)
+    out.update(passed=passed, mean=mean, lo=lo, hi=hi, batch_means=means.tolist())
+    return out | {"verdict": f"GAN gate {'passed' if passed else 'failed'}: p_real - p_fake {mean:+.3f} "
+                             f"[{lo:+.3f}, {hi:+.3f}] (95% batch-means CI) {where}, threshold "
+                             f"{GAN_GATE_MIN_SEPARATION}"}
 
 
 # --------------------------------------------------------------------------- the premise gate

@@ -1,5 +1,5 @@
 """Figures and tables for the notebooks: loss curves, the fidelity–perception plane, bar
-charts, image rows, crop grids, and result tables rendered as HTML."""
+charts (gains, colour shift), image rows, crop grids, and result tables rendered as HTML."""
 from __future__ import annotations
 
 
@@ -188,6 +188,42 @@ def plot_improvement(beside, metric: str = "psnr", ax=None):
     ax.grid(axis="y", alpha=0.3, lw=0.5)
     plt.tight_layout()
     return ax
+
+
+def plot_colour_shift(per_image, ax=None, sides=("target", "source"), baseline: str = "generalist"):
+    """Each method's mean colour shift, SR − HR per RGB channel in 8-bit levels (the ``shift_r``,
+    ``shift_g``, ``shift_b`` columns of ``pdd.evaluate.evaluate``), over all its seeds,
+    checkpoints and images: one panel per test set, side by side, a group of three bars (R, G, B)
+    per method, the ``baseline`` first as the reference. A bar far from 0 is a colour cast that
+    PSNR counts and colour-corrected PSNR does not."""
+    import matplotlib.pyplot as plt
+
+    channels = (("shift_r", "R", "tab:red"), ("shift_g", "G", "tab:green"), ("shift_b", "B", "tab:blue"))
+    methods = list(dict.fromkeys(per_image.method))
+    methods = ([baseline] if baseline in methods else []) + [m for m in methods if m != baseline]
+    if ax is None:
+        _, ax = plt.subplots(1, len(sides), figsize=(4.2 * len(sides) + 1.6, 0.75 + 0.42 * len(methods)), dpi=100,
+                             sharex=True, sharey=True, squeeze=False)
+    axes = np.atleast_1d(ax).ravel()
+    y = np.arange(len(methods))
+    height = 0.26
+    for a, side in zip(axes, sides):
+        means = per_image[per_image["test set"] == side].groupby("method")[[c for c, _, _ in channels]].mean()
+        means = means.reindex(methods)  # a method not scored on this side: no bar, not a zero bar
+        for k, (col, name, colour) in enumerate(channels):
+            a.barh(y + (k - 1) * height, means[col], height, color=colour, label=name)
+        a.axvline(0, color="k", lw=0.6)
+        a.set_title(f"{side} test set", fontsize=FONT + 1)
+        a.set_xlabel("mean SR − HR (8-bit levels)", fontsize=FONT)
+        a.tick_params(labelsize=FONT - 1)
+        a.grid(axis="x", alpha=0.3, lw=0.5)
+    axes[0].set_yticks(y)
+    axes[0].set_yticklabels(methods, fontsize=FONT - 1)
+    axes[0].invert_yaxis()  # the reference on top
+    axes[-1].legend(fontsize=FONT - 1, loc="upper left", bbox_to_anchor=(1.02, 1), frameon=False, title="channel",
+                    title_fontsize=FONT - 1)
+    plt.tight_layout()
+    return axes
 
 
 def better_direction(column) -> str:

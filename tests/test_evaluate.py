@@ -127,7 +127,7 @@ def test_unavailable_metric_is_recorded_and_gives_nan(monkeypatch, metrics, erro
     rng = np.random.default_rng(2)
     pairs = [(*random_pair(rng), "a"), (*random_pair(rng), "b")]
     df = E.evaluate(Upsample(), pairs, made, progress=False)
-    assert list(df.columns) == ["name", "psnr", "lpips", "psnr_cc"]
+    assert list(df.columns) == ["name", "psnr", "lpips", "psnr_cc", "shift_r", "shift_g", "shift_b"]
     assert df["lpips"].isna().all() and df["psnr"].notna().all()
     assert df.attrs["unavailable"] == {"lpips": made["lpips"].reason}
     note = E.unavailable_note(made)

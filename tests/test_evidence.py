@@ -1,6 +1,7 @@
 """Adaptation gain and bootstrap CIs on synthetic per-image numbers with a known answer."""
 import numpy as np
 import pandas as pd
+import pytest
 
 from pdd.stats import adaptation_gains, bootstrap_ci
 
@@ -185,3 +186,65 @@ def test_adaptation_gain_from_a_source_that_lost_more_is_not_called_adaptation(t
         said = [ln for ln in lines if ln.startswith("Methods with a PSNR adaptation gain")][0]
         assert said.endswith(": m.") == adapts and said.endswith(": none.") != adapts
         assert any(ln.startswith("Adaptation gain above 0 only because") and ln.endswith(": m.") for ln in lines) != adapts
+
+
+# --------------------------------------------------------------------------- CIs by photo, not only by tile
+def test_photo_of_strips_the_tile_suffix_only():
+    from pdd.stats import photo_of
+    assert photo_of("rocket_t0") == "rocket" and photo_of("motorcycle_left_t12") == "motorcycle_left"
+    assert photo_of("big#2") == "big"                        # a DRealSR 512 crop of image "big"
+    assert photo_of("im3") == "im3" and photo_of("a_tx") == "a_tx" and photo_of("t_0") == "t_0"
+
+
+def photo_frame(n_photos=4, tiles=5, seed=0):
+    """EMA PDD vs a shared generalist where every tile of a photo moves with its photo (one effect
+    per photo, tiny per-tile noise): tiles of one photo are one piece of evidence, not five."""
+    rng = np.random.default_rng(seed)
+    effect = rng.normal(0.3, 1.0, n_photos)
+    rows = []
+    for side in ("target", "source"):
+        for p in range(n_photos):
+            for k in range(tiles):
+                name, base = f"photo{p}_t{k}", rng.normal(25, 2)
+                rows.append(dict(method="generalist", seed=-1, iteration=0, name=name, psnr=base, **{"test set": side}))
+                rows.append(dict(method="EMA PDD", seed=0, iteration=300, name=name, psnr=base + effect[p]
+                                 + rng.normal(0, 0.01), **{"test set": side}))
+    return pd.DataFrame(rows)
+
+
+def test_photo_clusters_resample_whole_photos():
+    from pdd.stats import adaptation_gains, paired_difference
+
+    df = photo_frame()
+    by_tile = paired_difference(df, "EMA PDD", "generalist", "target", n_boot=2000)
+    by_photo = paired_difference(df, "EMA PDD", "generalist", "target", n_boot=2000, cluster="photo")
+    assert by_photo["difference"] == by_tile["difference"]
+    assert by_photo["hi"] - by_photo["lo"] > by_tile["hi"] - by_tile["lo"]
+    # by hand: the bootstrap over the 4 photos (sorted, as np.unique orders them) with the same seed
+    g = df[(df.method == "EMA PDD") & (df["test set"] == "target")]
+    base = df[(df.method == "generalist") & (df["test set"] == "target")].set_index("name")["psnr"]
+    d = g["psnr"].to_numpy() - base.loc[g["name"]].to_numpy()
+    photos = g["name"].str.replace(r"_t\d+$", "", regex=True).to_numpy()
+    uniq = sorted(set(photos))
+    sums = np.array([d[photos == p].sum() for p in uniq])
+    counts = np.array([(photos == p).sum() for p in uniq], dtype=float)
+    pick = np.random.default_rng(0).integers(0, len(uniq), size=(2000, len(uniq)))
+    boots = sums[pick].sum(axis=1) / counts[pick].sum(axis=1)
+    assert by_photo["lo"] == pytest.approx(np.quantile(boots, 0.025), abs=1e-12)
+    assert by_photo["hi"] == pytest.approx(np.quantile(boots, 0.975), abs=1e-12)
+    # the gains table clusters the same way (its target gain is the same paired difference)
+    gains = adaptation_gains(df, metrics=("psnr",), cluster="photo").iloc[0]
+    assert (gains["target gain lo"], gains["target gain hi"]) == pytest.approx((by_photo["lo"], by_photo["hi"]))
+    assert adaptation_gains(df, metrics=("psnr",)).equals(adaptation_gains(df, metrics=("psnr",), cluster="image"))
+    with pytest.raises(ValueError, match="cluster="):
+        paired_difference(df, "EMA PDD", "generalist", cluster="scene")
+
+
+def test_evidence_report_adds_photo_level_cis_when_there_are_photos():
+    from pdd.experiments.reports import photo_level_section
+
+    md = photo_level_section(photo_frame(), n_boot=200)
+    assert md[0] == "## Photo-level CIs" and "the 4 photos the 20 target test tiles were cut from" in md[2]
+    assert "| EMA PDD | generalist | target | psnr |" in md[4]
+    one_photo = photo_frame(n_photos=1)
+    assert photo_level_section(one_photo, n_boot=200) == [] and photo_level_section(None, n_boot=200) == []

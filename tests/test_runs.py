@@ -194,7 +194,7 @@ LAYERS = [
     {"site", "reproduce"},
 ]
 # inside pdd.experiments: each module imports only those before it
-EXPERIMENTS_ORDER = ["catalogue", "pool", "plans", "scoring", "verdicts", "reports", "comparison", "__init__",
+EXPERIMENTS_ORDER = ["catalogue", "pool", "plans", "scoring", "verdicts", "reports", "length", "comparison", "__init__",
                      "__main__"]
 
 

@@ -80,3 +80,24 @@ def test_row_numbers_are_hidden_and_a_labelled_index_is_kept():
                                            ("niqe", "Δ NIQE (lower is better)"), ("ssim", "Δ SSIM (higher is better)")])
 def test_axis_labels_carry_unit_and_direction(metric, label):
     assert viz.metric_label(metric, "Δ ") == label
+
+
+def test_plot_colour_shift_draws_three_channels_per_method_and_side():
+    import matplotlib.pyplot as plt
+
+    rows = []
+    for side, k in (("target", 1.0), ("source", 0.0)):
+        for method, r in (("generalist", 0.5), ("static PDD", 6.0), ("EMA PDD", 1.0)):
+            for name in ("a_t0", "a_t1"):
+                rows.append({"method": method, "test set": side, "name": name, "shift_r": r * k, "shift_g": -1.0,
+                             "shift_b": 2.0})
+    axes = viz.plot_colour_shift(pd.DataFrame(rows))
+    assert [a.get_title() for a in axes] == ["target test set", "source test set"]
+    # the generalist first (the reference, on top), then the methods in their order
+    assert [t.get_text() for t in axes[0].get_yticklabels()] == ["generalist", "static PDD", "EMA PDD"]
+    widths = [[round(b.get_width(), 6) for b in a.patches] for a in axes]
+    # bars per panel: R of each method, then G, then B
+    assert widths[0] == [0.5, 6.0, 1.0, -1.0, -1.0, -1.0, 2.0, 2.0, 2.0]
+    assert widths[1] == [0.0, 0.0, 0.0, -1.0, -1.0, -1.0, 2.0, 2.0, 2.0]
+    assert [t.get_text() for t in axes[-1].get_legend().get_texts()] == ["R", "G", "B"]
+    plt.close("all")

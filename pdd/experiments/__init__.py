@@ -26,6 +26,7 @@ from .plans import Plan, notebook_dirs, plan_for, results_root, runs_root, train
 from .pool import train_here, train_runs
 from .reports import deviation_lines, kdsr_generalist_source, write_evidence
 from .scoring import EvalItem, eval_workers, evaluate_items, evaluate_runs, summarize_methods
-from .verdicts import (CLAIM_PAIRS, EVIDENCE_COLUMNS, claim_table, claim_verdict, conclusion_header,
-                       evidence_conclusions, hr_aware_vs_pdd, kdsr_gains, kdsr_verdict, static_conclusion)
+from .verdicts import (CLAIM_PAIRS, EVIDENCE_COLUMNS, claim_table, claim_verdict, colour_drift_lines,
+                       conclusion_header, evidence_conclusions, gan_gate_line, hr_aware_vs_pdd, kdsr_gains,
+                       kdsr_verdict, row_gates, run_gates, static_conclusion)
 from . import plans  # noqa: F401 -- plans.static_plan etc. for the notebooks

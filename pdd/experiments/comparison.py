@@ -16,7 +16,7 @@ from . import catalogue as C
 from .pool import train_here, train_runs
 from .reports import write_comparison
 from .scoring import evaluate_runs, score_starting_models, summarize_methods
-from .verdicts import claim_verdict, conclusion_header
+from .verdicts import claim_verdict, colour_drift_lines, conclusion_header, row_gates
 
 
 # ------------------------------------------------------------------ the starting models, loaded
@@ -129,9 +129,11 @@ def compare_methods(preset: str = "cpu", domain: str = "Synth-Defocus", seeds=(0
                               pretrain_iters=pretrain_iters)
     eval_s = time.time() - t0
     summary = summarize_methods(per_image)
-    # the premise gate (02) and the discriminator's verdict lead; premise.json sits beside the tables
+    # the premise gate (02) and the GAN gate lead; premise.json sits beside the tables. Perceptual
+    # sentences only from rows whose runs pass the GAN gate; then where a colour shift drives PSNR
     header = conclusion_header(Path(out_stem).parent, domain, preset, rows) if out_stem else []
-    result = {"summary": summary, "per_image": per_image, "verdict": header + claim_verdict(per_image),
+    verdict = header + claim_verdict(per_image, gates=row_gates(rows)) + colour_drift_lines(per_image)
+    result = {"summary": summary, "per_image": per_image, "verdict": verdict,
               "train_s": train_s, "eval_s": eval_s, "runs": rows}
     if out_stem:
         write_comparison(out_stem, result, preset, domain, seeds, last_k, metrics,

@@ -10,7 +10,7 @@ import pandas as pd
 from .. import hr_aware, kdsr_train
 from ..runs import Run
 from .catalogue import HR_AWARE_ROWS, uses_kdsr
-from .verdicts import EVIDENCE_COLUMNS
+from .verdicts import EVIDENCE_COLUMNS, claim_table
 
 
 def pdd_row_config(rows: list[Run]):
@@ -98,12 +98,38 @@ def write_comparison(stem, result: dict, preset: str, domain: str, seeds, last_k
                                                      "verdict": verdict}, indent=2, default=str))
 
 
+def photo_level_section(per_image: pd.DataFrame | None, n_boot: int) -> list[str]:
+    """Markdown: the claim table again with CIs that resample whole photos (all tiles, seeds and
+    checkpoints of a photo together, ``pdd.stats.clusters``), and on how many photos they rest;
+    [] when the scores come from one photo (or are not at hand)."""
+    from ..evaluate import markdown_table
+    from ..stats import photo_of
+
+    if per_image is None or per_image.empty:
+        return []
+    target = per_image[per_image["test set"] == "target"] if "target" in set(per_image["test set"]) else per_image
+    photos = sorted({photo_of(n) for n in target["name"]})
+    if len(photos) < 2:
+        return []
+    tiles = target["name"].nunique()
+    return ["## Photo-level CIs", "",
+            f"The claim table again, its CIs resampling the {len(photos)} photos the {tiles} target test tiles were "
+            f"cut from ({', '.join(photos)}), all tiles, seeds and checkpoints of a photo together: tiles of one "
+            f"photo share its content, so the tile-level CIs above count them as more independent evidence than they "
+            f"are. With only {len(photos)} photos a percentile bootstrap has few distinct resamples and understates "
+            "the spread (it can come out narrower than the tile-level CI): read these CIs for their direction, not as "
+            "sharper evidence.", "",
+            markdown_table(claim_table(per_image, n_boot=n_boot, cluster="photo").round(4)), ""]
+
+
 def write_evidence(out, domain: str, preset: str, seeds, last_k: int, n_boot: int, gains: pd.DataFrame,
                    claims: pd.DataFrame, lines: list[str], rows: list[Run], metrics: dict, generalist_source: str,
-                   kdsr: pd.DataFrame | None = None) -> Path:
+                   kdsr: pd.DataFrame | None = None, per_image: pd.DataFrame | None = None) -> Path:
     """``out/07_evidence_seeds<seeds>.csv`` (the gains) and ``.md`` (gains, claim table, the KDSR
-    rows' gains over the KDSR generalist when given, the computed conclusions, and what produced
-    them). Returns the Markdown path."""
+    rows' gains over the KDSR generalist when given, the claim table with photo-level CIs, the
+    computed conclusions, and what produced them). ``per_image`` (for the photo-level CIs):
+    None reads the ``methods_seeds<seeds>_per_image.csv`` that ``compare_methods`` wrote in
+    ``out`` (its scores rounded to 4 decimals). Returns the Markdown path."""
     from ..evaluate import markdown_table, metric_info, result_record, unavailable_note
 
     out = Path(out)
@@ -114,11 +140,15 @@ def write_evidence(out, domain: str, preset: str, seeds, last_k: int, n_boot: in
                            metrics=metric_info(metrics), patch=c0.patch,
                            precision="bf16 autocast + channels_last" if c0.bf16 else "fp32", generalist=generalist_source)
     stem = out / ("07_evidence_seeds" + "-".join(map(str, seeds)))
+    if per_image is None:
+        scores = out / ("methods_seeds" + "-".join(map(str, seeds)) + "_per_image.csv")
+        per_image = pd.read_csv(scores) if scores.exists() else None
     gains.to_csv(stem.with_suffix(".csv"), index=False, float_format="%.4f")
     md = [f"# Adaptation or drift ({domain}, {preset})", "", markdown_table(gains[EVIDENCE_COLUMNS].round(4)), "",
           "## Adapted specialist vs specialist vs generalist vs control", "", markdown_table(claims.round(4)), ""]
     if kdsr is not None and len(kdsr):
         md += ["## KDSR rows against the KDSR generalist", "", markdown_table(kdsr[EVIDENCE_COLUMNS].round(4)), ""]
+    md += photo_level_section(per_image, n_boot)
     md += ["## Conclusion (computed)", ""] + [f"- {line}" for line in lines] + deviation_lines(rows) + [
           "", f"Produced by: commit {record['git_commit']}, seeds {list(seeds)}, last {last_k} checkpoints, "
               f"{record['ci']}; precision {record['precision']}, LR patch {record['patch']}; generalist: "

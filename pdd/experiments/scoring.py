@@ -14,6 +14,7 @@ import pandas as pd
 
 from .. import ROOT, runs
 from ..config import FROM_SCRATCH, make_config
+from ..evaluate import SHIFT_COLUMNS
 from ..runs import Run
 from ..train import load_run_model
 from .catalogue import (GENERALIST, KDSR_GENERALIST, SPECIALIST, generalist_file, kdsr_generalist_file,
@@ -27,6 +28,15 @@ def _cache_file(cache_dir: Path, weights_file: Path, set_name: str) -> Path:
     return cache_dir / f"{weights_file.stem}__{runs.slug(set_name)}.csv"
 
 
+def _complete(cache: Path) -> bool:
+    """A cache that exists and has the colour-shift columns (caches written before them lack them)."""
+    if not cache.exists():
+        return False
+    with open(cache) as f:
+        header = f.readline().strip().split(",")
+    return set(SHIFT_COLUMNS) <= set(header)
+
+
 def _scored(model_loader, weights_file: Path, cache_dir: Path, test_sets: dict, metrics: dict) -> pd.DataFrame:
     from ..evaluate import evaluate
 
@@ -34,11 +44,20 @@ def _scored(model_loader, weights_file: Path, cache_dir: Path, test_sets: dict, 
     model = None
     for set_name, pairs in test_sets.items():
         cache = _cache_file(cache_dir, weights_file, set_name)
-        if cache.exists():
+        if _complete(cache):
             df = pd.read_csv(cache)
         else:
             model = model or model_loader()
-            df = evaluate(model, pairs, metrics, progress=False)
+            if cache.exists():
+                # an old cache: its scores are kept as they are, the colour shift is added (the model
+                # is run again, without the metrics: psnr_cc and the shift need no network)
+                df = pd.read_csv(cache)
+                new = evaluate(model, pairs, {}, progress=False)
+                if list(new["name"]) != list(df["name"]):
+                    raise ValueError(f"{cache} scores other images than {set_name!r} has now: delete it to rescore")
+                df[list(SHIFT_COLUMNS)] = new[list(SHIFT_COLUMNS)].to_numpy()
+            else:
+                df = evaluate(model, pairs, metrics, progress=False)
             cache.parent.mkdir(parents=True, exist_ok=True)
             # written whole or not at all: a run stopped mid-write must not leave a short cache
             part = cache.with_name(cache.name + f".{os.getpid()}.part")
@@ -59,7 +78,7 @@ class EvalItem:
     labels: dict
 
     def cached(self, test_sets: dict) -> bool:
-        return all(_cache_file(self.cache_dir, self.weights_file, s).exists() for s in test_sets)
+        return all(_complete(_cache_file(self.cache_dir, self.weights_file, s)) for s in test_sets)
 
 
 def eval_workers(n_items: int) -> int:

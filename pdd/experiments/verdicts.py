@@ -1,6 +1,8 @@
 """The comparison's computed verdicts: sentences drawn from paired per-image differences
 with cluster-bootstrap CIs (``pdd.stats``), never written by hand. The premise gate (02) and
-D's separation in every run with a GAN term lead every later notebook's conclusions."""
+the GAN gate of every run with a discriminator lead every later notebook's conclusions;
+perceptual (NIQE) sentences are drawn only from rows whose runs all pass the GAN gate, and
+where PSNR and colour-corrected PSNR disagree the verdict says how much is a colour shift."""
 from __future__ import annotations
 
 import numpy as np
@@ -22,9 +24,10 @@ CLAIM_PAIRS = (("static PDD", (SPECIALIST, GENERALIST, "specialist finetune cont
 
 
 def claim_table(per_image: pd.DataFrame, metrics=("psnr", "niqe"), sides=("target", "source"),
-                n_boot: int = 2000) -> pd.DataFrame:
+                n_boot: int = 2000, cluster: str = "image") -> pd.DataFrame:
     """Paired per-image differences with cluster-bootstrap CIs for ``CLAIM_PAIRS``: "adapted
-    specialist vs specialist vs generalist vs control", on the target and the source."""
+    specialist vs specialist vs generalist vs control", on the target and the source.
+    ``cluster="photo"`` resamples whole photos instead of tiles (``pdd.stats.clusters``)."""
     from ..stats import paired_difference
 
     present = set(per_image.method)
@@ -37,17 +40,22 @@ def claim_table(per_image: pd.DataFrame, metrics=("psnr", "niqe"), sides=("targe
                 continue
             for m in metrics:
                 if m in per_image.columns and per_image[m].notna().any():
-                    rows += [paired_difference(per_image, method, base, side, m, n_boot=n_boot) for side in sides]
+                    rows += [paired_difference(per_image, method, base, side, m, n_boot=n_boot, cluster=cluster)
+                             for side in sides]
     return pd.DataFrame(rows).drop_duplicates(subset=["method", "baseline", "test set", "metric"])
 
 
 def claim_verdict(per_image: pd.DataFrame, test_set: str = "target", source: str = "source",
-                  n_boot: int = 2000) -> list[str]:
+                  n_boot: int = 2000, gates: dict | None = None) -> list[str]:
     """Sentences, computed from paired per-image differences with cluster-bootstrap CIs, on
     the paper's claim: the adapted specialist (static PDD, Fig. 3a) beats BOTH starting
     models on the target without losing the specialist's source quality; EMA PDD beats the
     generalist; each beats the control trained with the same supervised loss and no
-    distillation (else a gain is supervised fine-tuning, not distillation)."""
+    distillation (else a gain is supervised fine-tuning, not distillation).
+
+    ``gates`` ({row: passed}, ``row_gates``): a perceptual (NIQE) sentence involving a row
+    whose runs did not all pass the GAN gate is withheld, said so; PSNR sentences stay. Rows
+    not in ``gates`` (no discriminator) are not gated; None gates nothing."""
     from ..stats import paired_difference
 
     present = set(per_image.method)
@@ -84,6 +92,10 @@ def claim_verdict(per_image: pd.DataFrame, test_set: str = "target", source: str
     if "naive distillation" in present and per_image.get("niqe") is not None and per_image["niqe"].notna().any():
         for m in ("EMA PDD", "static PDD"):
             if m in present:
+                failed = gate_failures(gates, ("naive distillation", m))
+                if failed:
+                    out.append(f"naive distillation vs {m}, NIQE on {test_set}: " + withheld(failed))
+                    continue
                 r, t = cmp("naive distillation", m, metric="niqe")
                 said = {"worse": "as the paper says", "better": "NOT as the paper says"}.get(r["verdict"], "unresolved")
                 out.append(f"naive distillation NIQE on {test_set}: {t} (the paper: naive is perceptually worse): {said}.")
@@ -146,25 +158,64 @@ def kdsr_verdict(per_image: pd.DataFrame, test_set: str = "target", source: str 
     return out
 
 
+def run_gates(rows: list[Run]) -> dict[str, dict]:
+    """``pdd.stats.gan_gate`` of every run with a discriminator, by run label (``<row> s<seed>``).
+    A run with D but no training log yet has not shown that D separates: it fails."""
+    from ..stats import GAN_GATE_MIN_SEPARATION, gan_gate
+
+    gates = {}
+    for r in rows:
+        if r.config.has_discriminator:
+            gates[r.label] = gan_gate(r.dir) if (r.dir / "log.csv").exists() else {
+                "passed": False, "mean": np.nan, "lo": np.nan, "hi": np.nan, "threshold": GAN_GATE_MIN_SEPARATION,
+                "verdict": "GAN gate failed: no training log"}
+    return gates
+
+
+def row_gates(rows: list[Run]) -> dict[str, bool]:
+    """{row name: whether every run of that row (each seed) passed the GAN gate}, for rows with a
+    discriminator; rows without one (HR-aware fine-tuning, a GAN-free control) are left out."""
+    gates = run_gates(rows)
+    out: dict[str, bool] = {}
+    for r in rows:
+        if r.label in gates and r.row:
+            out[r.row] = out.get(r.row, True) and bool(gates[r.label]["passed"])
+    return out
+
+
+def gate_failures(gates: dict | None, rows) -> list[str]:
+    """The rows among ``rows`` whose GAN gate failed (none when ``gates`` is None)."""
+    return [r for r in rows if gates and gates.get(r) is False]
+
+
+def withheld(failed: list[str]) -> str:
+    return (f"withheld: the GAN gate failed for {', '.join(failed)} (perceptual conclusions are drawn only from "
+            "runs whose D separated real from fake).")
+
+
+def gan_gate_line(rows: list[Run]) -> str | None:
+    """One line: the GAN gate's rule and threshold, how many runs with D passed, and each run's
+    separation with its CI; None without such runs."""
+    from ..stats import GAN_GATE_RULE
+
+    gates = run_gates(rows)
+    if not gates:
+        return None
+    passed = sum(bool(g["passed"]) for g in gates.values())
+    runs = "; ".join(f"{k} {g['mean']:+.3f} [{g['lo']:+.3f}, {g['hi']:+.3f}] {'passed' if g['passed'] else 'failed'}"
+                     for k, g in gates.items())
+    return (f"GAN gate (fixed before any PDD number was seen: {GAN_GATE_RULE}): passed {passed} of {len(gates)} runs "
+            f"with D — {runs}.")
+
+
 def conclusion_header(results_dir, domain: str, preset: str, rows: list[Run] = ()) -> list[str]:
     """The first lines of every later notebook's conclusions: the premise gate written by 02,
-    then whether the GAN term did anything in each trained run with a discriminator (the
-    paper's perceptual claims rest on that term)."""
-    from ..stats import d_separation, premise_banner
+    then the GAN gate of every run with a discriminator (the paper's perceptual claims rest
+    on the GAN term; perceptual sentences below use only rows that pass)."""
+    from ..stats import premise_banner
 
-    lines = [premise_banner(results_dir, domain, preset)]
-    seps = {}
-    for r in rows:
-        if r.config.has_discriminator and (r.dir / "log.csv").exists():
-            seps[r.label] = d_separation(r.dir)
-    if seps:
-        inert = [k for k, v in seps.items() if not v["separated"]]
-        spread = ", ".join(f"{k} {v['mean']:+.3f}±{v['std']:.3f}" for k, v in seps.items())
-        lines.append((f"GAN term inert in {len(inert)} of {len(seps)} runs ({', '.join(inert)}): D never separated real "
-                      "from fake, so no perceptual effect of the GAN term is tested here." if inert else
-                      f"D separated real from fake in all {len(seps)} runs with a GAN term.")
-                     + f" p_real - p_fake over the last half of each run: {spread}.")
-    return lines
+    line = gan_gate_line(rows)
+    return [premise_banner(results_dir, domain, preset)] + ([line] if line else [])
 
 
 def static_conclusion(table: pd.DataFrame, metric: str = "psnr") -> list[str]:
@@ -184,6 +235,41 @@ def static_conclusion(table: pd.DataFrame, metric: str = "psnr") -> list[str]:
             f"On the source protocol: {src:+.2f} vs the specialist (the paper: its sharpness is kept)."]
 
 
+def colour_drift_lines(per_image: pd.DataFrame, threshold_db: float = 0.3, baseline: str = GENERALIST) -> list[str]:
+    """One sentence per method (not the ``baseline``) and test set where the mean paired PSNR
+    difference to the baseline and the mean paired colour-corrected PSNR (``psnr_cc``)
+    difference differ by more than ``threshold_db``: that much of the PSNR difference is a
+    colour shift, which colour correction (supplementary Eq. 13) removes. With the per-channel
+    shift columns (``pdd.evaluate.colour_shift``) it also gives the mean shift, the method's and
+    the baseline's, in 8-bit levels."""
+    from ..evaluate import SHIFT_COLUMNS
+    from ..stats import baseline_values
+
+    if not {"psnr", "psnr_cc"} <= set(per_image.columns) or baseline not in set(per_image.method):
+        return []
+    shifts = set(SHIFT_COLUMNS) <= set(per_image.columns)
+    out = []
+    for (method, side), g in per_image[per_image.method != baseline].groupby(["method", "test set"], sort=False):
+        d = np.nanmean(g["psnr"].values - baseline_values(per_image, baseline, side, g, "psnr"))
+        d_cc = np.nanmean(g["psnr_cc"].values - baseline_values(per_image, baseline, side, g, "psnr_cc"))
+        if not abs(d - d_cc) > threshold_db:
+            continue
+        gap = d_cc - d
+        if gap > 0:  # colour correction takes away part of the method's deficit (or adds to its gain)
+            what = ("most of the loss is a colour shift" if d < 0 and gap >= -d / 2 else
+                    f"{gap:.2f} dB of the PSNR difference is a colour shift")
+        else:
+            what = f"its colours are closer to the HR's than the {baseline}'s: {-gap:.2f} dB of its PSNR is colour"
+        line = (f"{method} on the {side}: PSNR {d:+.2f} dB but colour-corrected PSNR {d_cc:+.2f} dB vs the {baseline}: "
+                f"{what}")
+        if shifts:
+            base = per_image[(per_image.method == baseline) & (per_image["test set"] == side)]
+            level = lambda f: ", ".join(f"{c[-1].upper()} {f[c].mean():+.1f}" for c in SHIFT_COLUMNS)  # noqa: E731
+            line += f" (mean shift {level(g)} levels; the {baseline}'s {level(base)})"
+        out.append(line + ".")
+    return out
+
+
 # notebook 07's gain table: per method and metric, target/source gains and the adaptation gain with its CI
 EVIDENCE_COLUMNS = ["method", "metric", "n", "target gain", "target gain verdict", "source gain", "source gain verdict",
                     "adaptation gain", "adaptation gain lo", "adaptation gain hi", "adaptation gain verdict"]
@@ -191,11 +277,18 @@ EVIDENCE_COLUMNS = ["method", "metric", "n", "target gain", "target gain verdict
 
 def evidence_conclusions(results_dir, domain: str, preset: str, rows: list[Run], per_image: pd.DataFrame,
                          gains: pd.DataFrame, n_boot: int = 2000) -> list[str]:
-    """Notebook 07's computed conclusions: the premise gate and D's verdict, the claim (adapted
-    specialist vs both starting models and its control), then per method the target, source and
-    adaptation gains (PSNR, NIQE) and which methods adapt (adaptation-gain CI above 0)."""
-    lines = conclusion_header(results_dir, domain, preset, rows) + claim_verdict(per_image, n_boot=n_boot)
+    """Notebook 07's computed conclusions: the premise gate and the GAN gate, the claim (adapted
+    specialist vs both starting models and its control), where PSNR and colour-corrected PSNR
+    disagree, then per method the target, source and adaptation gains (PSNR, and NIQE for rows
+    that pass the GAN gate) and which methods adapt (adaptation-gain CI above 0)."""
+    gates = row_gates(rows)
+    lines = (conclusion_header(results_dir, domain, preset, rows) + claim_verdict(per_image, n_boot=n_boot, gates=gates)
+             + colour_drift_lines(per_image))
     for _, r in gains[gains.metric.isin(["psnr", "niqe"])].iterrows():
+        failed = gate_failures(gates, [r.method]) if r.metric == "niqe" else []
+        if failed:
+            lines.append(f"{r.method}, {r.metric}: " + withheld(failed))
+            continue
         lines.append(f"{r.method}, {r.metric}: target {r['target gain']:+.3f}, source {r['source gain']:+.3f}, "
                      f"adaptation {r['adaptation gain']:+.3f} [{r['adaptation gain lo']:+.3f}, "
                      f"{r['adaptation gain hi']:+.3f}] -> {r['adaptation gain verdict']}")
