@@ -202,8 +202,12 @@ def gan_gate_line(rows: list[Run]) -> str | None:
     if not gates:
         return None
     passed = sum(bool(g["passed"]) for g in gates.values())
-    runs = "; ".join(f"{k} {g['mean']:+.3f} [{g['lo']:+.3f}, {g['hi']:+.3f}] {'passed' if g['passed'] else 'failed'}"
-                     for k, g in gates.items())
+    def one(k, g):
+        if g["lo"] != g["lo"]:  # NaN: fewer logged points than batches, no CI
+            return f"{k} {g['mean']:+.3f} failed (only {g['n']} logged points: not enough to judge)"
+        return f"{k} {g['mean']:+.3f} [{g['lo']:+.3f}, {g['hi']:+.3f}] {'passed' if g['passed'] else 'failed'}"
+
+    runs = "; ".join(one(k, g) for k, g in gates.items())
     return (f"GAN gate (fixed before any PDD number was seen: {GAN_GATE_RULE}): passed {passed} of {len(gates)} runs "
             f"with D — {runs}.")
 
