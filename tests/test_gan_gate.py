@@ -109,6 +109,21 @@ def test_claim_verdict_withholds_niqe_when_a_gate_fails_and_keeps_psnr():
     assert [ln for ln in gated if "PSNR" in ln] == [ln for ln in ungated if "PSNR" in ln]
 
 
+def test_hr_aware_vs_pdd_withholds_niqe_against_a_row_that_failed_its_gate():
+    from pdd.experiments import hr_aware_vs_pdd
+
+    df = frame({"HR-aware fine-tuning": (0.4, -0.3), "EMA PDD": (0.3, -0.2), "finetune control": (0.2, 0.0)})
+    ungated = hr_aware_vs_pdd(df, n_boot=200)
+    assert hr_aware_vs_pdd(df, n_boot=200, gates={"EMA PDD": True, "finetune control": True}) == ungated
+    gated = hr_aware_vs_pdd(df, n_boot=200, gates={"EMA PDD": False, "finetune control": True})
+    assert [ln for ln in gated if "PSNR" in ln] == [ln for ln in ungated if "PSNR" in ln]
+    vs_ema = [ln for ln in gated if ln.startswith("HR-aware fine-tuning vs EMA PDD, NIQE")]
+    assert len(vs_ema) == 1 and "withheld: the GAN gate failed for EMA PDD" in vs_ema[0]
+    # the control passed and the generalist is never gated: those NIQE lines keep their numbers
+    kept = [ln for ln in gated if "NIQE" in ln and "EMA PDD" not in ln]
+    assert kept == [ln for ln in ungated if "NIQE" in ln and "EMA PDD" not in ln] and len(kept) == 2
+
+
 def _run(tmp_path, row, seed, separation=None):
     """A stand-in for pdd.runs.Run: what the gates read (config.has_discriminator, dir, label, row)."""
     d = tmp_path / f"{row}_{seed}".replace(" ", "-")

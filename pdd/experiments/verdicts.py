@@ -310,9 +310,12 @@ def evidence_conclusions(results_dir, domain: str, preset: str, rows: list[Run],
     return lines
 
 
-def hr_aware_vs_pdd(per_image: pd.DataFrame, row: str = HR_AWARE_DEFAULT, n_boot: int = 2000) -> list[str]:
+def hr_aware_vs_pdd(per_image: pd.DataFrame, row: str = HR_AWARE_DEFAULT, n_boot: int = 2000,
+                    gates: dict | None = None) -> list[str]:
     """Notebook 09's computed conclusion: the HR-aware row against EMA PDD and the fine-tune
-    control on the target test set, PSNR and NIQE, paired per (seed, image) with bootstrap CIs."""
+    control on the target test set, PSNR and NIQE, paired per (seed, image) with bootstrap CIs.
+    ``gates`` ({row: passed}, ``row_gates``): a NIQE comparison with a row whose GAN gate failed
+    is withheld (the HR-aware row has no D and is not gated)."""
     from ..stats import paired_difference
 
     lines = []
@@ -322,6 +325,10 @@ def hr_aware_vs_pdd(per_image: pd.DataFrame, row: str = HR_AWARE_DEFAULT, n_boot
             continue
         for other in ("EMA PDD", "finetune control", GENERALIST):
             if other not in set(per_image.method) or row not in set(per_image.method):
+                continue
+            failed = gate_failures(gates, [other]) if metric == "niqe" else []
+            if failed:
+                lines.append(f"{row} vs {other}, {metric.upper()} on the target: {withheld(failed)}")
                 continue
             d = paired_difference(per_image, row, other, "target", metric, n_boot=n_boot)
             lines.append(f"{row} vs {other}, {metric.upper()} on the target: {d['difference']:+.3f} "
