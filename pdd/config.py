@@ -7,6 +7,7 @@ a few fields; notebooks and the CLI override fields by name (``"pdd.lambda_intra
 from __future__ import annotations
 
 import copy
+import abc
 import dataclasses
 import json
 from dataclasses import dataclass, field
@@ -27,7 +28,7 @@ FROM_SCRATCH = ("scratch", "tiny")
 
 
 @dataclass
-class RunConfig:
+class RunConfig(abc.ABC):
     """What every training config is (``TrainConfig``; ``pdd.kdsr_train.KDSRTrainConfig``;
     ``pdd.hr_aware.HRAwareConfig``): a dataclass of plain fields, nested dataclasses, tuples and
     dicts, with ``seed``, ``out``, ``iters``, ``device``, ``threads``, ``bf16``, ``ema_decay``,
@@ -65,20 +66,20 @@ class RunConfig:
     def validate(self):
         return self
 
+    @abc.abstractmethod
     def starts_from(self) -> set[Path]:
         """The run directories whose results this run starts from (they must finish first)."""
-        raise NotImplementedError
 
     @property
+    @abc.abstractmethod
     def has_discriminator(self) -> bool:
         """Whether the trainer trains a discriminator beside the network."""
-        raise NotImplementedError
 
     # ------------------------------------------------------------------ what a step costs (pdd.reproduce's estimate)
+    @abc.abstractmethod
     def step_kind(self, warm_up: bool = False) -> str:
         """What one training step costs, as a name: jobs whose steps do the same work share it.
         ``warm_up``: the name of its D-only warm-up steps (where the trainer has them)."""
-        raise NotImplementedError
 
     def phases(self) -> list[tuple[str, int, int]]:
         """(step kind, number of steps, an iteration t of that kind) for each phase of the run;

@@ -21,6 +21,7 @@ which ``pdd.kdsr_train`` and ``pdd.hr_aware`` train on too; its docstring is the
 """
 from __future__ import annotations
 
+import abc
 import argparse
 import copy
 import csv
@@ -109,7 +110,7 @@ def ema_copy(net: torch.nn.Module) -> torch.nn.Module:
     return copy.deepcopy(net).eval().requires_grad_(False)
 
 
-class LoopTrainer:
+class LoopTrainer(abc.ABC):
     """The training loop the trainers share (PDD's ``Trainer``, ``pdd.kdsr_train.KDSRTrainer``,
     ``pdd.hr_aware.HRAwareTrainer``): resume, ``fit`` (log.csv, progress bar, checkpoint and
     snapshot cadence, NaN stop), ``save`` (atomic checkpoint.pt and the EMA snapshot
@@ -212,11 +213,13 @@ class LoopTrainer:
         self.resumed_from = self._resume()
 
     # ------------------------------------------------------------------ what a subclass provides
+    @abc.abstractmethod
     def batch(self, t: int):
-        raise NotImplementedError
+        """Iteration t's data, a pure function of (seed, t)."""
 
+    @abc.abstractmethod
     def step(self, t: int) -> dict[str, float]:
-        raise NotImplementedError
+        """One iteration; returns the log's {name: value}."""
 
     # ------------------------------------------------------------------ one iteration's parts
     def _update(self, t: int, terms: dict, loss: torch.Tensor, opt) -> None:
