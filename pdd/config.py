@@ -137,6 +137,9 @@ class TrainConfig(RunConfig):
     num_block: int = 23
     num_grow_ch: int = 32
     disc_feat: int = 64
+    # D's start: None, random init as the official configs; or a run's final D
+    # (pdd.runs.d_snapshot_path), a deviation named in config.json's sources
+    init_d: str | None = None
     init_s: str | None = "RealESRGAN_x4plus"   # weights name or path for S (None: random init)
     init_g: str | None = "RealESRGAN_x4plus"   # frozen reference in static/naive (paper Fig. 3a: the generalist)
     # architecture of S (and of its EMA) and of the frozen G: "rrdbnet" (num_feat/num_block/num_grow_ch
@@ -170,8 +173,8 @@ class TrainConfig(RunConfig):
     trainer_module: ClassVar[str] = "pdd.train"   # what trains this config (pdd.runs.Run.module)
 
     def starts_from(self) -> set[Path]:
-        """The run directories whose snapshots S and G start from (they must finish first)."""
-        return {r for r in (run_of(p) for p in (self.init_s, self.init_g) if p) if r is not None}
+        """The run directories whose snapshots S, G and D start from (they must finish first)."""
+        return {r for r in (run_of(p) for p in (self.init_s, self.init_g, self.init_d) if p) if r is not None}
 
     @property
     def has_discriminator(self) -> bool:
@@ -199,7 +202,7 @@ class TrainConfig(RunConfig):
 
     def _use_stand_ins(self, stand_ins: dict) -> None:
         # S and G random RRDBNets of the preset's size: the KDSR rows' nets are timed as these
-        self.init_s = self.init_g = None
+        self.init_s = self.init_g = self.init_d = None
         self.s_arch = self.g_arch = "rrdbnet"
 
     def validate(self) -> "TrainConfig":
@@ -287,6 +290,13 @@ def make_config(preset: str = "cpu", mode: str = "ema", overrides: dict | None =
 # scratch preset: (num_feat, num_block, num_grow_ch) and its pretraining schedule
 SCRATCH_ARCH = (32, 4, 16)
 SCRATCH_PRETRAIN_ITERS = 1000
+# the starting models' GAN stage under scratch (pretrain_config(stage="gan")): length, Real-ESRGAN's GAN weight
+SCRATCH_GAN_STAGE_ITERS = 600
+SCRATCH_GAN_STAGE_WEIGHT = 0.1
+TINY_GAN_STAGE_ITERS = 4
+# D's width under scratch where the fair set-up sets it (pdd.experiments.catalogue.fair_setup) and in the
+# GAN stage: the official U-Net D has 64 features; the scratch generator is scaled from 64 to 32, D the same way
+SCRATCH_DISC_FEAT = 32
 TINY_PRETRAIN_ITERS = 300
 
 
@@ -295,23 +305,50 @@ def pretrain_iters(preset: str) -> int:
     return SCRATCH_PRETRAIN_ITERS if preset == "scratch" else TINY_PRETRAIN_ITERS
 
 
+def gan_stage_iters(preset: str) -> int:
+    """The length of the starting models' GAN stage (``pretrain_config(stage="gan")``)."""
+    return SCRATCH_GAN_STAGE_ITERS if preset == "scratch" else TINY_GAN_STAGE_ITERS
+
+
 def pretrain_config(preset: str, role: str, domain: str, seed: int, out: str, data_root=None,
-                    iters: int | None = None) -> TrainConfig:
+                    iters: int | None = None, stage: str = "pixel", init_s: str | None = None) -> TrainConfig:
     """Supervised pretraining of a from-scratch preset's two starting models.
 
     role "generalist": X^L from Real-ESRGAN's second-order pipeline (as RealESRNet is
-    trained); role "specialist": MATLAB bicubic X^L (as the bicubic ESRGAN/ESRNet). Under
-    ``scratch`` the loss is the wavelet L1 alone, batch 8 (pixel losses first, as
+    trained); role "specialist": MATLAB bicubic X^L (as the bicubic ESRGAN/ESRNet).
+
+    ``stage="pixel"``: under ``scratch`` the wavelet L1 alone, batch 8 (pixel losses first, as
     RealESRNet precedes RealESRGAN: cheap enough to train thousands of iterations here);
-    under ``tiny`` the preset's full loss for a few hundred iterations (a smoke tier).
+    under ``tiny`` the preset's full loss for a few hundred iterations (a smoke tier, one stage).
+
+    ``stage="gan"``: the paper trains M_S and M_G "with MSE-based loss, VGG loss, and adversarial
+    training", so the pixel stage's network (``init_s``, its final snapshot) goes on with
+    wavelet + perceptual + GAN, as Real-ESRGAN follows RealESRNet, with a D of its own (random
+    init, no D-only warm-up, as Real-ESRGAN's config) that the run leaves in
+    ``weights/net_d_*.pth``. Under ``scratch``: Real-ESRGAN's GAN weight 0.1 (the PDD configs'
+    fine-tune uses 0.01), a 32-feature D (``SCRATCH_DISC_FEAT``), the preset's batch, patch and
+    learning rate, as the fine-tune after it; under ``tiny`` the same wiring at smoke size.
     """
     if role not in ("generalist", "specialist"):
         raise ValueError(f"role must be 'generalist' or 'specialist', got {role!r}")
     if preset not in FROM_SCRATCH:
         raise ValueError(f"preset {preset!r} starts from released weights; pretraining applies to {FROM_SCRATCH}")
+    if stage not in ("pixel", "gan"):
+        raise ValueError(f"stage must be 'pixel' or 'gan', got {stage!r}")
+    if stage == "gan" and not init_s:
+        raise ValueError("the GAN stage starts from the pixel stage's network: init_s is needed")
     down = "second_order" if role == "generalist" else "bicubic"
     cfg = make_config(preset, "supervised", domain=domain, data_root=data_root, seed=seed, out=out, down=down)
-    if preset == "tiny":
+    if stage == "gan":
+        cfg.init_s = init_s
+        cfg.sup.gan = SCRATCH_GAN_STAGE_WEIGHT
+        cfg.iters = iters or gan_stage_iters(preset)
+        if preset == "scratch":
+            cfg.disc_feat = SCRATCH_DISC_FEAT
+            cfg.ckpt_every, cfg.log_every = 100, 10
+        else:
+            cfg.ckpt_every, cfg.log_every = 2, 1
+    elif preset == "tiny":
         cfg.iters, cfg.ckpt_every, cfg.log_every = iters or TINY_PRETRAIN_ITERS, 100, 10
     else:
         cfg.sup.perceptual, cfg.sup.perceptual_layers, cfg.gan = 0.0, {}, False

@@ -6,6 +6,7 @@ is its directory::
 
     <run>/config.json, requested_config.json, train.log, log.csv, checkpoint.pt
     <run>/weights/net_g_<iteration:06d>.pth    EMA snapshots in the BasicSR release layout
+    <run>/weights/net_d_<iters:06d>.pth        the final discriminator, where the run trains one
     <run>/eval/<snapshot>__<test set>.csv       cached scores (pdd.experiments.scoring)
 
 The comparison's runs sit in ``<runs_dir>/<preset>/<domain>/<name>``, ``<name>`` being
@@ -13,6 +14,7 @@ The comparison's runs sit in ``<runs_dir>/<preset>/<domain>/<name>``, ``<name>``
     <row slug>[-<tag>][-<digest of overrides>]_s<seed>   a row of pdd.experiments.catalogue
     pretrained-<role>[-<iters>it]_s<seed>              a from-scratch starting model (role:
                                                        generalist or specialist)
+    pretrained-<role>[-<iters>it]-gan<n>it_s<seed>     its GAN stage (the fair set-up, issue 25)
     kdsr-<stage>[-<iters>it]_s<seed>                   a stage of the companion-trained KDSR
     hr-aware-stage-a[-<field>-<value>...]_s<seed>      an HR-aware stage A
     <row slug>-<iters>it_s<seed>                       a row of the length study (pdd.experiments.length),
@@ -42,6 +44,12 @@ SNAPSHOT_GLOB = f"{WEIGHTS_DIR}/net_g_*.pth"   # a run's snapshots, relative to 
 def snapshot_path(run_dir, iteration: int) -> Path:
     """``<run_dir>/weights/net_g_<iteration:06d>.pth``: the EMA snapshot saved at ``iteration``."""
     return Path(run_dir) / WEIGHTS_DIR / f"net_g_{int(iteration):06d}.pth"
+
+
+def d_snapshot_path(run_dir, iteration: int) -> Path:
+    """``<run_dir>/weights/net_d_<iteration:06d>.pth``: the discriminator a run with D leaves at its
+    end (``{"params": state_dict}``), for another run to start its D from (``TrainConfig.init_d``)."""
+    return Path(run_dir) / WEIGHTS_DIR / f"net_d_{int(iteration):06d}.pth"
 
 
 def snapshots(run_dir) -> list[Path]:
@@ -90,10 +98,12 @@ def _length_tag(iters: int | None, default: int) -> str:
 
 
 def pretrain_dir(runs_dir, preset: str, domain: str, role: str, seed: int, iters: int | None,
-                 default_iters: int) -> Path:
+                 default_iters: int, gan_iters: int | None = None) -> Path:
     """A from-scratch starting model: ``pretrained-<role>[-<iters>it]_s<seed>`` (role: generalist or
-    specialist; ``default_iters``: the preset's pretraining length, ``pdd.config.pretrain_iters``)."""
-    return domain_dir(runs_dir, preset, domain) / f"pretrained-{role}{_length_tag(iters, default_iters)}_s{seed}"
+    specialist; ``default_iters``: the preset's pretraining length, ``pdd.config.pretrain_iters``);
+    its GAN stage (``gan_iters`` iterations on top): ``pretrained-<role>[-<iters>it]-gan<gan_iters>it_s<seed>``."""
+    stage = f"-gan{gan_iters}it" if gan_iters else ""
+    return domain_dir(runs_dir, preset, domain) / f"pretrained-{role}{_length_tag(iters, default_iters)}{stage}_s{seed}"
 
 
 def kdsr_dir(runs_dir, preset: str, domain: str, stage: str, seed: int, iters: int | None, default_iters: int) -> Path:

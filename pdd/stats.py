@@ -177,11 +177,14 @@ def _has_d(log: dict) -> bool:
     return "p_real" in log and "p_fake" in log and bool(np.isfinite(log["p_real"]).any())
 
 
-def late_separation(log: dict, last_frac: float = 0.5) -> tuple[np.ndarray, int]:
+def late_separation(log: dict, last_frac: float = 0.5, upto: int | None = None) -> tuple[np.ndarray, int]:
     """D's separation p_real − p_fake at each logged iteration in the last ``last_frac`` of the
-    logged span, in logged order, and the iteration that span starts at."""
+    logged span (up to iteration ``upto``: the run as it stood there), in logged order, and the
+    iteration that span starts at."""
     it = log["iter"]
     keep = np.isfinite(log["p_real"]) & np.isfinite(log["p_fake"])
+    if upto is not None:
+        keep &= it <= upto
     start = it[keep].max() - last_frac * (it[keep].max() - it[keep].min())
     keep &= it >= start
     return log["p_real"][keep] - log["p_fake"][keep], int(start)
@@ -233,7 +236,7 @@ def batch_means_ci(values, batches: int = GAN_GATE_BATCHES, t: float = GAN_GATE_
     return centre, centre - t * se, centre + t * se, means
 
 
-def gan_gate(run_dir, last_frac: float = 0.5) -> dict:
+def gan_gate(run_dir, last_frac: float = 0.5, upto: int | None = None) -> dict:
     """The GAN gate of one run: did D separate real from fake clearly above chance?
 
     The rule, fixed before any PDD number was looked at (issue 25): take D's separation
@@ -245,15 +248,19 @@ def gan_gate(run_dir, last_frac: float = 0.5) -> dict:
     does a run with fewer than 5 such points (not enough to judge). Perceptual conclusions are
     drawn only from runs that pass.
 
+    ``upto``: the gate of the run as it stood at that iteration (its log cut there).
+
     Returns {passed (None for a run without D), mean, lo, hi, std (of the points: their spread),
     n, from_iter, batch_means, threshold, verdict}.
     """
     log = read_log(run_dir)
+    if upto is not None:
+        log = {k: v[log["iter"] <= upto] for k, v in log.items()}
     out = {"passed": None, "mean": math.nan, "lo": math.nan, "hi": math.nan, "std": math.nan, "n": 0,
            "from_iter": None, "batch_means": [], "threshold": GAN_GATE_MIN_SEPARATION}
     if not _has_d(log):
         return out | {"verdict": "no discriminator"}
-    sep, start = late_separation(log, last_frac)
+    sep, start = late_separation(log, last_frac, upto)
     out.update(n=int(sep.size), from_iter=start, std=float(sep.std(ddof=1)) if sep.size > 1 else math.nan)
     where = f"over the last {sep.size} logged iterations from {start}"
     if sep.size < GAN_GATE_BATCHES:

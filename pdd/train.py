@@ -46,7 +46,7 @@ from . import losses as L
 from .archs import RRDBNet, UNetDiscriminatorSN
 from .config import TrainConfig, make_config, resolve_device, set_field
 from .devices import DeviceError, bf16_default, describe, missing_mps_op, synchronize
-from .runs import snapshot_path, snapshots
+from .runs import d_snapshot_path, snapshot_path, snapshots
 
 CHECKPOINT = "checkpoint.pt"
 
@@ -279,6 +279,9 @@ class LoopTrainer(abc.ABC):
         snap.parent.mkdir(exist_ok=True)
         _atomic_save({"params_ema": self.ema.state_dict(), "params": _bare(self.s).state_dict(),
                       "iteration": self.iteration}, snap)
+        if self.d is not None and self.iteration >= self.cfg.iters:  # the final D, for a later run's init_d
+            _atomic_save({"params": _bare(self.d).state_dict(), "iteration": self.iteration},
+                         d_snapshot_path(self.out, self.iteration))
 
     def _resume(self) -> int | None:
         self.iteration_saved = 0
@@ -416,7 +419,14 @@ class Trainer(LoopTrainer):
             self.sources["G"] = str(g.weights_source) if cfg.init_g else "copy of S's initial weights"
             self.g = g.to(self.device).eval().requires_grad_(False)
         if cfg.has_discriminator:
-            self.d = UNetDiscriminatorSN(3, cfg.disc_feat).to(self.device).train()
+            d = UNetDiscriminatorSN(3, cfg.disc_feat)
+            self.sources["D"] = "random init (seed %d)" % cfg.seed
+            if cfg.init_d:
+                load_discriminator(d, cfg.init_d)
+                self.sources["D"] = f"{cfg.init_d} (deviation: the official configs train D from random init)"
+            self.d = d.to(self.device).train()
+        elif cfg.init_d:
+            raise ValueError("init_d is set but this run trains no discriminator (gan off or sup.gan 0)")
         pdd = cfg.pdd if cfg.mode in ("static", "ema") else None
         layers = L.vgg_layers_needed(cfg.sup, pdd)
         if layers:  # pixel-only pretraining (no perceptual layers) needs no VGG at all
@@ -531,6 +541,19 @@ def last_weights(run_dir) -> Path:
     if not snaps:
         raise FileNotFoundError(f"no weights under {Path(run_dir) / 'weights'}; has the run finished?")
     return snaps[-1]
+
+
+def load_discriminator(d: torch.nn.Module, path) -> None:
+    """Load a run's final D (``{"params": state_dict}``, pdd.runs.d_snapshot_path) into ``d``, safely
+    (no pickle code); a file of another D (size, layout) is a named WeightsError."""
+    from .weights import WeightsError, check_state_dict, load_state_dict
+
+    st = load_state_dict(path)
+    params = st.get("params") if isinstance(st, dict) else None
+    if not isinstance(params, dict):
+        raise WeightsError(f"{path}: not a discriminator file (a dict with 'params', as pdd.train writes it)")
+    check_state_dict(d.state_dict(), params, f"discriminator {path}")
+    d.load_state_dict(params)
 
 
 def load_network(arch: str, weights, cfg: TrainConfig):

@@ -194,8 +194,8 @@ LAYERS = [
     {"site", "reproduce"},
 ]
 # inside pdd.experiments: each module imports only those before it
-EXPERIMENTS_ORDER = ["catalogue", "pool", "plans", "scoring", "verdicts", "reports", "length", "comparison", "__init__",
-                     "__main__"]
+EXPERIMENTS_ORDER = ["catalogue", "pool", "plans", "scoring", "verdicts", "reports", "length", "decisions", "comparison",
+                     "__init__", "__main__"]
 
 
 def _imports() -> dict[str, set[str]]:

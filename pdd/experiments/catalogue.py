@@ -15,11 +15,13 @@ control run (one training, two roles).
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 from .. import ROOT, runs
 from .. import hr_aware, kdsr_train
-from ..config import FROM_SCRATCH, TrainConfig, make_config, pretrain_config, pretrain_iters as default_pretrain_iters
+from ..config import (FROM_SCRATCH, SCRATCH_DISC_FEAT, TrainConfig, gan_stage_iters, make_config, pretrain_config,
+                      pretrain_iters as default_pretrain_iters)
 from ..runs import Run
 
 # row name -> (mode, config overrides). The control has the same supervised loss as PDD,
@@ -115,39 +117,114 @@ def _runs_dir(runs_dir) -> Path:
     return Path(runs_dir) if runs_dir else ROOT / "runs"
 
 
+# ------------------------------------------------------------------ set-ups: how the starting models and D are made
+
+@dataclass(frozen=True)
+class Setup:
+    """How the starting models and the adapted runs' D are made.
+
+    ``DEFAULT_SETUP``, the comparison's: under ``scratch``/``tiny`` starting models pretrained
+    with pixel losses (plus, under ``tiny``, its one-stage full loss), the preset's D and D-only
+    warm-up. ``fair_setup(preset)``, the length study's (issue 25; the rules and the runs that
+    decided them: results/Synth-ISO/scratch/fair_setup/): the starting models get a GAN stage,
+    the official 300 D-only warm-up, D of the scratch generator's width, and D's start as decided.
+    A row's run under a set-up other than the default carries its ``name`` in its directory's name.
+    """
+    name: str = ""                      # "" for the default
+    gan_stage: bool = False             # the starting models' GAN stage (config.pretrain_config(stage="gan"))
+    disc_feat: int | None = None        # D's features in the adapted runs (None: the preset's)
+    warmup_d_iters: int | None = None   # the adapted runs' D-only warm-up (None: the preset's)
+    d_from_generalist: bool = False     # the adapted runs' D starts from the generalist's GAN-stage D
+
+    def fields(self, d_file) -> dict:
+        """The config fields a row's run takes from the set-up (``d_file``: a callable giving the
+        generalist's GAN-stage D, asked only where D starts from it)."""
+        out = {} if self.disc_feat is None else {"disc_feat": self.disc_feat}
+        if self.warmup_d_iters is not None:
+            out["warmup_d_iters"] = self.warmup_d_iters
+        if self.d_from_generalist:
+            out["init_d"] = d_file()
+        return out
+
+
+DEFAULT_SETUP = Setup()
+# R3 of results/Synth-ISO/scratch/fair_setup/RULES.md, decided on the fine-tune control's D alone
+FAIR_D_FROM_GENERALIST = False
+
+
+def fair_setup(preset: str) -> Setup:
+    """The set-up of the fair test (issue 25): under ``scratch`` the GAN-staged starting models, a
+    32-feature D, the official 300 D-only warm-up, D's start as decided (``FAIR_D_FROM_GENERALIST``);
+    under ``tiny`` the same wiring at smoke size (a 4-iteration GAN stage and warm-up); under
+    ``cpu``/``paper`` the released, already GAN-trained generalist and the 300 warm-up."""
+    if preset == "scratch":
+        return Setup("fair", True, SCRATCH_DISC_FEAT, 300, FAIR_D_FROM_GENERALIST)
+    if preset == "tiny":
+        return Setup("fair", True, None, 4, FAIR_D_FROM_GENERALIST)
+    return Setup("fair", False, None, 300, False)
+
+
+def _setup(setup: Setup | None) -> Setup:
+    return DEFAULT_SETUP if setup is None else setup
+
+
 # ------------------------------------------------------------------ the starting models (M_G, M_S)
 
 def pretrain_run(preset: str, domain: str, role: str, seed: int, runs_dir, data_root=None,
-                 pretrain_iters: int | None = None) -> Run:
-    """A from-scratch preset's generalist or bicubic specialist (``config.pretrain_config``)."""
+                 pretrain_iters: int | None = None, gan_stage: bool = False) -> Run:
+    """A from-scratch preset's generalist or bicubic specialist (``config.pretrain_config``); with
+    ``gan_stage`` its GAN stage, which starts from the pixel stage's final snapshot."""
     out = runs.pretrain_dir(runs_dir, preset, domain, role, seed, pretrain_iters, default_pretrain_iters(preset))
-    return Run(pretrain_config(preset, role, domain, seed, str(out), data_root, pretrain_iters))
+    pixel = Run(pretrain_config(preset, role, domain, seed, str(out), data_root, pretrain_iters))
+    if not gan_stage:
+        return pixel
+    n = gan_stage_iters(preset)
+    out = runs.pretrain_dir(runs_dir, preset, domain, role, seed, pretrain_iters, default_pretrain_iters(preset), n)
+    return Run(pretrain_config(preset, role, domain, seed, str(out), data_root, n, stage="gan",
+                               init_s=str(pixel.final)))
 
 
 def pretrain_runs(preset: str, domain: str, seeds, runs_dir, data_root=None,
-                  pretrain_iters: int | None = None) -> list[Run]:
-    """The from-scratch presets' pretraining runs (generalist + specialist per seed); [] otherwise."""
+                  pretrain_iters: int | None = None, setup: Setup | None = None) -> list[Run]:
+    """The from-scratch presets' pretraining runs (generalist + specialist per seed, and their GAN
+    stages under a set-up that has them); [] otherwise."""
     if preset not in FROM_SCRATCH:
         return []
-    return [pretrain_run(preset, domain, role, s, runs_dir, data_root, pretrain_iters)
-            for s in seed_list(seeds) for role in (GENERALIST, SPECIALIST)]
+    stages = (False, True) if _setup(setup).gan_stage else (False,)
+    return [pretrain_run(preset, domain, role, s, runs_dir, data_root, pretrain_iters, gan)
+            for gan in stages for s in seed_list(seeds) for role in (GENERALIST, SPECIALIST)]
 
 
-def generalist_file(preset: str, domain: str, runs_dir, seed: int = 0, pretrain_iters: int | None = None) -> str:
+def generalist_file(preset: str, domain: str, runs_dir, seed: int = 0, pretrain_iters: int | None = None,
+                    setup: Setup | None = None) -> str:
     """The generalist's weights: RealESRGAN_x4plus, or the final snapshot of the small one the
-    companion pretrains from scratch under ``scratch``/``tiny`` (one per seed)."""
+    companion pretrains from scratch under ``scratch``/``tiny`` (one per seed; its GAN stage's
+    under a set-up that has one)."""
     if preset not in FROM_SCRATCH:
         return "RealESRGAN_x4plus"
-    return str(pretrain_run(preset, domain, GENERALIST, seed, runs_dir, pretrain_iters=pretrain_iters).final)
+    return str(pretrain_run(preset, domain, GENERALIST, seed, runs_dir, pretrain_iters=pretrain_iters,
+                            gan_stage=_setup(setup).gan_stage).final)
+
+
+def generalist_d_file(preset: str, domain: str, runs_dir, seed: int = 0, pretrain_iters: int | None = None) -> str:
+    """The D the generalist's GAN stage leaves (``pdd.runs.d_snapshot_path``): where the fair
+    set-up starts the adapted runs' D from, if it does."""
+    if preset not in FROM_SCRATCH:
+        raise ValueError(f"under {preset!r} the generalist is a released file without its D; the adapted runs' D "
+                         f"starts from random init")
+    run = pretrain_run(preset, domain, GENERALIST, seed, runs_dir, pretrain_iters=pretrain_iters, gan_stage=True)
+    return str(runs.d_snapshot_path(run.dir, run.config.iters))
 
 
 def specialist_file(preset: str, domain: str, runs_dir, seed: int, iters: int | None = None,
-                    pretrain_iters: int | None = None) -> str:
+                    pretrain_iters: int | None = None, setup: Setup | None = None) -> str:
     """The bicubic specialist static PDD starts from: under ``scratch``/``tiny`` the one
-    pretrained from scratch on bicubic X^L; under ``paper``/``cpu`` the fine-tune control run
-    (RealESRGAN fine-tuned on bicubic X^L: one training, two roles)."""
+    pretrained from scratch on bicubic X^L (its GAN stage's under a set-up that has one); under
+    ``paper``/``cpu`` the fine-tune control run (RealESRGAN fine-tuned on bicubic X^L: one
+    training, two roles)."""
     if preset in FROM_SCRATCH:
-        return str(pretrain_run(preset, domain, SPECIALIST, seed, runs_dir, pretrain_iters=pretrain_iters).final)
+        return str(pretrain_run(preset, domain, SPECIALIST, seed, runs_dir, pretrain_iters=pretrain_iters,
+                                gan_stage=_setup(setup).gan_stage).final)
     length = iters if iters is not None else make_config(preset, "finetune").iters
     return str(runs.snapshot_path(runs.row_dir(runs_dir, preset, domain, "finetune control", seed), length))
 
@@ -216,11 +293,15 @@ def uses_kdsr(cfg) -> bool:
 
 def row_run(method: str, preset: str, domain: str, seed: int, runs_dir, data_root=None,
             iters: int | None = None, overrides: dict | None = None,
-            pretrain_iters: int | None = None, variants: dict | None = None) -> Run:
+            pretrain_iters: int | None = None, variants: dict | None = None, setup: Setup | None = None) -> Run:
     """One row (``METHODS`` or ``variants``, e.g. ``ABLATIONS``) for one seed, as a run named
     after the row: ``runs_dir/preset/domain/<slug>_s<seed>`` (plus a digest of ``overrides``),
     so that each distinct config trains once and is reused afterwards. An HR-aware row is its
-    stage B (its stage A: ``hr_aware_configs``)."""
+    stage B (its stage A: ``hr_aware_configs``). ``setup``: how its starting models and D are
+    made (``Setup``; a set-up other than the default puts its name in the run's)."""
+    setup = _setup(setup)
+    if setup != DEFAULT_SETUP and (variants is not None or method in HR_AWARE_ROWS or method in KDSR_ROWS):
+        raise ValueError(f"the {setup.name!r} set-up applies to the PDD rows and their controls, not to {method!r}")
     runs_dir = _runs_dir(runs_dir)
     if variants is None and method in HR_AWARE_ROWS:
         return Run(hr_aware_configs(method, preset, domain, seed, runs_dir, data_root, iters, overrides,
@@ -230,16 +311,17 @@ def row_run(method: str, preset: str, domain: str, seed: int, runs_dir, data_roo
         valid = list(table) + ([] if variants else list(HR_AWARE_ROWS))
         raise ValueError(f"unknown method {method!r}; valid: {', '.join(valid)}")
     mode, extra = table[method]
-    g_file = generalist_file(preset, domain, runs_dir, seed, pretrain_iters)
+    g_file = generalist_file(preset, domain, runs_dir, seed, pretrain_iters, setup)
     merged = {**extra, **(overrides or {})}
     if mode == "static" and "init_s" not in merged:  # paper Fig. 3a: the specialist is adapted
         merged["init_s"] = "specialist"
     starts = {"generalist": lambda: g_file,
-              "specialist": lambda: specialist_file(preset, domain, runs_dir, seed, iters, pretrain_iters),
+              "specialist": lambda: specialist_file(preset, domain, runs_dir, seed, iters, pretrain_iters, setup),
               "kdsr": lambda: kdsr_generalist_file(preset, domain, runs_dir, seed, pretrain_iters, data_root)}
     merged = {k: (starts[v]() if k in ("init_s", "init_g") and v in starts else v) for k, v in merged.items()}
-    out = runs.row_dir(runs_dir, preset, domain, method, seed, overrides)
-    cfg = make_config(preset, mode, overrides={"init_s": g_file, "init_g": g_file, **merged}, domain=domain,
+    out = runs.row_dir(runs_dir, preset, domain, method, seed, overrides, tag=setup.name)
+    own = setup.fields(lambda: generalist_d_file(preset, domain, runs_dir, seed, pretrain_iters))
+    cfg = make_config(preset, mode, overrides={"init_s": g_file, "init_g": g_file, **own, **merged}, domain=domain,
                       seed=seed, data_root=data_root, out=str(out))
     if iters is not None:
         cfg.iters = iters
