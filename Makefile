@@ -5,7 +5,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.pdd-installed
 
-.PHONY: env test reproduce length-study site benchmark clean-env
+.PHONY: env test reproduce length-study fair-setup site benchmark clean-env
 
 # Re-installs only when pyproject.toml changed since the last install.
 $(STAMP): pyproject.toml
@@ -24,10 +24,15 @@ ROWS ?= default
 reproduce: env
 	$(PY) -m pdd.reproduce --rows $(ROWS)
 
-# the length study (issue 25; README): static/EMA PDD and their controls to 3,000 iterations, 2 seeds, then
-# notebook 11. Hours on a 2-core CPU; run it again after any interruption: it resumes where it stopped
+# the length study (issue 25; README): static/EMA PDD and their controls under the fair set-up, 3,000 iterations
+# after the D-only warm-up, 2 seeds, then notebook 11. Hours on a 2-core CPU; run it again after any
+# interruption: it resumes where it stopped
 length-study: env
 	$(PY) -m pdd.reproduce --study length
+
+# the fair set-up's decisions (GAN stage length, D's start) from the starting models and the fine-tune control
+fair-setup: env
+	$(PY) -m pdd.experiments.decisions --seeds 0 1
 
 # site/ from the executed notebooks and results/ (nothing is executed); open site/index.html
 site: env

@@ -650,7 +650,7 @@ def study_estimate(plan, parallel: int = 2, steps: int = 1) -> tuple[str, dict]:
 def run_study(name: str, estimate: bool = True, parallel: int = 2) -> int:
     """Train study ``name``'s plan in the pool, wave after wave (finished runs are skipped, a
     stopped one resumes from its checkpoint.pt), then execute its notebook into
-    results/notebooks/ and record both in results/README.md. No job timeout: a 3,000-iteration
+    results/notebooks/ and record both in results/README.md. No job timeout: a 3,300-iteration
     job is hours on a slow CPU, and a stopped job only costs the iterations since its last snapshot."""
     from .experiments import pool
     from .procenv import job_env
@@ -719,7 +719,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="skip the estimate before training (a few timed steps of each kind of job, under a minute)")
     ap.add_argument("--study", choices=list(STUDIES),
                     help="instead of the notebooks: train a study's runs (resuming where it stopped) and execute "
-                         "its notebook; 'length': static/EMA PDD and their controls to 3,000 iterations, 2 seeds "
+                         "its notebook; 'length': static/EMA PDD and their controls under the fair set-up (GAN-"
+                         "staged starting models, 300 D-only warm-up) to 3,000 iterations after the warm-up, 2 seeds "
                          "(notebooks/11_length.ipynb; hours on a 2-core CPU)")
     args = ap.parse_args(argv if argv is not None else [])
     if args.study:

@@ -30,31 +30,39 @@ def _files(folder: Path) -> list[str]:
 
 def test_the_plans_runs_iterations_and_checkpoint_snapshots(tmp_path):
     p = L.length_plan("tiny", "Synth-ISO", (0, 1), tmp_path, pretrain_iters=12)
-    assert [r.dir.name for r in p.waves[0]] == ["pretrained-generalist-12it_s0", "pretrained-specialist-12it_s0",
-                                                "pretrained-generalist-12it_s1", "pretrained-specialist-12it_s1"]
+    # the starting models under the fair set-up: the pixel stage, then a GAN stage on it
+    assert [r.dir.name for r in p.waves[0]] == [
+        f"pretrained-{role}-12it{stage}_s{s}" for stage in ("", "-gan4it") for s in (0, 1)
+        for role in ("generalist", "specialist")]
+    gan_g0 = p.waves[0][4]
+    assert gan_g0.needs == {str(p.waves[0][0].dir)} and gan_g0.config.init_s == str(p.waves[0][0].final)
     rows = L.study_runs(p)
-    assert [r.dir.name for r in rows] == [f"{n}-12it_s{s}" for s in (0, 1) for n in
+    assert [r.dir.name for r in rows] == [f"{n}-fair-16it_s{s}" for s in (0, 1) for n in
                                           ("static-pdd", "ema-pdd", "finetune-control", "specialist-finetune-control")]
     assert p.waves[1] == rows and p["EMA PDD s1"].row == "EMA PDD"
     for r in rows:
-        assert r.config.iters == 12 and r.dir.parent == tmp_path / "tiny" / "Synth-ISO"
-        assert all(i % r.config.ckpt_every == 0 for i in L.CHECKPOINTS["tiny"])   # a snapshot at 4, 8 and 12
-        assert r.final == r.snapshot(12)
-    # static PDD adapts the specialist; EMA PDD and the fine-tune control start from the generalist
-    assert "pretrained-specialist-12it_s0" in p["static PDD s0"].config.init_s
-    assert "pretrained-generalist-12it_s0" in p["EMA PDD s0"].config.init_s
-    # scratch: 3,000 iterations, scored at 300, 1,000 and 3,000
+        assert r.config.iters == 16 and r.dir.parent == tmp_path / "tiny" / "Synth-ISO"
+        assert r.config.warmup_d_iters == 4   # checkpoints 8, 12, 16 = 4 warm-up + 4, 8, 12 of training
+        assert all(i % r.config.ckpt_every == 0 for i in L.CHECKPOINTS["tiny"])
+        assert r.final == r.snapshot(16)
+    # static PDD adapts the GAN-staged specialist; EMA PDD and the fine-tune control the GAN-staged generalist
+    assert "pretrained-specialist-12it-gan4it_s0" in p["static PDD s0"].config.init_s
+    assert "pretrained-generalist-12it-gan4it_s0" in p["EMA PDD s0"].config.init_s
+    # scratch: 300 warm-up + 3,000 iterations, scored at 600, 1,300 and 3,300; D of 32 features
     rows = L.study_runs(L.length_plan("scratch", "Synth-ISO", (0, 1), tmp_path))
-    assert {r.config.iters for r in rows} == {3000} and rows[0].dir.name == "static-pdd-3000it_s0"
-    assert all(i % r.config.ckpt_every == 0 for r in rows for i in (300, 1000, 3000))
+    assert {r.config.iters for r in rows} == {3300} and rows[0].dir.name == "static-pdd-fair-3300it_s0"
+    assert {(r.config.warmup_d_iters, r.config.disc_feat) for r in rows} == {(300, 32)}
+    assert all(i % r.config.ckpt_every == 0 for r in rows for i in (600, 1300, 3300))
     # cpu: no specialist fine-tune control; static PDD adapts the study's own fine-tune control
     p = L.length_plan("cpu", "Synth-Defocus", (0,), tmp_path)
     assert [r.row for r in L.study_runs(p)] == ["static PDD", "EMA PDD", "finetune control"]
     assert p["static PDD s0"].needs == {str(p["finetune control s0"].dir)}
-    assert p["finetune control s0"].dir.name == "finetune-control-3000it_s0"
-    assert L.study_checkpoints("scratch", [1000, 300, 3000]) == (300, 1000, 3000)
+    assert p["finetune control s0"].dir.name == "finetune-control-fair-3300it_s0"
+    assert L.study_checkpoints("scratch", [1300, 600, 3300]) == (600, 1300, 3300)
     with pytest.raises(ValueError, match="positive"):
         L.study_checkpoints("tiny", [0, 4])
+    with pytest.raises(ValueError, match="warm-up"):   # a checkpoint inside the D-only warm-up
+        L.length_plan("tiny", "Synth-ISO", (0,), tmp_path, checkpoints=(4, 8))
 
 
 @pytest.mark.parametrize("smoke", [False, True])
@@ -69,11 +77,14 @@ def test_the_study_shares_no_run_directory_with_the_comparison_or_make_reproduce
     for params in ({}, {"compare_rows": "all", "methods": "all"}):
         chain = {str(j.dir) for j in reproduce.chain_jobs(notebooks, params)}
         assert not rows & chain
-        assert {str(j.dir) for j in study.waves[0] if j.seed == 0} <= chain   # the same starting models
+        pixel = {str(j.dir) for j in study.waves[0] if j.seed == 0 and "-gan" not in j.dir.name}
+        assert pixel <= chain   # the same pixel-stage starting models; the GAN stages are the study's own
+        assert not {str(j.dir) for j in study.waves[0] if "-gan" in j.dir.name} & chain
     starts, jobs, comparison = C.training_plan(v["preset"], v["domain"], v["seeds"], "all",
                                                plans.runs_root(None, smoke), None, None, v["pretrain_iters"])
     assert not rows & {str(j.dir) for j in starts + jobs + comparison}
-    assert [str(j.dir) for j in study.waves[0]] == [str(j.dir) for j in starts if j.dir.name.startswith("pretrained")]
+    assert [str(j.dir) for j in study.waves[0] if "-gan" not in j.dir.name] == [
+        str(j.dir) for j in starts if j.dir.name.startswith("pretrained")]
 
 
 def test_planning_the_study_touches_no_file_and_trains_nothing(tmp_path, monkeypatch):
@@ -108,7 +119,7 @@ def test_notebook_11s_parameters_cell_is_notebook_defaults(monkeypatch):
 # ------------------------------------------------------------------ resume, and the scores of a trained row
 
 def test_a_stopped_study_run_resumes_to_the_uninterrupted_runs_weights_and_is_scored_per_checkpoint(tmp_path):
-    p = L.length_plan("tiny", "Synth-ISO", (0,), tmp_path / "runs", pretrain_iters=2, checkpoints=(2, 4, 6))
+    p = L.length_plan("tiny", "Synth-ISO", (0,), tmp_path / "runs", pretrain_iters=2, checkpoints=(6, 8, 10))
     for start in p.waves[0]:
         start.config.threads = 1
     pool.train_here(p.waves[0], progress=False)
@@ -117,25 +128,28 @@ def test_a_stopped_study_run_resumes_to_the_uninterrupted_runs_weights_and_is_sc
     straight = Run(copy.deepcopy(run.config), row=run.row)
     straight.config.out = str(tmp_path / "straight" / run.dir.name)
     straight.trainer().fit()
-    run.trainer().fit(iters=3)                                   # stopped after iteration 3 ...
+    run.trainer().fit(iters=7)                    # stopped after iteration 7 (the warm-up is 1-4) ...
     assert not run.finished
     pool.train_runs([run], parallel=1, threads=1, progress=False)   # ... and resumed by the pool
     assert run.finished and (run.dir / "checkpoint.pt").exists()
-    for i in (2, 4, 6):
+    for i in (6, 8, 10):
         a, b = (torch.load(r.snapshot(i), map_location="cpu")["params_ema"] for r in (run, straight))
         assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), i
 
     from pdd import data, evaluate
 
-    with pytest.raises(FileNotFoundError, match=r"static PDD s0 at 2.*pdd.reproduce --study length"):
-        L.evaluate_checkpoints(L.study_runs(p), {}, {}, (2, 4, 6), tmp_path / "runs")
+    with pytest.raises(FileNotFoundError, match=r"static PDD s0 at 6.*pdd.reproduce --study length"):
+        L.evaluate_checkpoints(L.study_runs(p), {}, {}, (6, 8, 10), tmp_path / "runs")
     dom = data.open_domain("Synth-ISO")
     sets = {"target": dom.test_pairs[:1], "source": dom.source_test_pairs[:1]}
-    per_image = L.evaluate_checkpoints([run], sets, evaluate.create_metrics(("psnr",)), (2, 4, 6), tmp_path / "runs",
+    per_image = L.evaluate_checkpoints([run], sets, evaluate.create_metrics(("psnr",)), (6, 8, 10), tmp_path / "runs",
                                        pretrain_iters=2, workers=1, progress=False)
     got = per_image.groupby(["method", "seed", "iteration"]).size().to_dict()
-    assert got == {("EMA PDD", 0, 2): 2, ("EMA PDD", 0, 4): 2, ("EMA PDD", 0, 6): 2, ("generalist", 0, 0): 2,
+    assert got == {("EMA PDD", 0, 6): 2, ("EMA PDD", 0, 8): 2, ("EMA PDD", 0, 10): 2, ("generalist", 0, 0): 2,
                    ("specialist", 0, 0): 2}
+    # the starting models scored are the GAN-staged ones the study's rows start from
+    cached = {p.parents[1].name for p in (tmp_path / "runs").rglob("eval/*.csv")}
+    assert {"pretrained-generalist-2it-gan4it_s0", "pretrained-specialist-2it-gan4it_s0"} <= cached
     assert (run.dir / "eval").is_dir() and per_image["psnr"].notna().all()
 
 
@@ -205,7 +219,8 @@ def test_the_figure_and_the_written_study(tmp_path):
     md = L.write_length_study(tmp_path / "out", gains, lines, "scratch", "Synth-ISO", [0, 1], None, 100, fig=fig)
     assert sorted(p.name for p in md.parent.iterdir()) == ["length_study.csv", "length_study.md", "length_study.png"]
     text = md.read_text()
-    assert "## Verdict (computed from the numbers)" in text and "checkpoints [300, 1000, 3000]" in text
+    assert "## Verdict (computed from the numbers)" in text and "checkpoints [600, 1300, 3300]" in text
+    assert "'fair' set-up" in text and "32-feature D (deviation" in text
     assert "commit " in text and "CPU " in text and reproduce._conclusions(md)
     assert len(pd.read_csv(md.with_suffix(".csv"))) == len(gains)
 

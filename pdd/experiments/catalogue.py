@@ -136,6 +136,21 @@ class Setup:
     warmup_d_iters: int | None = None   # the adapted runs' D-only warm-up (None: the preset's)
     d_from_generalist: bool = False     # the adapted runs' D starts from the generalist's GAN-stage D
 
+    def describe(self) -> str:
+        """The set-up in a sentence, its deviations named (for every result made under it)."""
+        if self == DEFAULT_SETUP:
+            return "the comparison's set-up (pixel-trained starting models, the preset's D and D-only warm-up)"
+        parts = [f"the {self.name!r} set-up:"]
+        parts.append("starting models with a GAN stage after the pixel stage" if self.gan_stage else
+                     "the released (GAN-trained) generalist")
+        if self.warmup_d_iters is not None:
+            parts.append(f"{self.warmup_d_iters} D-only warm-up iterations")
+        if self.disc_feat is not None:
+            parts.append(f"a {self.disc_feat}-feature D (deviation: the official D has 64)")
+        parts.append("D started from the generalist's GAN-stage D (deviation: the official configs start it from "
+                     "random init)" if self.d_from_generalist else "D from random init")
+        return parts[0] + " " + ", ".join(parts[1:])
+
     def fields(self, d_file) -> dict:
         """The config fields a row's run takes from the set-up (``d_file``: a callable giving the
         generalist's GAN-stage D, asked only where D starts from it)."""

@@ -175,7 +175,6 @@ def write_decisions(decision: dict, results_dir, record: dict) -> list[Path]:
 def main(argv=None) -> int:
     import argparse
 
-    from .. import cli
     from ..data import open_domain
     from ..evaluate import create_metrics, result_record
     from .plans import results_root, train_plan
@@ -211,4 +210,6 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from .. import cli
+
+    sys.exit(cli.run(main, "python -m pdd.experiments.decisions"))

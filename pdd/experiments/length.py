@@ -2,19 +2,25 @@
 
 The comparison's rows stop at 300 iterations (0.3 % of the paper's 100K for EMA PDD, 0.6 % of
 its 50K for static PDD), about where D only starts to separate real from fake. So static PDD,
-EMA PDD and their controls are trained here 10x longer (3,000 iterations under ``scratch``),
-two seeds, and scored at log-spaced checkpoints of the same runs, each with paired bootstrap
-CIs: the verdict is given per length, and the trend over lengths is read off the numbers.
+EMA PDD and their controls are trained here 10x longer (3,000 iterations of training under
+``scratch``), two seeds, and scored at log-spaced checkpoints of the same runs, each with paired
+bootstrap CIs: the verdict is given per length, and the trend over lengths is read off the numbers.
+
+The study runs under the fair set-up (``catalogue.fair_setup``; its decisions:
+``pdd.experiments.decisions``): starting models trained as the paper says (pixel stage, then a
+GAN stage, each with its own D), the official 300 D-only warm-up iterations before the
+training iterations, D at the scratch generator's width, D's start as decided on the fine-tune
+control. The checkpoints count iterations from the start, warm-up included: under ``scratch``
+600, 1,300 and 3,300 are 300, 1,000 and 3,000 iterations of training after the warm-up.
 
 The schedule (``CHECKPOINTS``, ``STUDY_ROWS``, the seeds) is fixed here, before any PDD number
 of the study was seen: it is not tuned on the result.
 
 The study's runs live beside the comparison's, under names of their own
-(``<row slug>-<iters>it_s<seed>``, ``pdd.runs.row_dir(..., tag="3000it")``): they never resume
-or add snapshots to the comparison's 300-iteration runs, whose last snapshots its evaluation
-takes. They start from the same starting models (the comparison's pretrained generalist and
-specialist), and keep a snapshot at every checkpoint (``ckpt_every``: the checkpoints' gcd).
-Training is the pool's (``plans.train_plan``): a stopped study resumes where it stopped.
+(``<row slug>-fair-<iters>it_s<seed>``, ``pdd.runs.row_dir(..., tag="fair-3300it")``): they
+never resume or add snapshots to the comparison's runs, whose last snapshots its evaluation
+takes, and keep a snapshot at every checkpoint (``ckpt_every``: the checkpoints' gcd). Training
+is the pool's (``plans.train_plan``): a stopped study resumes where it stopped.
 """
 from __future__ import annotations
 
@@ -33,9 +39,11 @@ from .plans import Plan, runs_root, smoke_default
 from .scoring import LONG_COLUMNS, EvalItem, evaluate_items, evaluate_runs
 from .verdicts import conclusion_header
 
-# Log-spaced, the last one the study's length. Fixed before any PDD number was seen.
-CHECKPOINTS = {"scratch": (300, 1000, 3000), "cpu": (300, 1000, 3000), "paper": (300, 1000, 3000),
-               "tiny": (4, 8, 12)}
+# Log-spaced, the last one the study's length, counted from the start: the fair set-up's D-only
+# warm-up (300; 4 under tiny) + 300, 1,000, 3,000 iterations of training (4, 8, 12 under tiny).
+# Fixed before any PDD number was seen.
+CHECKPOINTS = {"scratch": (600, 1300, 3300), "cpu": (600, 1300, 3300), "paper": (600, 1300, 3300),
+               "tiny": (8, 12, 16)}
 STUDY_ROWS = ("static PDD", "EMA PDD", "finetune control", "specialist finetune control")
 SEEDS = (0, 1)
 # Each PDD row beside its control, the first one the study has: the same supervised loss and
@@ -63,14 +71,25 @@ def study_rows(preset: str) -> list[str]:
     return [r for r in STUDY_ROWS if r in C.default_methods(preset)]
 
 
+def study_setup(preset: str) -> C.Setup:
+    """The set-up the study's runs are made under: the fair one (``catalogue.fair_setup``)."""
+    return C.fair_setup(preset)
+
+
 def study_run(row: str, preset: str, domain: str, seed: int, runs_dir, data_root=None, checkpoints=None,
               pretrain_iters: int | None = None) -> Run:
-    """One row of the study: the catalogue's row (``catalogue.row_run``) at the last checkpoint's
-    length, in its own directory ``<row slug>-<iters>it_s<seed>``, with a snapshot at every checkpoint."""
+    """One row of the study: the catalogue's row (``catalogue.row_run``) under the fair set-up at
+    the last checkpoint's length, in its own directory ``<row slug>-fair-<iters>it_s<seed>``, with
+    a snapshot at every checkpoint."""
     cps = study_checkpoints(preset, checkpoints)
-    run = C.row_run(row, preset, domain, seed, runs_dir, data_root, iters=cps[-1], pretrain_iters=pretrain_iters)
+    setup = study_setup(preset)
+    run = C.row_run(row, preset, domain, seed, runs_dir, data_root, iters=cps[-1], pretrain_iters=pretrain_iters,
+                    setup=setup)
     cfg = run.config
-    cfg.out = str(runs.row_dir(runs_dir, preset, domain, row, seed, tag=f"{cps[-1]}it"))
+    if cps[0] <= cfg.warmup_d_iters:
+        raise ValueError(f"checkpoint {cps[0]} falls in the {cfg.warmup_d_iters} D-only warm-up iterations: "
+                         f"checkpoints count from the start, warm-up included")
+    cfg.out = str(runs.row_dir(runs_dir, preset, domain, row, seed, tag=f"{setup.name}-{cps[-1]}it"))
     # snapshots (and resume points) fall on multiples of ckpt_every and at the end: at the gcd,
     # every checkpoint has one (100 under scratch: 30 snapshots of about 6 MB per run)
     cfg.ckpt_every = math.gcd(*cps)
@@ -83,11 +102,11 @@ def study_run(row: str, preset: str, domain: str, seed: int, runs_dir, data_root
 
 def length_plan(preset: str = "scratch", domain: str = "Synth-ISO", seeds=SEEDS, runs_dir=None, data_root=None,
                 pretrain_iters: int | None = None, checkpoints=None) -> Plan:
-    """The study's runs in two waves: the starting models (``catalogue.pretrain_runs``, shared with
-    the comparison) and the study's rows (``study_run``) for every seed, named ``"<row> s<seed>"``.
-    Pure: names runs, touches no file."""
+    """The study's runs in two waves: the starting models (``catalogue.pretrain_runs`` under the
+    fair set-up: the comparison's pixel stage and the GAN stage on it) and the study's rows
+    (``study_run``) for every seed, named ``"<row> s<seed>"``. Pure: names runs, touches no file."""
     runs_dir = runs_root(runs_dir)
-    starts = C.pretrain_runs(preset, domain, seeds, runs_dir, data_root, pretrain_iters)
+    starts = C.pretrain_runs(preset, domain, seeds, runs_dir, data_root, pretrain_iters, study_setup(preset))
     rows = [study_run(r, preset, domain, s, runs_dir, data_root, checkpoints, pretrain_iters)
             for s in C.seed_list(seeds) for r in study_rows(preset)]
     return Plan([w for w in (starts, rows) if w], {r.label: r for r in rows})
@@ -138,7 +157,7 @@ def evaluate_checkpoints(plan_rows: list[Run], test_sets: dict, metrics: dict, c
                                 f"pdd.reproduce --study length, or experiments.train_plan(plan); it resumes)")
     # the starting models and each row's final snapshot, as the comparison scores them (same caches)
     last = evaluate_runs(plan_rows, test_sets, metrics, last_k=1, runs_dir=runs_dir, progress=progress,
-                         pretrain_iters=pretrain_iters, workers=workers)
+                         pretrain_iters=pretrain_iters, workers=workers, setup=study_setup(plan_rows[0].preset))
     from ..train import load_run_model
 
     earlier = [EvalItem(lambda c=r.config, s=r.snapshot(i): load_run_model(c, s), r.snapshot(i), r.dir / "eval",
@@ -206,15 +225,38 @@ def trend(values) -> str:
 
 
 def length_verdict(gains: pd.DataFrame, results_dir=None, domain: str = "", preset: str = "", rows: list[Run] = (),
-                   metric: str = "psnr", test_set: str = "target", source: str = "source") -> list[str]:
-    """The computed sentences: the gates the study rests on (the premise gate of notebook 02 read
-    from ``results_dir``, D's separation in each of ``rows``), then per length whether each PDD row
+                   metric: str = "psnr", test_set: str = "target", source: str = "source",
+                   per_image: pd.DataFrame | None = None, n_boot: int = 2000) -> list[str]:
+    """The computed sentences: the gates the study rests on, then per length whether each PDD row
     beats the generalist and its control on ``test_set`` (CI), and whether the gain over the
-    control grows with length (the paper's direction)."""
-    lines = conclusion_header(results_dir, domain, preset, rows) if results_dir is not None else \
-        ["Premise gate not read (no results folder given): nothing here tests the paper's claim until it is."]
-    lines.append("Every verdict below rests on those gates: the premise gate (02) and the GAN gate (D's "
-                 "separation per run, above); a perceptual conclusion needs runs that pass the GAN gate.")
+    control grows with length (the paper's direction).
+
+    The gates: the premise gate on the study's own starting models when ``per_image``
+    (``evaluate_checkpoints``) holds them (the fair set-up's GAN-staged ones, not notebook 02's),
+    else notebook 02's, read from ``results_dir``; D's separation in each of ``rows`` (the GAN
+    gate) over the whole run, and at each checkpoint how many runs pass it up to there."""
+    from ..stats import gan_gate, premise_check
+    from .verdicts import gan_gate_line
+
+    own = per_image is not None and {C.GENERALIST, C.SPECIALIST} <= set(per_image.method)
+    if own:
+        start = per_image[per_image.method.isin([C.GENERALIST, C.SPECIALIST])]
+        check = premise_check(start, n_boot=n_boot)
+        lines = ["Premise gate on the study's own starting models (the fair set-up's): " + check["sentence"]]
+        line = gan_gate_line(list(rows))
+        lines += [line] if line else []
+    elif results_dir is not None:
+        lines = conclusion_header(results_dir, domain, preset, rows)
+    else:
+        lines = ["Premise gate not read (no results folder or starting models' scores given): nothing here tests "
+                 "the paper's claim until it is."]
+    lines.append("Every verdict below rests on those gates: the premise gate and the GAN gate (D's "
+                 "separation per run); a perceptual conclusion needs runs that pass the GAN gate.")
+    with_d = [r for r in rows if getattr(r.config, "has_discriminator", False) and (r.dir / "log.csv").exists()]
+    for it in sorted(gains.iteration.unique()) if with_d else ():
+        passed = [r.label for r in with_d if gan_gate(r.dir, upto=int(it))["passed"]]
+        lines.append(f"GAN gate up to {it} iterations: {len(passed)} of {len(with_d)} runs pass"
+                     + (f" ({', '.join(passed)})" if 0 < len(passed) < len(with_d) else "") + ".")
     g = gains[(gains.metric == metric)]
     unit = _unit(metric)
     pdd_rows = [m for m in CONTROLS if m in set(g.method)]
@@ -356,7 +398,8 @@ def write_length_study(out, gains: pd.DataFrame, lines: list[str], preset: str, 
     shown = gains[gains.metric.isin(["psnr", "psnr_cc"])].drop(columns=["n"])
     md = [f"# PDD over training length ({domain}, {preset})", "",
           f"{', '.join(study_rows(preset))}; seeds {list(C.seed_list(seeds))}; trained to {cps[-1]} iterations and "
-          f"scored at {', '.join(map(str, cps))} (the schedule fixed before any PDD number was seen). Gains are "
+          f"scored at {', '.join(map(str, cps))} (the schedule fixed before any PDD number was seen; iterations "
+          f"counted from the start, D-only warm-up included), under {study_setup(preset).describe()}. Gains are "
           "paired per (seed, image) against the generalist and against each PDD row's control at the same "
           f"checkpoint, with 95% cluster-bootstrap CIs over images ({n_boot} resamples). PSNR on Y; `psnr_cc` "
           f"after colour correction. Every metric: [{FILE_STEM}.csv]({FILE_STEM}.csv).", "",

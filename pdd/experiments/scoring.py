@@ -162,10 +162,13 @@ def _kdsr_generalist_items(preset, domain, seeds, runs_dir, pretrain_iters=None)
 
 
 def evaluate_runs(rows: list[Run], test_sets: dict, metrics: dict, last_k: int = 2, runs_dir=None,
-                  progress: bool = True, pretrain_iters: int | None = None, workers: int | None = None) -> pd.DataFrame:
+                  progress: bool = True, pretrain_iters: int | None = None, workers: int | None = None,
+                  setup=None) -> pd.DataFrame:
     """Per-image metrics for the generalist (and the specialist under the from-scratch presets)
     and for the last ``last_k`` EMA snapshots of every row's run (``workers`` models at a time,
-    ``evaluate_items``). Returns a long frame: method, seed, iteration, test set, name, metrics."""
+    ``evaluate_items``). ``setup``: the rows' ``catalogue.Setup`` (which starting models they
+    start from; None: the default). Returns a long frame: method, seed, iteration, test set,
+    name, metrics."""
     from ..weights import load_rrdbnet
 
     c0 = rows[0].config
@@ -177,7 +180,7 @@ def evaluate_runs(rows: list[Run], test_sets: dict, metrics: dict, last_k: int =
         # pair each run with the starting models of its own seed
         for seed in sorted({r.seed for r in rows}):
             for role, fn in ((GENERALIST, generalist_file), (SPECIALIST, specialist_file)):
-                f = Path(fn(c0.preset, c0.domain, runs_dir, seed, pretrain_iters=pretrain_iters))
+                f = Path(fn(c0.preset, c0.domain, runs_dir, seed, pretrain_iters=pretrain_iters, setup=setup))
                 items.append(EvalItem(lambda f=f: load_rrdbnet(str(f), **arch), f, f.parents[1] / "eval",
                                       dict(method=role, seed=seed, iteration=0)))
     else:

@@ -1,0 +1,233 @@
+"""The fair set-up (issue 25, items 1 and 2): the starting models' GAN stage, a D started from
+another run's D, the set-up threaded through the catalogue, and the decision rules of
+pdd.experiments.decisions applied to logs and scores with a known answer."""
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from pdd import runs
+from pdd.archs import UNetDiscriminatorSN
+from pdd.config import SCRATCH_DISC_FEAT, make_config, pretrain_config
+from pdd.experiments import catalogue as C
+from pdd.experiments import decisions as D
+from pdd.stats import gan_gate
+from pdd.weights import WeightsError
+
+
+# ------------------------------------------------------------------ the GAN stage's config
+
+def test_the_gan_stage_trains_on_from_the_pixel_stage_with_wavelet_perceptual_and_gan():
+    pixel = pretrain_config("scratch", "specialist", "Synth-ISO", 0, "/r/pretrained-specialist_s0")
+    assert (pixel.sup.perceptual, pixel.gan, pixel.batch_l, pixel.iters) == (0.0, False, 8, 1000)
+    init = "/r/pretrained-specialist_s0/weights/net_g_001000.pth"
+    c = pretrain_config("scratch", "specialist", "Synth-ISO", 0, "/r/gan", stage="gan", init_s=init)
+    assert c.mode == "supervised" and c.down == "bicubic" and c.init_s == init
+    assert c.sup.gan == 0.1 and c.sup.perceptual == 1.0 and c.sup.perceptual_layers and c.sup.wavelet == 0.5
+    assert c.has_discriminator and c.disc_feat == SCRATCH_DISC_FEAT == 32 and c.warmup_d_iters == 0
+    assert (c.iters, c.batch_l, c.patch, c.lr) == (600, 2, 32, 1e-4)
+    assert c.starts_from() == {Path("/r/pretrained-specialist_s0")}
+    g = pretrain_config("scratch", "generalist", "Synth-ISO", 0, "/r/g", stage="gan", init_s=init)
+    assert g.down == "second_order"
+    with pytest.raises(ValueError, match="init_s"):
+        pretrain_config("scratch", "generalist", "Synth-ISO", 0, "/r/g", stage="gan")
+    with pytest.raises(ValueError, match="stage"):
+        pretrain_config("scratch", "generalist", "Synth-ISO", 0, "/r/g", stage="vgg")
+
+
+# ------------------------------------------------------------------ D from another run's D
+
+def _tiny_gan_run(tmp_path, disc_feat=16):
+    """A 2-iteration tiny supervised run with D (the tiny pretraining's full loss)."""
+    from pdd.train import Trainer
+
+    cfg = make_config("tiny", "supervised", out=str(tmp_path / f"d{disc_feat}"), iters=2, threads=1,
+                      disc_feat=disc_feat, ckpt_every=1, log_every=1)
+    Trainer(cfg, progress=False).fit()
+    return cfg
+
+
+def test_a_run_with_d_leaves_its_final_d_and_another_run_starts_its_d_from_it(tmp_path):
+    from pdd.train import Trainer
+
+    first = _tiny_gan_run(tmp_path)
+    d_file = runs.d_snapshot_path(first.out, 2)
+    assert d_file.exists() and not runs.d_snapshot_path(first.out, 1).exists()   # the final D only
+    saved = torch.load(d_file, map_location="cpu", weights_only=True)["params"]
+    ckpt = torch.load(Path(first.out) / "checkpoint.pt", map_location="cpu", weights_only=True)["d"]
+    assert saved.keys() == ckpt.keys() and all(torch.equal(saved[k], ckpt[k]) for k in saved)
+    # snapshots are still the generator's alone
+    assert [p.name for p in runs.snapshots(first.out)] == ["net_g_000001.pth", "net_g_000002.pth"]
+
+    cfg = make_config("tiny", "finetune", out=str(tmp_path / "ft"), iters=1, threads=1, disc_feat=16,
+                      init_d=str(d_file))
+    assert Path(first.out) in cfg.starts_from()
+    t = Trainer(cfg, progress=False)
+    got = t.d.state_dict()
+    assert all(torch.equal(got[k], saved[k]) for k in saved)
+    assert "deviation" in t.sources["D"] and str(d_file) in t.sources["D"]
+    fresh = Trainer(make_config("tiny", "finetune", out=str(tmp_path / "ft2"), iters=1, threads=1), progress=False)
+    assert fresh.sources["D"].startswith("random init")
+
+
+def test_a_d_file_of_another_d_or_no_d_file_is_a_named_error(tmp_path):
+    from pdd.train import Trainer
+
+    other = UNetDiscriminatorSN(3, 8).state_dict()
+    torch.save({"params": other}, tmp_path / "d8.pth")
+    cfg = make_config("tiny", "finetune", out=str(tmp_path / "ft"), iters=1, threads=1, disc_feat=16,
+                      init_d=str(tmp_path / "d8.pth"))
+    with pytest.raises(WeightsError, match="does not match the model.*wrong shape"):
+        Trainer(cfg, progress=False)
+    torch.save({"weights": other}, tmp_path / "nod.pth")
+    cfg.init_d = str(tmp_path / "nod.pth")
+    with pytest.raises(WeightsError, match="not a discriminator file"):
+        Trainer(cfg, progress=False)
+    cfg.init_d, cfg.gan = str(tmp_path / "d8.pth"), False
+    with pytest.raises(ValueError, match="trains no discriminator"):
+        Trainer(cfg, progress=False)
+
+
+# ------------------------------------------------------------------ the set-up in the catalogue
+
+def test_the_fair_setup_names_its_own_runs_and_changes_only_what_it_says(tmp_path):
+    fair = C.fair_setup("scratch")
+    assert (fair.gan_stage, fair.disc_feat, fair.warmup_d_iters) == (True, 32, 300)
+    for row in ("finetune control", "static PDD", "EMA PDD", "specialist finetune control"):
+        plain = C.row_run(row, "scratch", "Synth-ISO", 0, tmp_path)
+        run = C.row_run(row, "scratch", "Synth-ISO", 0, tmp_path, setup=fair)
+        assert run.dir.name == plain.dir.name.replace("_s0", "-fair_s0")
+        a, b = plain.config.to_dict(), run.config.to_dict()
+        changed = {k for k in a if a[k] != b[k]}
+        assert changed <= {"out", "init_s", "init_g", "disc_feat", "warmup_d_iters", "init_d"}
+        assert (b["disc_feat"], b["warmup_d_iters"]) == (32, 300) and (a["disc_feat"], a["warmup_d_iters"]) == (64, 50)
+        for key in ("init_s", "init_g"):   # the GAN-staged starting model in place of the pixel-stage one
+            assert b[key] == a[key].replace("_s0/weights/net_g_001000", "-gan600it_s0/weights/net_g_000600")
+    # D from the generalist's GAN-stage D, where the set-up says so
+    d_start = D.candidate_setup("scratch", True)
+    run = C.row_run("EMA PDD", "scratch", "Synth-ISO", 0, tmp_path, setup=d_start)
+    assert run.config.init_d == str(tmp_path / "scratch" / "Synth-ISO" / "pretrained-generalist-gan600it_s0" /
+                                    "weights" / "net_d_000600.pth")
+    assert str(tmp_path / "scratch" / "Synth-ISO" / "pretrained-generalist-gan600it_s0") in run.needs
+    assert "deviation: the official configs start it from random init" in d_start.describe()
+    with pytest.raises(ValueError, match="not to"):
+        C.row_run("HR-aware fine-tuning", "scratch", "Synth-ISO", 0, tmp_path, setup=fair)
+    with pytest.raises(ValueError, match="released file"):
+        C.generalist_d_file("cpu", "Synth-Defocus", tmp_path)
+    # the default set-up's runs are the comparison's, untouched
+    assert C.row_run("EMA PDD", "scratch", "Synth-ISO", 0, tmp_path, setup=C.DEFAULT_SETUP).dir.name == "ema-pdd_s0"
+
+
+def test_the_decision_plan_answers_r3_first_and_touches_nothing(tmp_path):
+    p = D.decision_plan("scratch", "Synth-ISO", (0, 1), tmp_path)
+    names = [r.dir.name for r in p.waves[0]]
+    assert names == ["pretrained-generalist_s0", "pretrained-specialist_s0", "pretrained-generalist-gan600it_s0",
+                     "pretrained-specialist-gan600it_s0", "finetune-control-fair-d-random_s0",
+                     "finetune-control-fair-d-generalist_s0", "pretrained-generalist_s1", "pretrained-specialist_s1",
+                     "pretrained-generalist-gan600it_s1", "pretrained-specialist-gan600it_s1"]
+    a, b = p["d random init s0"].config, p["d generalist's GAN-stage D s0"].config
+    assert (a.iters, a.warmup_d_iters, a.disc_feat, a.init_d) == (600, 300, 32, None)
+    assert b.init_d.endswith("pretrained-generalist-gan600it_s0/weights/net_d_000600.pth")
+    assert [r.dir.name for r in D.stage_runs(p)] == [n for n in names if "-gan" in n]
+    assert not any(tmp_path.iterdir())
+    with pytest.raises(ValueError, match="not 'cpu'"):
+        D.decision_plan("cpu")
+
+
+# ------------------------------------------------------------------ the rules on known answers
+
+def _write_log(run_dir: Path, separation, iters) -> None:
+    """log.csv with D's probabilities: p_real = 0.5 + sep/2, p_fake = 0.5 - sep/2 at each iteration."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    with open(run_dir / "log.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, ["iter", "p_real", "p_fake"])
+        w.writeheader()
+        for it in iters:
+            s = separation(it)
+            w.writerow({"iter": it, "p_real": 0.5 + s / 2, "p_fake": 0.5 - s / 2})
+
+
+def test_the_gan_gate_of_a_run_as_it_stood_at_an_earlier_iteration(tmp_path):
+    rng = np.random.default_rng(0)
+    _write_log(tmp_path, lambda it: (0.0 if it <= 300 else 0.3) + rng.normal(0, 0.01), range(10, 601, 10))
+    early, full = gan_gate(tmp_path, upto=300), gan_gate(tmp_path)
+    assert not early["passed"] and early["from_iter"] == 155 and early["n"] == 15 and abs(early["mean"]) < 0.02
+    assert full["passed"] and full["from_iter"] == 305 and full["n"] == 30 and abs(full["mean"] - 0.3) < 0.02
+
+
+def _premise_scores(gap_source: float, gap_target: float, lengths=(300, 600), seeds=(0, 1), n=10) -> pd.DataFrame:
+    """The specialist ``gap`` dB above the generalist on every image (premise: + on the source, - on the target)."""
+    rng = np.random.default_rng(1)
+    rows = []
+    for it in lengths:
+        for s in seeds:
+            for i in range(n):
+                for side, gap in (("source", gap_source), ("target", gap_target)):
+                    base = 25 + rng.normal()
+                    rows += [dict(method="generalist", seed=s, iteration=it, name=f"img{i}", psnr=base,
+                                  **{"test set": side}),
+                             dict(method="specialist", seed=s, iteration=it, name=f"img{i}", psnr=base + gap,
+                                  **{"test set": side})]
+    return pd.DataFrame(rows)
+
+
+def _logs(plan, stage_sep, control_sep):
+    rng = np.random.default_rng(2)
+    for r in D.stage_runs(plan):
+        _write_log(r.dir, lambda it, r=r: stage_sep(r, it) + rng.normal(0, 0.005), range(10, 601, 10))
+    for label, r in plan.named.items():
+        _write_log(r.dir, lambda it, r=r: control_sep(r, it) + rng.normal(0, 0.005), range(10, 601, 10))
+
+
+def test_r1_takes_the_longest_length_where_both_gates_pass_and_r3_the_official_d_where_it_works(tmp_path):
+    plan = D.decision_plan("scratch", "Synth-ISO", (0, 1), tmp_path)
+    _logs(plan, lambda r, it: 0.2, lambda r, it: 0.2)
+    d = D.decide(plan, _premise_scores(+1.0, -1.0), n_boot=200)
+    assert d["stage_length"] == 600 and [r["gan_gates_pass"] for r in d["stage"]] == [True, True]
+    assert all(r["premise_with_margin"] for r in d["stage"])
+    assert d["d_from_generalist"] is False and "random init passes" in d["d_sentence"]
+
+    # the specialist's D collapses after 300: only 300 passes R1; D from random init fails in the
+    # control and the generalist's D passes: R3 takes the generalist's D (a deviation)
+    _logs(plan, lambda r, it: 0.0 if "specialist" in r.dir.name and it > 300 else 0.2,
+          lambda r, it: 0.2 if r.config.init_d else 0.01)
+    d = D.decide(plan, _premise_scores(+1.0, -1.0), n_boot=200)
+    assert d["stage_length"] == 300 and "300 iterations" in d["stage_sentence"]
+    assert d["d_from_generalist"] is True and "deviation" in d["d_sentence"]
+
+    # the premise without its margin fails R1 at every length; no D start works
+    _logs(plan, lambda r, it: 0.2, lambda r, it: 0.0)
+    d = D.decide(plan, _premise_scores(+0.2, -0.2), n_boot=200)
+    assert d["stage_length"] is None and "no candidate length" in d["stage_sentence"]
+    assert d["d_from_generalist"] is False and "neither D start" in d["d_sentence"]
+
+    paths = D.write_decisions(d, tmp_path / "results", {"preset": "scratch", "git_commit": "abc"})
+    text = paths[1].read_text()
+    assert "no candidate length" in text and "neither D start" in text and "git_commit: abc" in text
+    assert json.loads(paths[0].read_text())["record"]["git_commit"] == "abc"
+
+
+def test_the_decisions_command_trains_the_plan_scores_the_stages_decides_and_writes(tmp_path, monkeypatch, capsys):
+    from pdd import evaluate
+    from pdd.experiments import plans
+
+    plan = D.decision_plan("tiny", "Synth-ISO", (0,), tmp_path / "runs", pretrain_iters=2)
+    trained = []
+    monkeypatch.setattr(plans, "train_plan", lambda p, **kw: trained.append([r.dir for r in p.runs]) or 0.0)
+    monkeypatch.setattr(evaluate, "create_metrics", lambda **kw: {})
+    monkeypatch.setattr(D, "score_stages", lambda p, *a, **k: _premise_scores(+1.0, -1.0, lengths=(2, 4), seeds=(0,)))
+    rng = np.random.default_rng(3)
+    for r in plan.runs:   # every run's log: D clearly above chance
+        _write_log(r.dir, lambda it: 0.2 + rng.normal(0, 0.005), range(1, 41))
+    assert D.main(["--preset", "tiny", "--seeds", "0", "--pretrain-iters", "2", "--runs-dir", str(tmp_path / "runs"),
+                   "--results-dir", str(tmp_path / "results"), "--n-boot", "100", "--no-progress"]) == 0
+    assert trained == [[r.dir for r in plan.runs]]
+    out = capsys.readouterr().out
+    # at tiny size a stage of 2 or 4 iterations has too few logged points for the GAN gate to judge
+    assert "R1: no candidate length passes" in out and "random init passes" in out
+    record = json.loads((tmp_path / "results" / "fair_setup" / "decisions.json").read_text())["record"]
+    assert record["preset"] == "tiny" and record["seeds"] == [0] and "git_commit" in record
