@@ -41,3 +41,16 @@ def test_fp32_floor_counts_multiply_accumulates_by_hand():
     assert not any(m._forward_hooks for m in net.modules())  # the counter removes its hooks
     peak, how = fp32_floor.theoretical_peak_gflops()
     assert peak != peak or (peak > 0 and "MHz" in how)  # NaN where /proc/cpuinfo has no clock
+
+
+def test_disc_width_prints_seconds_per_step_and_the_ratio_for_each_kind():
+    out = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "disc_width.py"), "--preset", "tiny", "--rounds", "1",
+                          "--steps", "1", "--widths", "16", "8"], capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert out.returncode == 0, out.stderr[-3000:]
+    rows = [ln for ln in out.stdout.splitlines() if ln.startswith("| ") and "step kind" not in ln]
+    assert [r.split(" | ")[0][2:] for r in rows] == ["EMA PDD", "static PDD", "fine-tune control", "D-only warm-up"]
+    for r in rows:
+        a, b, ratio = map(float, r.strip(" |").split(" | ")[1:])
+        # the ratio of the unrounded medians, within the printed figures' rounding (3 and 2 decimals)
+        assert a > 0 and b > 0 and (b - 5e-4) / (a + 5e-4) - 5e-3 <= ratio <= (b + 5e-4) / (a - 5e-4) + 5e-3
+    assert out.stdout.startswith("CPU: ")
