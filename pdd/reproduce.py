@@ -164,9 +164,12 @@ SETTING_LABELS = {
 
 def lead_lines(res: Path) -> list[str]:
     """The top of results/README.md: per setting with a premise gate, the gate's verdict and the
-    answer to the paper's claim there — every sentence read from the committed result files
+    answer to the paper's claim there, then under which length and gates that answer holds and
+    where the fair test stands — every sentence read from the committed result files
     (premise.json of notebook 02, the computed verdict of the method comparison with the most
-    seeds)."""
+    seeds, ``experiments.reports.fair_test_lines``)."""
+    from .experiments.reports import fair_test_lines
+
     lines = []
     for gate in sorted(res.glob("*/*/premise.json"), key=lambda p: (p.parent.name != "scratch", str(p))):
         folder = gate.parent
@@ -180,6 +183,7 @@ def lead_lines(res: Path) -> list[str]:
             verdict = [v for v in json.loads(cmp.read_text()).get("verdict", []) if not v.startswith(("Premise", "PREMISE"))]
             lines += [f"- {v}" for v in verdict]
             lines.append(f"- (from [{cmp.relative_to(res).with_suffix('.md')}]({cmp.relative_to(res).with_suffix('.md')}))")
+            lines += [f"- {line}" for line in fair_test_lines(folder)]
     if lines:
         lines = ["## The premise and the paper's claim, per setting (computed from the committed numbers)"] + lines
     return lines
@@ -197,6 +201,18 @@ def _run_seconds(run: Path) -> float | None:
         for last in csv.DictReader(f):
             pass
     return float(last["sec"]) if last and last.get("sec") not in (None, "") else None
+
+
+KDSR_COST_HEADING = "## What the KDSR rows add (training time read from the runs' logs)"
+
+
+def _previous_section(readme: Path, heading: str) -> list[str]:
+    """The lines of ``heading``'s section in the README as last written ([] if absent): kept where
+    what it was computed from (the runs' logs) is not on this machine."""
+    if not readme.exists() or heading not in (text := readme.read_text()):
+        return []
+    body = text.split(heading, 1)[1].split("\n## ", 1)[0]
+    return [line for line in body.strip().splitlines()]
 
 
 def kdsr_cost_lines(runs_dir: Path = ROOT / "runs") -> list[str]:
@@ -260,9 +276,9 @@ def write_summary(rows, total: float, fresh: bool = False, rows_set: str = "defa
         if POOL_ROW in runs:
             lines.append(f"(`make reproduce` trained these notebooks' runs beforehand in the {POOL_ROW}: "
                          f"{runs[POOL_ROW]['wall_s'] / 60:.1f} min, in the table above.)")
-    costs = kdsr_cost_lines()
+    costs = kdsr_cost_lines() or _previous_section(res / "README.md", KDSR_COST_HEADING)
     if costs:
-        lines += ["", "## What the KDSR rows add (training time read from the runs' logs)", ""] + costs
+        lines += ["", KDSR_COST_HEADING, ""] + costs
     default = {n for n, _, _ in rows} | {p.name for p in (ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb")}
     extra = sorted(p for p in out_dir.glob("*.ipynb") if p.name not in default)
     extra += sorted(out_dir.glob("*/*.ipynb"))  # committed second runs, e.g. cpu-Synth-Defocus/

@@ -156,7 +156,10 @@ def _paper_gains() -> str:
 
 
 def landing(res: Path, pages: dict[str, str]) -> str:
-    """The landing page's body: the paper's claim, the premise, our answer, the key figure."""
+    """The landing page's body: the paper's claim, the premise, our answer, under which length and
+    gates it holds and where the fair test stands (``experiments.reports.fair_test_lines``), the key figure."""
+    from .experiments.reports import fair_test_lines
+
     gates = sorted(res.glob("*/*/premise.json"), key=lambda p: (p.parent.name != "scratch", str(p)))
     holding = [g for g in gates if json.loads(g.read_text()).get("holds")]
     body = ["<h1>Pairwise Distance Distillation, measured</h1>",
@@ -214,6 +217,10 @@ def landing(res: Path, pages: dict[str, str]) -> str:
             ok = ve_g == "better" and ve_c == "better"
             text += line + f' — <span class="verdict">the paper\'s direction {"holds" if ok else "does NOT hold"} here.</span>'
         body.append(text + "</p>")
+        fair = fair_test_lines(folder, link_base="results/", study_verdict=False)
+        if fair:
+            body.append("<h3>How fair is this verdict?</h3><ul>" + "".join(f"<li>{_inline(line)}</li>" for line in fair)
+                        + "</ul>")
         fig = res / "figures" / f"07_evidence_seeds{'-'.join(seeds)}_1.png"
         fig = fig if fig.exists() else res / "figures" / "07_evidence_1.png"
         if fig.exists():

@@ -231,3 +231,39 @@ def test_the_decisions_command_trains_the_plan_scores_the_stages_decides_and_wri
     assert "R1: no candidate length passes" in out and "random init passes" in out
     record = json.loads((tmp_path / "results" / "fair_setup" / "decisions.json").read_text())["record"]
     assert record["preset"] == "tiny" and record["seeds"] == [0] and "git_commit" in record
+
+
+# ------------------------------------------------------------------ how fair the committed verdict is
+
+def test_the_lead_says_under_which_length_and_starting_models_the_verdict_holds_and_where_the_fair_test_is(tmp_path):
+    from pdd.experiments.reports import fair_test_lines
+
+    folder = tmp_path / "Synth-ISO" / "scratch"
+    assert fair_test_lines(folder) == []   # no comparison committed: nothing to qualify
+    folder.mkdir(parents=True)
+    record = {"preset": "scratch", "iters": str({"finetune control": 300, "static PDD": 300, "EMA PDD": 300})}
+    verdict = ["GAN term inert in 3 of 4 runs", "naive distillation NIQE on target: +0.20 (worse)"]
+    (folder / "methods_seeds0-1.json").write_text(json.dumps({"record": record, "verdict": verdict}))
+    lines = fair_test_lines(folder)
+    assert lines[0].startswith("Under which conditions the verdict above holds: PDD runs of 300 iterations (the paper "
+                               "trains EMA PDD for 100,000), 50 of them D-only (the official warm-up is 300), "
+                               "starting models pretrained here with pixel losses alone")
+    assert "NIQE sentences above were written before the GAN gate" in lines[1]
+    assert "has not been run; `make length-study`" in lines[2] and len(lines) == 3
+    # a comparison written with the gate needs no NIQE caveat; the decisions and the study's verdict are read
+    verdict.insert(0, "GAN gate (fixed before ...): passed 1 of 4 runs")
+    (folder / "methods_seeds0-1.json").write_text(json.dumps({"record": record, "verdict": verdict}))
+    D.write_decisions({"stage": [], "stage_length": 600, "stage_sentence": "R1: 600.", "controls": [],
+                       "d_from_generalist": False, "d_sentence": "R3: random init."}, folder, {"preset": "scratch"})
+    (folder / "length_study.md").write_text("# x\n\ntable\n\n## Verdict (computed from the numbers)\n\n- At 600 "
+                                            "iterations: A.\n- Trend: B.\n\n![fig](length_study.png)\n")
+    lines = fair_test_lines(folder, link_base="results/")
+    assert not any("NIQE" in line for line in lines)
+    assert lines[1] == ("The fair set-up's decisions, made on the starting models and the fine-tune control alone "
+                        "([Synth-ISO/scratch/fair_setup/decisions.md](results/Synth-ISO/scratch/fair_setup/"
+                        "decisions.md)): R1: 600. R3: random init.")
+    assert lines[2] == ("The length study under the fair set-up (notebook 11, [Synth-ISO/scratch/length_study.md]"
+                        "(results/Synth-ISO/scratch/length_study.md)): At 600 iterations: A. Trend: B.")
+    # the landing page links the study's verdict instead of repeating numbers it does not source
+    assert fair_test_lines(folder, study_verdict=False)[2].endswith("its verdict per length, computed from the numbers, "
+                                                                    "is there.")

@@ -417,3 +417,13 @@ def test_executed_notebooks_show_paths_relative_to_the_project(tmp_path):
     out = json.loads(path.read_text())["cells"][0]["outputs"]
     assert out[0]["text"] == ["run runs/smoke/a_s0\n", "cache ~/.cache/pdd/w.pth\n"]
     assert out[1]["data"] == {"text/plain": ["."], "image/png": png}
+
+
+def test_a_readme_section_whose_sources_are_not_here_is_kept_as_last_written(tmp_path):
+    from pdd import reproduce
+
+    readme = tmp_path / "README.md"
+    assert reproduce._previous_section(readme, reproduce.KDSR_COST_HEADING) == []
+    readme.write_text(f"# R\n\n## What ran\n\nx\n\n{reproduce.KDSR_COST_HEADING}\n\n- a: 1 run-min\n- b: 2\n\n## Next\n\ny\n")
+    assert reproduce._previous_section(readme, reproduce.KDSR_COST_HEADING) == ["- a: 1 run-min", "- b: 2"]
+    assert reproduce.kdsr_cost_lines(tmp_path / "no-runs") == []

@@ -155,3 +155,75 @@ def write_evidence(out, domain: str, preset: str, seeds, last_k: int, n_boot: in
               f"{record['generalist']}.", unavailable_note(metrics) or ""]
     stem.with_suffix(".md").write_text("\n".join(md) + "\n")
     return stem.with_suffix(".md")
+
+
+# ------------------------------------------------------------------ how fair the committed verdict is (issue 25)
+
+PAPER_EMA_ITERS = 100_000   # the paper's EMA PDD schedule (its static PDD: 50K)
+
+
+def fair_test_lines(folder, link_base: str = "", study_verdict: bool = True) -> list[str]:
+    """Markdown sentences for the top of results/README.md and the landing page, read from a
+    setting's committed files (``results/<domain>/<preset>``): under which length and starting
+    models the comparison's verdict was reached, what the fair set-up's decisions were
+    (``fair_setup/decisions.json``, pdd.experiments.decisions), and, under the from-scratch
+    presets, the length study's computed verdict (``length_study.md``, notebook 11) or that it
+    has not been run (``study_verdict=False``: a link to it, no figures: the landing page shows
+    only numbers it sources). Links are relative to results/, behind ``link_base``. [] where the
+    setting has no method comparison."""
+    import ast
+
+    from ..config import make_config
+
+    folder = Path(folder)
+    rel = f"{folder.parent.name}/{folder.name}"
+
+    def link(name: str) -> str:
+        return f"[{rel}/{name}]({link_base}{rel}/{name})"
+
+    comparisons = sorted(folder.glob("methods_seeds*.json"), key=lambda p: (len(p.stem.split("-")), p.stem))
+    if not comparisons:
+        return []
+    committed = json.loads(comparisons[-1].read_text())
+    record, verdict_lines = committed.get("record", {}), committed.get("verdict", [])
+    iters = record.get("iters")
+    if isinstance(iters, str):
+        try:
+            iters = ast.literal_eval(iters)
+        except (ValueError, SyntaxError):
+            iters = None
+    pdd_iters = sorted({v for k, v in (iters or {}).items() if k in ("static PDD", "EMA PDD")})
+    preset = record.get("preset", folder.name)
+    warm_up = make_config(preset, "ema").warmup_d_iters if preset in ("paper", "cpu", "scratch", "tiny") else None
+    lines = []
+    if pdd_iters:
+        n = pdd_iters[-1]
+        start = ("starting models pretrained here with pixel losses alone" if preset in ("scratch", "tiny") else
+                 "the released RealESRGAN_x4plus as the generalist")
+        lines.append(f"Under which conditions the verdict above holds: PDD runs of {n:,} iterations (the paper "
+                     f"trains EMA PDD for {PAPER_EMA_ITERS:,}), {warm_up} of them D-only "
+                     f"(the official warm-up is 300), {start}; the lines on D above say in how many runs it "
+                     f"separated real from fake. It is the fairest verdict these numbers allow, and it says nothing "
+                     f"about longer training.")
+    if any("NIQE" in v for v in verdict_lines) and not any(v.startswith("GAN gate") for v in verdict_lines):
+        lines.append("The NIQE sentences above were written before the GAN gate existed (issue 25), so they are not "
+                     "withheld where D did not separate: they are not evidence of a perceptual effect. A rerun of "
+                     "the comparison withholds them run by run.")
+    decisions = folder / "fair_setup" / "decisions.json"
+    if decisions.exists():
+        d = json.loads(decisions.read_text())
+        lines.append(f"The fair set-up's decisions, made on the starting models and the fine-tune control alone "
+                     f"({link('fair_setup/decisions.md')}): {d['stage_sentence']} {d['d_sentence']}")
+    study = folder / "length_study.md"
+    if study.exists():
+        text = study.read_text()
+        verdict = text.split("## Verdict (computed from the numbers)", 1)[-1].split("\n\n", 2)[1] \
+            if "## Verdict (computed from the numbers)" in text else ""
+        lines.append(f"The length study under the fair set-up (notebook 11, {link('length_study.md')}): "
+                     + (" ".join(v[2:] for v in verdict.splitlines() if v.startswith("- ")) if study_verdict else
+                        "its verdict per length, computed from the numbers, is there."))
+    elif preset in ("scratch", "tiny"):
+        lines.append("The length study under the fair set-up (notebook 11: starting models with a GAN stage, the "
+                     "official 300 D-only warm-up, 3,000 training iterations, checkpoints in between) has not been "
+                     "run; `make length-study` runs it and resumes after any stop.")
+    return lines
