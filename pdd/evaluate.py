@@ -36,6 +36,7 @@ import torch
 from tqdm.auto import tqdm
 
 from pdd.imageops import quantize, run_tiled
+from pdd.runs import shown
 from pdd.losses import color_correct
 from pdd.weights import URL_TIMEOUT_S, WeightsSource, cache_dir, resolve_niqe_params
 
@@ -432,9 +433,9 @@ def write_results(table: pd.DataFrame, stem, record: dict) -> list[Path]:
            if k in ("generalist", "specialist", "kdsr", "weights", "machine") and v]
     if note:
         md.append(note)
-    stem.with_suffix(".md").write_text("\n".join(md) + "\n")
-    stem.with_suffix(".json").write_text(json.dumps({"record": _plain(record), "rows": table.to_dict("records")},
-                                                    indent=2, default=str))
+    stem.with_suffix(".md").write_text(shown("\n".join(md) + "\n"))
+    stem.with_suffix(".json").write_text(shown(json.dumps({"record": _plain(record), "rows": table.to_dict("records")},
+                                                          indent=2, default=str)))
     return [stem.with_suffix(s) for s in (".csv", ".md", ".json")]
 
 

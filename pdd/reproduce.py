@@ -356,24 +356,21 @@ def relative_paths(executed) -> None:
     project root (``runs/...``) or to the home folder (``~/.cache/...``)."""
     path = Path(executed)
     nb = json.loads(path.read_text())
-    here = {str(ROOT) + "/": "", str(ROOT): ".", str(Path.home()) + "/": "~/"}
-
-    def clean(text):
-        for old, new in here.items():
-            text = text.replace(old, new)
-        return text
+    from .runs import shown
 
     def walk(x):
         if isinstance(x, str):
-            return clean(x)
+            return shown(x)
         if isinstance(x, list):
             return [walk(v) for v in x]
         if isinstance(x, dict):  # images stay as they are: base64 may hold any text by chance
             return {k: v if k.startswith("image/") else walk(v) for k, v in x.items()}
         return x
 
+    nb["metadata"] = walk(nb.get("metadata", {}))   # papermill's input and output paths
     for cell in nb["cells"]:
-        cell["outputs"] = [walk(o) for o in cell.get("outputs", [])]
+        if "outputs" in cell:
+            cell["outputs"] = [walk(o) for o in cell["outputs"]]
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(json.dumps(nb, indent=1, ensure_ascii=False) + "\n")
     tmp.replace(path)

@@ -39,6 +39,20 @@ WEIGHTS_DIR = "weights"
 SNAPSHOT_GLOB = f"{WEIGHTS_DIR}/net_g_*.pth"   # a run's snapshots, relative to its directory
 
 
+# ------------------------------------------------------------------ paths as committed outputs show them
+
+def shown(text: str) -> str:
+    """``text`` with this machine's paths as committed results show them: relative to the project
+    root (``runs/...``) or to the home folder (``~/.cache/...``), never this machine's absolute paths."""
+    import re
+
+    from . import ROOT
+
+    text = text.replace(str(ROOT) + "/", "")
+    text = re.sub(re.escape(str(ROOT)) + r"(?![\w.-])", ".", text)   # the root itself, not /work/mainly
+    return text.replace(str(Path.home()) + "/", "~/")
+
+
 # ------------------------------------------------------------------ snapshots
 
 def snapshot_path(run_dir, iteration: int) -> Path:

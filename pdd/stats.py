@@ -16,6 +16,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .runs import shown
+
 # --------------------------------------------------------------------------- paired differences
 LOWER_IS_BETTER = {"niqe", "lpips"}
 CLUSTERS = ("image", "photo")
@@ -324,7 +326,7 @@ def write_premise(check: dict, results_dir, record: dict) -> Path:
     out = {k: v for k, v in check.items() if k != "table"}
     out["table"] = check["table"].to_dict("records")
     out["record"] = record
-    path.write_text(json.dumps(out, indent=2, default=lambda x: x.item() if hasattr(x, "item") else str(x)))
+    path.write_text(shown(json.dumps(out, indent=2, default=lambda x: x.item() if hasattr(x, "item") else str(x))))
     return path
 
 

@@ -253,3 +253,13 @@ def test_modules_import_downward_only_and_never_in_a_cycle():
     for m in graph:
         if m not in state:
             visit(m, [])
+
+
+def test_shown_writes_this_machines_paths_relative_to_the_project_or_home():
+    from pdd.runs import shown
+
+    root, home = str(pdd.ROOT), str(Path.home())
+    text = f"{root}/runs/a_s0/weights/x.pth; cwd {root}; {home}/.cache/pdd/vgg.pth"
+    assert shown(text) == "runs/a_s0/weights/x.pth; cwd .; ~/.cache/pdd/vgg.pth"
+    assert not shown(root + "extra/y").startswith(".extra")   # a sibling folder is not the project
+    assert shown("no path here") == "no path here"

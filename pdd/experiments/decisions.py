@@ -26,7 +26,7 @@ from pathlib import Path
 import pandas as pd
 
 from ..config import gan_stage_iters
-from ..runs import Run
+from ..runs import Run, shown
 from ..stats import gan_gate, premise_check
 from . import catalogue as C
 from .plans import Plan, runs_root
@@ -153,7 +153,7 @@ def write_decisions(decision: dict, results_dir, record: dict) -> list[Path]:
     decisions.md (the sentences and the gates, for a reader) in ``results_dir``/fair_setup."""
     out = Path(results_dir) / DIR_NAME
     out.mkdir(parents=True, exist_ok=True)
-    (out / "decisions.json").write_text(json.dumps({**decision, "record": record}, indent=2, default=str))
+    (out / "decisions.json").write_text(shown(json.dumps({**decision, "record": record}, indent=2, default=str)))
     lines = ["# The fair set-up's decisions (issue 25)", "",
              "Rules: RULES.md beside this file, written before these runs produced a number. Produced by "
              "`python -m pdd.experiments.decisions`; " + ", ".join(f"{k}: {record[k]}" for k in
@@ -168,7 +168,7 @@ def write_decisions(decision: dict, results_dir, record: dict) -> list[Path]:
               "32 features (the official U-Net D has 64): a deviation on cost, fixed in advance.", "",
               "## R3: D's start in the adapted runs", "", decision["d_sentence"], ""]
     lines += [f"- {c['run']}: {c['verdict']}" for c in decision["controls"]]
-    (out / "decisions.md").write_text("\n".join(lines) + "\n")
+    (out / "decisions.md").write_text(shown("\n".join(lines) + "\n"))
     return [out / "decisions.json", out / "decisions.md"]
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 
 from .. import hr_aware, kdsr_train
-from ..runs import Run
+from ..runs import Run, shown
 from .catalogue import HR_AWARE_ROWS, uses_kdsr
 from .verdicts import EVIDENCE_COLUMNS, claim_table
 
@@ -93,9 +93,9 @@ def write_comparison(stem, result: dict, preset: str, domain: str, seeds, last_k
                f"precision {record['precision']}, generalist {record['generalist']}."]
     if note:
         md.append(note)
-    stem.with_suffix(".md").write_text("\n".join(md) + "\n")
-    stem.with_suffix(".json").write_text(json.dumps({"record": record, "summary": summary.to_dict("records"),
-                                                     "verdict": verdict}, indent=2, default=str))
+    stem.with_suffix(".md").write_text(shown("\n".join(md) + "\n"))
+    stem.with_suffix(".json").write_text(shown(json.dumps({"record": record, "summary": summary.to_dict("records"),
+                                                           "verdict": verdict}, indent=2, default=str)))
 
 
 def photo_level_section(per_image: pd.DataFrame | None, n_boot: int) -> list[str]:
@@ -153,7 +153,7 @@ def write_evidence(out, domain: str, preset: str, seeds, last_k: int, n_boot: in
           "", f"Produced by: commit {record['git_commit']}, seeds {list(seeds)}, last {last_k} checkpoints, "
               f"{record['ci']}; precision {record['precision']}, LR patch {record['patch']}; generalist: "
               f"{record['generalist']}.", unavailable_note(metrics) or ""]
-    stem.with_suffix(".md").write_text("\n".join(md) + "\n")
+    stem.with_suffix(".md").write_text(shown("\n".join(md) + "\n"))
     return stem.with_suffix(".md")
 
 
