@@ -229,7 +229,10 @@ def test_the_decisions_command_trains_the_plan_scores_the_stages_decides_and_wri
     out = capsys.readouterr().out
     # at tiny size a stage of 2 or 4 iterations has too few logged points for the GAN gate to judge
     assert "R1: no candidate length passes" in out and "random init passes" in out
-    record = json.loads((tmp_path / "results" / "fair_setup" / "decisions.json").read_text())["record"]
+    written = tmp_path / "results" / "fair_setup"
+    assert sorted(p.name for p in written.iterdir()) == ["decisions.json", "decisions.md", "decisions.png"]
+    assert "![D's separation" in (written / "decisions.md").read_text()
+    record = json.loads((written / "decisions.json").read_text())["record"]
     assert record["preset"] == "tiny" and record["seeds"] == [0] and "git_commit" in record
 
 

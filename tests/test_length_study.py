@@ -52,6 +52,11 @@ def test_the_plans_runs_iterations_and_checkpoint_snapshots(tmp_path):
     rows = L.study_runs(L.length_plan("scratch", "Synth-ISO", (0, 1), tmp_path))
     assert {r.config.iters for r in rows} == {3300} and rows[0].dir.name == "static-pdd-fair-3300it_s0"
     assert {(r.config.warmup_d_iters, r.config.disc_feat) for r in rows} == {(300, 32)}
+    # D's start as R3 decided (catalogue.FAIR_D_FROM_GENERALIST): the generalist's GAN-stage D of the same seed
+    for r in rows:
+        expected = (str(tmp_path / "scratch" / "Synth-ISO" / f"pretrained-generalist-gan600it_s{r.seed}" / "weights" /
+                        "net_d_000600.pth") if C.FAIR_D_FROM_GENERALIST else None)
+        assert r.config.init_d == expected
     assert all(i % r.config.ckpt_every == 0 for r in rows for i in (600, 1300, 3300))
     # cpu: no specialist fine-tune control; static PDD adapts the study's own fine-tune control
     p = L.length_plan("cpu", "Synth-Defocus", (0,), tmp_path)

@@ -164,7 +164,8 @@ class Setup:
 
 DEFAULT_SETUP = Setup()
 # R3 of results/Synth-ISO/scratch/fair_setup/RULES.md, decided on the fine-tune control's D alone
-FAIR_D_FROM_GENERALIST = False
+# (decisions.md there): from random init D failed the GAN gate, from the generalist's GAN-stage D it passed
+FAIR_D_FROM_GENERALIST = True
 
 
 def fair_setup(preset: str) -> Setup:

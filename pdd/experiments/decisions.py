@@ -144,15 +144,51 @@ def decide(plan: Plan, per_image: pd.DataFrame, margin: float = 0.5, n_boot: int
             "d_from_generalist": from_g, "d_sentence": d_sentence}
 
 
+def plot_separation(plan: Plan):
+    """D's separation p_real − p_fake against iterations: the GAN stages (left: each role and seed)
+    and R3's fine-tune controls (right: each D start; the D-only warm-up shaded), with the GAN gate's
+    threshold. Returns the figure."""
+    import matplotlib.pyplot as plt
+
+    from ..stats import GAN_GATE_MIN_SEPARATION, read_log
+
+    fig, axes = plt.subplots(1, 2, figsize=(11.5, 4.2), sharey=True)
+    panels = ((axes[0], [(f"{_role(r)} s{r.seed}", r) for r in stage_runs(plan)], "the starting models' GAN stage"),
+              (axes[1], list(plan.named.items()), "fine-tune control, by D's start"))
+    for (ax, runs, title), where in zip(panels, ("upper left", "center right")):
+        for label, r in runs:
+            log = read_log(r.dir)
+            ax.plot(log["iter"], log["p_real"] - log["p_fake"], linewidth=1.6, label=label)
+        ax.axhline(GAN_GATE_MIN_SEPARATION, color="0.3", linestyle="--", linewidth=1,
+                   label=f"GAN gate threshold {GAN_GATE_MIN_SEPARATION}")
+        ax.axhline(0, color="0.6", linewidth=0.8)
+        ax.set_title(title, fontsize=11)
+        ax.set_xlabel("iteration", fontsize=10)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=9, loc=where)
+    warm = max((r.config.warmup_d_iters for _, r in panels[1][1]), default=0)
+    if warm:
+        axes[1].axvspan(0, warm, color="0.9", zorder=0)
+        axes[1].text(warm / 2, 0.95, "D-only warm-up", transform=axes[1].get_xaxis_transform(), ha="center",
+                     fontsize=9, color="0.35")
+    axes[0].set_ylabel("D's separation p_real - p_fake", fontsize=10)
+    fig.suptitle("Does D tell real from fake? (the gate judges the last half of each run)", fontsize=11)
+    fig.tight_layout()
+    return fig
+
+
 def _gate_row(g: dict) -> dict:
     return {k: g[k] for k in ("passed", "mean", "lo", "hi", "n", "from_iter", "verdict")}
 
 
-def write_decisions(decision: dict, results_dir, record: dict) -> list[Path]:
-    """decisions.json (everything, with ``record``: ``pdd.evaluate.result_record``) and
-    decisions.md (the sentences and the gates, for a reader) in ``results_dir``/fair_setup."""
+def write_decisions(decision: dict, results_dir, record: dict, fig=None) -> list[Path]:
+    """decisions.json (everything, with ``record``: ``pdd.evaluate.result_record``), decisions.md
+    (the sentences and the gates, for a reader) and, given ``fig`` (``plot_separation``),
+    decisions.png, in ``results_dir``/fair_setup."""
     out = Path(results_dir) / DIR_NAME
     out.mkdir(parents=True, exist_ok=True)
+    if fig is not None:
+        fig.savefig(out / "decisions.png", format="png", dpi=100)
     (out / "decisions.json").write_text(shown(json.dumps({**decision, "record": record}, indent=2, default=str)))
     lines = ["# The fair set-up's decisions (issue 25)", "",
              "Rules: RULES.md beside this file, written before these runs produced a number. Produced by "
@@ -168,8 +204,10 @@ def write_decisions(decision: dict, results_dir, record: dict) -> list[Path]:
               "32 features (the official U-Net D has 64): a deviation on cost, fixed in advance.", "",
               "## R3: D's start in the adapted runs", "", decision["d_sentence"], ""]
     lines += [f"- {c['run']}: {c['verdict']}" for c in decision["controls"]]
+    if fig is not None:
+        lines += ["", "![D's separation in the GAN stages and the fine-tune controls](decisions.png)"]
     (out / "decisions.md").write_text(shown("\n".join(lines) + "\n"))
-    return [out / "decisions.json", out / "decisions.md"]
+    return [out / "decisions.json", out / "decisions.md"] + ([out / "decisions.png"] if fig is not None else [])
 
 
 def main(argv=None) -> int:
@@ -202,7 +240,10 @@ def main(argv=None) -> int:
     record = result_record(preset=a.preset, domain=a.domain, seeds=a.seeds, control_seeds=list(plan.named),
                            n_boot=a.n_boot,
                            metrics=metric_info(metrics), runs=[str(r.dir.name) for r in plan.runs])
-    for p in write_decisions(decision, results, record):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    for p in write_decisions(decision, results, record, plot_separation(plan)):
         print("wrote", p)
     print(decision["stage_sentence"])
     print(decision["d_sentence"])
