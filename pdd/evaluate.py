@@ -389,8 +389,19 @@ def result_record(**extra) -> dict:
 
     record = {"git_commit": git_commit(), "versions": versions, "python": platform.python_version(),
               "machine": cpu_model() + (f"; GPU {describe(resolve_device('auto'))}" if resolve_device("auto").type != "cpu" else "")}
-    record.update({k: _plain(v) for k, v in extra.items()})
+    record.update({k: _shown(_plain(v)) for k, v in extra.items()})
     return record
+
+
+def _shown(value):
+    """A record's value with this machine's paths as committed results show them (``runs.shown``)."""
+    if isinstance(value, str):
+        return shown(value)
+    if isinstance(value, dict):
+        return {k: _shown(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_shown(v) for v in value]
+    return value
 
 
 __all__ = [

@@ -16,8 +16,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .runs import shown
-
 # --------------------------------------------------------------------------- paired differences
 LOWER_IS_BETTER = {"niqe", "lpips"}
 CLUSTERS = ("image", "photo")
@@ -320,13 +318,14 @@ def premise_check(per_image: pd.DataFrame, specialist: str = "specialist", gener
 
 def write_premise(check: dict, results_dir, record: dict) -> Path:
     """Save the gate where later notebooks read it (``<results_dir>/premise.json``), with
-    ``record``, the provenance of the scores (``pdd.evaluate.result_record(...)``)."""
+    ``record``, the provenance of the scores (``pdd.evaluate.result_record(...)``, which writes
+    paths as committed results show them)."""
     path = Path(results_dir) / PREMISE_FILE
     path.parent.mkdir(parents=True, exist_ok=True)
     out = {k: v for k, v in check.items() if k != "table"}
     out["table"] = check["table"].to_dict("records")
     out["record"] = record
-    path.write_text(shown(json.dumps(out, indent=2, default=lambda x: x.item() if hasattr(x, "item") else str(x))))
+    path.write_text(json.dumps(out, indent=2, default=lambda x: x.item() if hasattr(x, "item") else str(x)))
     return path
 
 
