@@ -5,7 +5,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.pdd-installed
 
-.PHONY: env test reproduce length-study fair-setup site benchmark clean-env
+.PHONY: env test reproduce length-study fair-setup test-pool site benchmark clean-env
 
 # Re-installs only when pyproject.toml changed since the last install.
 $(STAMP): pyproject.toml
@@ -33,6 +33,11 @@ length-study: env
 # the fair set-up's decisions (GAN stage length, D's start) from the starting models and the fine-tune control
 fair-setup: env
 	$(PY) -m pdd.experiments.decisions --seeds 0 1
+
+# the premise on more pictures (issue 25, item 4): the starting models on 128-px tiles of the built-in test
+# photos and on the optional test pool of photographs (`sudo apt install mate-backgrounds`), CIs by tile and by photo
+test-pool: env
+	$(PY) -m pdd.experiments.test_pool --seeds 0 1
 
 # site/ from the executed notebooks and results/ (nothing is executed); open site/index.html
 site: env

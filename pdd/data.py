@@ -798,7 +798,144 @@ def tile_positions(h: int, w: int, tile: int, scale: int = SCALE) -> list[tuple[
     return [(y0 + r * tile, x0 + c * tile) for r in range(rows) for c in range(cols)]
 
 
-def _open_builtin(name: str, root: Path, test_tile: int, n_test_tiles, regenerate: bool) -> Domain:
+# ---------------------------------------------------------------------------------------
+# an optional larger test pool for the built-in domains (issue 25, item 4)
+# ---------------------------------------------------------------------------------------
+
+# The built-in test set is 10 tiles cut from 4 packaged photos of 3 scenes. A larger pool of
+# real photographs can be installed from a package the registries carry; it replaces the
+# built-in test set (target: the domain's hidden degradation; source: MATLAB bicubic), the
+# labeled and unlabeled sets stay as they are. Never shipped with pdd, never needed by the
+# embedded default. Debian's `mate-backgrounds` (GPL-2+, `apt install mate-backgrounds`):
+# twelve nature photographs, 1280-2560 px JPEGs. A copy of the folder under
+# <data_root>/<pool>/ is read first (for a machine without the package).
+TEST_POOLS = {"mate-backgrounds": "/usr/share/backgrounds/mate/nature"}
+POOL_TILES_PER_PHOTO = 8   # evenly spread over each photo's tile grid: no photo dominates the mean
+POOL_MIN_PHOTOS = 2        # a pool with fewer readable photos is no pool (photo-level CIs need several)
+POOL_FORMAT = 1            # bump when the pool's cache layout or preparation changes
+
+
+def pool_folder(pool: str, data_root=None) -> Path:
+    """Where test pool ``pool``'s photos are: ``<data_root>/<pool>/`` if it exists, else the
+    package's folder; DatasetNotFoundError says how to install it when neither exists."""
+    if pool not in TEST_POOLS:
+        raise ValueError(f"unknown test pool {pool!r}; known: {', '.join(TEST_POOLS)}")
+    local = resolve_data_root(data_root) / pool
+    for folder in (local, Path(TEST_POOLS[pool])):
+        if folder.is_dir():
+            return folder
+    raise DatasetNotFoundError(
+        f"test pool {pool!r} is not installed: neither {local} nor {TEST_POOLS[pool]} exists. On Debian or "
+        f"Ubuntu: `sudo apt install {pool}`; elsewhere copy its nature/ folder of photos to {local}. The embedded "
+        f"test set (open_domain without test_pool) needs none of it.")
+
+
+def pool_photos(pool: str, data_root=None) -> tuple[dict[str, np.ndarray], list[str]]:
+    """(name -> clean HR uint8 array, skipped files with why) of test pool ``pool``.
+
+    Each photo is halved (2x2 box mean) before use: the pool's wallpapers are JPEGs, and halving
+    averages away most of their block artefacts and noise, as HR sets are prepared from larger
+    photographs; then cropped at the top-left to a multiple of 8 (as ``builtin_photos``). A file
+    that cannot be read, or is smaller than 512 px after halving, is skipped and named."""
+    folder = pool_folder(pool, data_root)
+    files, _, other = list_photo_files(folder)
+    photos, skipped = {}, [f"{shown_path(p, folder)}: {why}" for p, why in other]
+    m = 2 * SCALE
+    for f in files:
+        name = re.sub(r"[^A-Za-z0-9.-]+", "-", str(f.relative_to(folder).with_suffix("")))
+        try:
+            a = read_image(f)
+        except (ImageError, OSError) as e:
+            skipped.append(f"{shown_path(f, folder)}: {e}")
+            continue
+        h, w = a.shape[0] // 2 * 2, a.shape[1] // 2 * 2
+        a = a[:h, :w].astype(np.float32).reshape(h // 2, 2, w // 2, 2, 3).mean(axis=(1, 3))
+        a = np.clip(np.rint(a), 0, 255).astype(np.uint8)
+        if min(a.shape[:2]) < 512:
+            skipped.append(f"{shown_path(f, folder)}: {a.shape[1]}x{a.shape[0]} px after halving, under 512")
+            continue
+        photos[name] = np.ascontiguousarray(a[: a.shape[0] // m * m, : a.shape[1] // m * m])
+    if len(photos) < POOL_MIN_PHOTOS:
+        raise DatasetNotFoundError(f"test pool {pool!r} at {folder}: {len(photos)} usable photo(s), at least "
+                                   f"{POOL_MIN_PHOTOS} needed" + ("; skipped: " + "; ".join(skipped) if skipped else ""))
+    return photos, skipped
+
+
+def shown_path(path, folder) -> str:
+    """``path`` relative to ``folder`` where it lies inside it (messages name files briefly)."""
+    try:
+        return str(Path(path).relative_to(folder))
+    except ValueError:
+        return str(path)
+
+
+def _pool_cache(name: str, pool: str, root: Path) -> Path:
+    """Generate (or reuse) the test pool's HR, target LR and source LR for built-in domain ``name``
+    under <root>/builtin/<name>/pool-<pool>/; its manifest names the recipe, the pool's files by
+    their digests and what was skipped, and is written last (an interrupted generation is redone)."""
+    folder = root / "builtin" / name / f"pool-{pool}"
+    source = pool_folder(pool, root)
+    files, _, _ = list_photo_files(source)
+    recipe = {"format": POOL_FORMAT, "domain_recipe": _recipe_hash(_builtin_recipe(name)), "pool": pool,
+              "sources": {shown_path(f, source): hashlib.sha256(f.read_bytes()).hexdigest()[:16] for f in files}}
+    manifest = folder / "manifest.json"
+    try:
+        m = json.loads(manifest.read_text())
+        if m.get("hash") == _recipe_hash(recipe) and all(
+                (folder / rel).exists() and _sha256(folder / rel) == d for rel, d in m["files"].items()):
+            return folder
+    except (OSError, json.JSONDecodeError, KeyError, TypeError, AttributeError):
+        pass
+    t0 = time.time()
+    print(f"pdd.data: preparing test pool {pool} for {name} under {folder} ...", file=sys.stderr)
+    folder.mkdir(parents=True, exist_ok=True)
+    manifest.unlink(missing_ok=True)
+    photos, skipped = pool_photos(pool, root)
+    for why in skipped:
+        print(f"pdd.data: test pool {pool}: skipped {why}", file=sys.stderr)
+    fn, rec = deg.DOMAIN_DEGRADATIONS[name]
+    digests = {}
+    for photo, hr in photos.items():
+        imgs = {"hr": hr, "lr": fn(hr, zlib.crc32(f"{name}/{pool}/{photo}".encode()), rec),
+                "bicubic": to_uint8(quantize(deg.bicubic_down(deg.img2tensor(hr), SCALE)))}
+        for role, img in imgs.items():
+            write_png(folder / f"{photo}_{role}.png", img)
+            digests[f"{photo}_{role}.png"] = _sha256(folder / f"{photo}_{role}.png")
+    tmp = folder / f".manifest.{os.getpid()}.tmp"
+    tmp.write_text(json.dumps({"hash": _recipe_hash(recipe), "recipe": recipe, "files": digests,
+                               "photos": sorted(photos), "skipped": skipped,
+                               "seconds": round(time.time() - t0, 2)}, indent=1, sort_keys=True))
+    os.replace(tmp, manifest)
+    print(f"pdd.data: test pool {pool} ready ({len(photos)} photos, {time.time() - t0:.0f} s)", file=sys.stderr)
+    return folder
+
+
+def _pool_tiles(name: str, pool: str, root: Path, test_tile: int, tiles_per_photo: int):
+    """(target tiles, source tiles, photos) of the test pool: per photo ``tiles_per_photo`` of its
+    disjoint ``test_tile`` grid, evenly spread over it."""
+    if tiles_per_photo < 1:
+        raise ValueError(f"tiles_per_photo={tiles_per_photo}: at least 1")
+    folder = _pool_cache(name, pool, root)
+    photos = json.loads((folder / "manifest.json").read_text())["photos"]
+    tiles, src_tiles = [], []
+    lt = test_tile // SCALE
+    for p in photos:
+        hr = read_image(folder / f"{p}_hr.png")
+        lr = read_image(folder / f"{p}_lr.png")
+        src = read_image(folder / f"{p}_bicubic.png")
+        grid = tile_positions(*hr.shape[:2], test_tile)
+        keep = np.unique(np.linspace(0, len(grid) - 1, min(tiles_per_photo, len(grid))).round().astype(int))
+        for k in keep.tolist():
+            y, x = grid[k]
+            ly, lx = y // SCALE, x // SCALE
+            hr_t = hr[y:y + test_tile, x:x + test_tile]
+            tiles.append((lr[ly:ly + lt, lx:lx + lt], hr_t, f"{p}_t{k}"))
+            src_tiles.append((src[ly:ly + lt, lx:lx + lt], hr_t, f"{p}_t{k}"))
+    return tiles, src_tiles, photos
+
+
+def _open_builtin(name: str, root: Path, test_tile: int, n_test_tiles, regenerate: bool,
+                  test_pool: str | None = None, tiles_per_photo: int = POOL_TILES_PER_PHOTO) -> Domain:
     status = "regenerate requested" if regenerate else builtin_cache_status(name, root)
     folder = root / "builtin" / name
     if status != "ok":
@@ -812,7 +949,10 @@ def _open_builtin(name: str, root: Path, test_tile: int, n_test_tiles, regenerat
     unlabeled = ImageFolder([folder / f"unlabeled/{p}.png" for p in BUILTIN_SPLIT["unlabeled"]], cache=True)
     tiles, src_tiles = [], []
     lt = test_tile // SCALE
-    for p in BUILTIN_SPLIT["test"]:
+    test_photos = BUILTIN_SPLIT["test"]
+    if test_pool is not None:
+        tiles, src_tiles, test_photos = _pool_tiles(name, test_pool, root, test_tile, tiles_per_photo)
+    for p in BUILTIN_SPLIT["test"] if test_pool is None else ():
         hr = read_image(folder / f"test/{p}_hr.png")
         lr = read_image(folder / f"test/{p}_lr.png")
         src = read_image(folder / f"test/{p}_bicubic.png")
@@ -835,7 +975,9 @@ def _open_builtin(name: str, root: Path, test_tile: int, n_test_tiles, regenerat
         root=folder, _source_test_pairs=src_tiles,
         sources={"labeled": "packaged photos " + ", ".join(BUILTIN_SPLIT["labeled"]),
                  "unlabeled": "hidden degradation of " + ", ".join(BUILTIN_SPLIT["unlabeled"]),
-                 "test": f"{len(tiles)} tiles of HR {test_tile} / LR {lt} from " + ", ".join(BUILTIN_SPLIT["test"])},
+                 "test": f"{len(tiles)} tiles of HR {test_tile} / LR {lt} from "
+                         + (f"test pool {test_pool} ({len(test_photos)} photos: " if test_pool else "")
+                         + ", ".join(test_photos) + (")" if test_pool else "")},
         notes="Hidden degradation: " + " ".join(fn.__doc__.split("\n\n")[0].split()))
 
 
@@ -845,7 +987,8 @@ def list_domains() -> list[str]:
 
 
 def open_domain(name: str, data_root=None, *, labeled: str = "auto", test_tile: int = 256,
-                n_test_tiles: int | None = None, regenerate: bool = False, **folder_kw) -> Domain:
+                n_test_tiles: int | None = None, regenerate: bool = False, test_pool: str | None = None,
+                tiles_per_photo: int = POOL_TILES_PER_PHOTO, **folder_kw) -> Domain:
     """Open a domain by name (case-insensitive); see `list_domains()`, or ``"folder:PATH"``:
     a folder of your own LR photos as X^U (`open_folder_domain`; labeled "auto"
     there falls back to the packaged photos when DF2K/DIV2K are absent).
@@ -858,7 +1001,15 @@ def open_domain(name: str, data_root=None, *, labeled: str = "auto", test_tile: 
         and how many tiles to keep (None = all; with 256 px that is 10 tiles, 10 x 64^2
         LR pixels). Built-in files are generated on first use (seconds) and whenever
         their manifest is stale; `regenerate=True` forces it.
+    test_pool, tiles_per_photo (built-in domains): instead of the packaged test photos, the
+        photographs of an installed test pool (``TEST_POOLS``: "mate-backgrounds"), degraded
+        by the domain's hidden degradation, ``tiles_per_photo`` disjoint tiles of each
+        (``pool_photos``, ``_pool_cache``). Not installed: DatasetNotFoundError saying how.
     """
+    if test_pool is not None and (str(name).lower().startswith("folder:") or
+                                  {n.lower() for n in REAL_DOMAINS} & {str(name).lower()}):
+        raise ValueError(f"test_pool applies to the built-in domains ({', '.join(builtin_domain_names())}), "
+                         f"not {name!r}: a real dataset has its own test set")
     if str(name).lower().startswith("folder:"):
         # A folder of the user's own LR photos (pdd.photos); folder_kw: pairs_dir, min_side, max_side.
         return open_folder_domain(str(name)[len("folder:"):], resolve_data_root(data_root), labeled=labeled,
@@ -873,7 +1024,7 @@ def open_domain(name: str, data_root=None, *, labeled: str = "auto", test_tile: 
     if labeled != "auto":
         raise ValueError(f"labeled={labeled!r} applies to real domains; built-in domain {match} always uses "
                          f"its own clean photos ({', '.join(BUILTIN_SPLIT['labeled'])})")
-    return _open_builtin(match, root, test_tile, n_test_tiles, regenerate)
+    return _open_builtin(match, root, test_tile, n_test_tiles, regenerate, test_pool, tiles_per_photo)
 
 
 # ---------------------------------------------------------------------------------------

@@ -281,7 +281,7 @@ PREMISE_FILE = "premise.json"
 
 def premise_check(per_image: pd.DataFrame, specialist: str = "specialist", generalist: str = "generalist",
                   metric: str = "psnr", margin: float = 0.5, n_boot: int = 2000, seed: int = 0,
-                  source: str = "source", target: str = "target") -> dict:
+                  source: str = "source", target: str = "target", cluster: str = "image") -> dict:
     """The paper's Table 1 premise as a computed gate, per seed.
 
     For each seed of the specialist's rows: specialist − generalist ``metric`` on the source
@@ -289,7 +289,8 @@ def premise_check(per_image: pd.DataFrame, specialist: str = "specialist", gener
     checkpoints of that seed pooled, clustered by image), with a bootstrap CI. The premise
     *holds* for a seed when the source CI lies above 0 and the target CI below 0; it holds
     *with margin* when they lie beyond ±``margin`` (issue 11: +0.5 dB / −0.5 dB). The
-    domain's verdict needs every seed.
+    domain's verdict needs every seed. ``cluster``: what the bootstrap resamples whole
+    (``clusters``: each test image, or each photo with all its tiles).
     """
     rows = []
     spec = per_image[per_image.method == specialist]
@@ -300,7 +301,7 @@ def premise_check(per_image: pd.DataFrame, specialist: str = "specialist", gener
         for side in (source, target):
             g = spec[(spec.seed == s) & (spec["test set"] == side)]
             d = g[metric].values - baseline_values(per_image, generalist, side, g, metric)
-            mean, lo, hi = bootstrap_ci(d, n_boot=n_boot, seed=seed, groups=g["name"].values)
+            mean, lo, hi = bootstrap_ci(d, n_boot=n_boot, seed=seed, groups=clusters(g["name"].values, cluster))
             row.update({f"{side} gap": mean, f"{side} lo": lo, f"{side} hi": hi})
         row["holds"] = bool(row[f"{source} lo"] > 0 and row[f"{target} hi"] < 0)
         row["with margin"] = bool(row[f"{source} lo"] >= margin and row[f"{target} hi"] <= -margin)
@@ -311,8 +312,9 @@ def premise_check(per_image: pd.DataFrame, specialist: str = "specialist", gener
              f"target {r[f'{target} gap']:+.2f} [{r[f'{target} lo']:+.2f}, {r[f'{target} hi']:+.2f}]" for _, r in table.iterrows()]
     verdict = ("HOLDS with margin" if with_margin else "HOLDS (but not with the ±%.1f dB margin)" % margin if holds
                else "does NOT hold")
-    sentence = (f"Premise (specialist - generalist {metric.upper()}, 95% CI): {verdict} — " + "; ".join(parts) + ".")
-    return {"holds": holds, "with_margin": with_margin, "margin": margin, "metric": metric,
+    by = "" if cluster == "image" else f", resampling whole {cluster}s"
+    sentence = (f"Premise (specialist - generalist {metric.upper()}, 95% CI{by}): {verdict} — " + "; ".join(parts) + ".")
+    return {"holds": holds, "with_margin": with_margin, "margin": margin, "metric": metric, "cluster": cluster,
             "table": table, "sentence": sentence}
 
 

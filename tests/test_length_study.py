@@ -253,3 +253,54 @@ def test_reproduce_study_length_trains_the_plan_in_the_pool_and_executes_noteboo
     assert [r[0] for r in calls["rows"]] == ["length study pool (the runs of 11)", "11_length.ipynb"]
     with pytest.raises(SystemExit):
         reproduce.main(["--study", "length", "04"])
+
+
+# ------------------------------------------------------------------ on a test pool, CIs over photos
+
+def test_the_study_on_a_test_pool_resamples_photos_and_writes_its_own_files(tmp_path, monkeypatch):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    pool = "mate-backgrounds"
+    sides = (f"target · {pool}", f"source · {pool}")
+    # two photos: EMA PDD gains +1 dB on photo A's 4 tiles and -1 dB on photo B's 4 tiles, every seed
+    per_image = _per_image({"EMA PDD": lambda k: 0.0, "finetune control": lambda k: 0.0}, names=8)
+    per_image["name"] = per_image["name"].map(lambda n: f"{'A' if int(n[3:]) < 4 else 'B'}_t{n[3:]}")
+    a = per_image.name.str.startswith("A") & (per_image.method == "EMA PDD")
+    per_image.loc[a, ["psnr", "psnr_cc"]] += 1.0
+    per_image.loc[per_image.name.str.startswith("B") & (per_image.method == "EMA PDD"), ["psnr", "psnr_cc"]] -= 1.0
+    per_image["test set"] = per_image["test set"].map({"target": sides[0], "source": sides[1]})
+    start = _per_image({}, names=8)
+    start = pd.concat([start, start.assign(method="specialist")])
+    start["name"] = start["name"].map(lambda n: f"{'A' if int(n[3:]) < 4 else 'B'}_t{n[3:]}")
+    start.loc[(start.method == "specialist") & (start["test set"] == "target"), "psnr"] -= 1.0
+    start.loc[(start.method == "specialist") & (start["test set"] == "source"), "psnr"] += 1.0
+    start["test set"] = start["test set"].map({"target": sides[0], "source": sides[1]})
+    both = pd.concat([per_image, start[start.method == "specialist"]], ignore_index=True)
+
+    gains = L.gains_by_length(both, n_boot=400, cluster="photo")
+    ema = gains[(gains.method == "EMA PDD") & (gains.metric == "psnr") & (gains["test set"] == sides[0])].iloc[0]
+    # by photo: the resampled means are +1 (A twice), 0 (A and B) or -1 (B twice): the CI is [-1, +1]
+    assert ema["vs generalist"] == pytest.approx(0.0, abs=1e-9)
+    assert ema["vs generalist lo"] == pytest.approx(-1.0) and ema["vs generalist hi"] == pytest.approx(1.0)
+    by_tile = L.gains_by_length(both, n_boot=400)
+    t = by_tile[(by_tile.method == "EMA PDD") & (by_tile.metric == "psnr") & (by_tile["test set"] == sides[0])].iloc[0]
+    assert t["vs generalist hi"] - t["vs generalist lo"] < 2.0
+
+    lines = L.length_verdict(gains, tmp_path, test_set=sides[0], source=sides[1], per_image=both, n_boot=400,
+                             cluster="photo")
+    assert "resampling whole photos" in lines[0] and "HOLDS with margin" in lines[0]
+    assert any(line.startswith(f"At 300 iterations ({sides[0]} PSNR") for line in lines)
+    fig = L.plot_gains_by_length(gains, sides=sides)
+    assert fig.axes[0].get_title().startswith(sides[0] + ": the domain's own LR")
+    md = L.write_length_study(tmp_path, gains, lines, "scratch", "Synth-ISO", [0, 1], None, 400, fig=fig, pool=pool)
+    assert md.name == f"length_study_{pool}.md" and md.with_suffix(".png").exists()
+    assert f"on the test pool {pool}" in md.read_text() and not (tmp_path / "length_study.md").exists()
+
+
+def test_the_study_is_not_scored_on_a_pool_that_is_not_installed(tmp_path, monkeypatch, capsys):
+    import pdd.data as D
+
+    monkeypatch.setitem(D.TEST_POOLS, "mate-backgrounds", str(tmp_path / "absent"))
+    assert L.pool_scores([], "mate-backgrounds", "Synth-ISO", {}, None, tmp_path, data_root=tmp_path) is None
+    assert "apt install mate-backgrounds" in capsys.readouterr().out

@@ -194,7 +194,8 @@ LAYERS = [
     {"site", "reproduce"},
 ]
 # inside pdd.experiments: each module imports only those before it
-EXPERIMENTS_ORDER = ["catalogue", "pool", "plans", "scoring", "verdicts", "reports", "length", "decisions", "comparison",
+EXPERIMENTS_ORDER = ["catalogue", "pool", "plans", "scoring", "verdicts", "reports", "length", "decisions", "test_pool",
+                     "comparison",
                      "__init__", "__main__"]
 
 

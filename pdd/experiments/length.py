@@ -129,7 +129,8 @@ def describe(plan: Plan, checkpoints) -> str:
 def notebook_defaults(smoke: bool) -> dict:
     """What notebook 11's parameters cell sets (tests/test_length_study.py checks it against the cell)."""
     return dict(smoke=smoke, preset="tiny" if smoke else "scratch", domain="Synth-ISO", seeds=[0] if smoke else [0, 1],
-                pretrain_iters=12 if smoke else None, n_boot=200 if smoke else 2000, data_root=None, runs_dir=None,
+                pretrain_iters=12 if smoke else None, n_boot=200 if smoke else 2000,
+                test_pool=None if smoke else "mate-backgrounds", data_root=None, runs_dir=None,
                 results_dir=None)
 
 
@@ -171,6 +172,23 @@ def evaluate_checkpoints(plan_rows: list[Run], test_sets: dict, metrics: dict, c
         LONG_COLUMNS + [c for c in out.columns if c not in LONG_COLUMNS]].reset_index(drop=True)
 
 
+def pool_scores(plan_rows: list[Run], pool: str, domain: str, metrics: dict, checkpoints, runs_dir, data_root=None,
+                pretrain_iters: int | None = None, workers: int | None = None,
+                progress: bool = True) -> pd.DataFrame | None:
+    """``evaluate_checkpoints`` on test pool ``pool``'s photographs (``pdd.data.open_domain(test_pool=...)``;
+    test sets ``"target · <pool>"`` and ``"source · <pool>"``, cached apart from the built-in
+    test set's scores), or None, saying why, when the pool is not installed."""
+    from ..data import DatasetNotFoundError, open_domain
+
+    try:
+        dom = open_domain(domain, data_root, test_pool=pool)
+    except DatasetNotFoundError as e:
+        print(f"not scored on more photographs: {e}")
+        return None
+    sets = {f"target · {pool}": dom.test_pairs, f"source · {pool}": dom.source_test_pairs}
+    return evaluate_checkpoints(plan_rows, sets, metrics, checkpoints, runs_dir, pretrain_iters, workers, progress)
+
+
 # ------------------------------------------------------------------ gains and verdicts
 
 def control_of(method: str, present) -> str | None:
@@ -178,10 +196,12 @@ def control_of(method: str, present) -> str | None:
     return next((c for c in CONTROLS.get(method, ()) if c in set(present)), None)
 
 
-def gains_by_length(per_image: pd.DataFrame, n_boot: int = 2000, metrics=GAIN_METRICS, seed: int = 0) -> pd.DataFrame:
+def gains_by_length(per_image: pd.DataFrame, n_boot: int = 2000, metrics=GAIN_METRICS, seed: int = 0,
+                    cluster: str = "image") -> pd.DataFrame:
     """Per (method, checkpoint, test set, metric): the paired difference to the generalist (its
     rows at iteration 0, paired by seed and image) and, for a PDD row, to its control at the same
-    checkpoint (``stats.paired_difference``: cluster bootstrap over images, CI and verdict)."""
+    checkpoint (``stats.paired_difference``: cluster bootstrap over images, or over whole photos
+    with ``cluster="photo"``; CI and verdict)."""
     metrics = [m for m in metrics if m in per_image.columns and per_image[m].notna().any()]
     generalist = per_image[per_image.method == C.GENERALIST]
     rows_of = per_image[~per_image.method.isin([C.GENERALIST, C.SPECIALIST])]
@@ -198,7 +218,7 @@ def gains_by_length(per_image: pd.DataFrame, n_boot: int = 2000, metrics=GAIN_ME
                     if base is None or frame.empty:
                         row.update({label: np.nan, f"{label} lo": np.nan, f"{label} hi": np.nan, f"{label} verdict": ""})
                         continue
-                    d = paired_difference(pd.concat([grp, frame]), method, base, test_set, m, n_boot, seed)
+                    d = paired_difference(pd.concat([grp, frame]), method, base, test_set, m, n_boot, seed, cluster)
                     row.update({label: d["difference"], f"{label} lo": d["lo"], f"{label} hi": d["hi"],
                                 f"{label} verdict": d["verdict"]})
                 out.append(row)
@@ -226,7 +246,7 @@ def trend(values) -> str:
 
 def length_verdict(gains: pd.DataFrame, results_dir=None, domain: str = "", preset: str = "", rows: list[Run] = (),
                    metric: str = "psnr", test_set: str = "target", source: str = "source",
-                   per_image: pd.DataFrame | None = None, n_boot: int = 2000) -> list[str]:
+                   per_image: pd.DataFrame | None = None, n_boot: int = 2000, cluster: str = "image") -> list[str]:
     """The computed sentences: the gates the study rests on, then per length whether each PDD row
     beats the generalist and its control on ``test_set`` (CI), and whether the gain over the
     control grows with length (the paper's direction).
@@ -234,14 +254,15 @@ def length_verdict(gains: pd.DataFrame, results_dir=None, domain: str = "", pres
     The gates: the premise gate on the study's own starting models when ``per_image``
     (``evaluate_checkpoints``) holds them (the fair set-up's GAN-staged ones, not notebook 02's),
     else notebook 02's, read from ``results_dir``; D's separation in each of ``rows`` (the GAN
-    gate) over the whole run, and at each checkpoint how many runs pass it up to there."""
+    gate) over the whole run, and at each checkpoint how many runs pass it up to there. ``cluster``:
+    what the premise's bootstrap resamples (as ``gains``' CIs: ``gains_by_length``)."""
     from ..stats import gan_gate, premise_check
     from .verdicts import gan_gate_line
 
     own = per_image is not None and {C.GENERALIST, C.SPECIALIST} <= set(per_image.method)
     if own:
         start = per_image[per_image.method.isin([C.GENERALIST, C.SPECIALIST])]
-        check = premise_check(start, n_boot=n_boot)
+        check = premise_check(start, n_boot=n_boot, source=source, target=test_set, cluster=cluster)
         lines = ["Premise gate on the study's own starting models (the fair set-up's): " + check["sentence"]]
         line = gan_gate_line(list(rows))
         lines += [line] if line else []
@@ -360,8 +381,8 @@ def plot_gains_by_length(gains: pd.DataFrame, metric: str = "psnr", sides=("targ
         ax.set_xticklabels([f"{i:,}" for i in its])
         ax.minorticks_off()
         ax.set_xlabel("training iterations (log scale)", fontsize=10)
-        ax.set_title(f"{side}: " + ("the domain's own LR" if side == "target" else "bicubic LR of the same HR"),
-                     fontsize=11)
+        ax.set_title(f"{side}: " + ("the domain's own LR" if side.startswith("target") else
+                                    "bicubic LR of the same HR"), fontsize=11)
         ax.tick_params(labelsize=10)
         ax.grid(alpha=0.3)
     axes[0][0].set_ylabel(metric_label(metric, "gain over the generalist, Δ "), fontsize=10)
@@ -381,32 +402,34 @@ def _write(path: Path, write) -> None:
 
 
 def write_length_study(out, gains: pd.DataFrame, lines: list[str], preset: str, domain: str, seeds, checkpoints,
-                       n_boot: int, rows: list[Run] = (), fig=None) -> Path:
+                       n_boot: int, rows: list[Run] = (), fig=None, pool: str | None = None) -> Path:
     """``out/length_study.csv`` (the gains), ``.md`` (PSNR and colour-corrected PSNR gains, the
     computed verdict, what produced them: preset, seeds, checkpoints, runs, commit, CPU) and the
-    figure as ``length_study.png``. Returns the Markdown path."""
+    figure as ``length_study.png``; with ``pool`` (the gains on a test pool, ``pool_scores``, CIs
+    over photos) ``length_study_<pool>.*``. Returns the Markdown path."""
     from ..config import cpu_model
     from ..evaluate import git_commit, markdown_table
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    stem = out / FILE_STEM
+    stem = out / (FILE_STEM + (f"_{pool}" if pool else ""))
     cps = study_checkpoints(preset, checkpoints)
     _write(stem.with_suffix(".csv"), lambda p: gains.to_csv(p, index=False, float_format="%.4f"))
     if fig is not None:
         _write(stem.with_suffix(".png"), lambda p: fig.savefig(p, format="png", dpi=100))
     shown = gains[gains.metric.isin(["psnr", "psnr_cc"])].drop(columns=["n"])
-    md = [f"# PDD over training length ({domain}, {preset})", "",
+    where = (f" on the test pool {pool} (its photographs, 95% CIs resampling whole photos)" if pool else "")
+    md = [f"# PDD over training length ({domain}, {preset}){where}", "",
           f"{', '.join(study_rows(preset))}; seeds {list(C.seed_list(seeds))}; trained to {cps[-1]} iterations and "
           f"scored at {', '.join(map(str, cps))} (the schedule fixed before any PDD number was seen; iterations "
           f"counted from the start, D-only warm-up included), under {study_setup(preset).describe()}. Gains are "
           "paired per (seed, image) against the generalist and against each PDD row's control at the same "
           f"checkpoint, with 95% cluster-bootstrap CIs over images ({n_boot} resamples). PSNR on Y; `psnr_cc` "
-          f"after colour correction. Every metric: [{FILE_STEM}.csv]({FILE_STEM}.csv).", "",
+          f"after colour correction. Every metric: [{stem.name}.csv]({stem.name}.csv).", "",
           markdown_table(shown.round(4)), "", "## Verdict (computed from the numbers)", ""]
     md += [f"- {line}" for line in lines]
     if fig is not None:
-        md += ["", f"![gain over the generalist by length]({FILE_STEM}.png)"]
+        md += ["", f"![gain over the generalist by length]({stem.name}.png)"]
     md += ["", f"Produced by: commit {git_commit()}, preset {preset}, domain {domain}, seeds {list(C.seed_list(seeds))}, "
                f"checkpoints {list(cps)}, CPU {cpu_model()}."]
     md += [f"- {r.label}: {r.dir.name}, {r.config.iters} iterations" for r in rows]

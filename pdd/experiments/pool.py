@@ -63,7 +63,11 @@ def train_runs(jobs: list[Run], parallel: int = 2, threads: int | None = None, p
                 cfg.threads = threads or max(1, cores // min(parallel, len(ready) + len(running) + 1))
                 job.dir.mkdir(parents=True, exist_ok=True)
                 (job.dir / "requested_config.json").write_text(cfg.to_json())
-                with open(job.dir / "train.log", "w") as log:
+                # appended to: a resumed job keeps the log of its earlier part
+                with open(job.dir / "train.log", "a") as log:
+                    log.write(f"== {time.strftime('%Y-%m-%d %H:%M:%S')} started ({cfg.iters} iterations, "
+                              f"{cfg.threads} thread(s))\n")
+                    log.flush()
                     p = subprocess.Popen([sys.executable, "-m", job.module, "--config",
                                           str(job.dir / "requested_config.json"), "--no-progress"],
                                          cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env=job_env(cfg.threads))
