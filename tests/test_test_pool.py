@@ -174,3 +174,23 @@ def test_set_names_keep_the_embedded_caches():
 
     assert T.set_name("embedded", "target") == "target"
     assert T.set_name(POOL, "source") == f"source · {POOL}"
+
+
+def test_the_lead_sentence_reads_the_committed_checks(tmp_path):
+    from pdd.experiments.reports import test_pool_line
+
+    assert test_pool_line(tmp_path / "absent.json", "x") == ""
+    checks = [{"metric": m, "stage": st, "test set": ts, "cluster": c, "holds": h, "with_margin": w, "sentence": ""}
+              for m, st, ts, c, h, w in [("psnr", "pixel stage", "embedded", "photo", True, True),
+                                         ("psnr", "pixel stage", POOL, "photo", False, False),
+                                         ("psnr", "pixel stage", POOL, "image", True, True),   # tiles: not read
+                                         ("psnr_cc", "pixel stage", "embedded", "photo", True, False),
+                                         ("psnr_cc", "pixel stage", POOL, "photo", True, True)]]
+    path = tmp_path / "premise.json"
+    path.write_text(json.dumps({"record": {"pool": POOL}, "checks": checks}))
+    line = test_pool_line(path, "[premise](premise.md)")
+    assert line.startswith("The premise on more pictures ([premise](premise.md): the starting models scored on the "
+                           f"built-in test photos and on the {POOL} pool")
+    assert (f"on PSNR, pixel stage models: holds with margin on the built-in photos, does NOT hold on {POOL}'s; "
+            f"on colour-corrected PSNR, pixel stage models: holds on the built-in photos, holds with margin on "
+            f"{POOL}'s.") in line

@@ -162,6 +162,32 @@ def write_evidence(out, domain: str, preset: str, seeds, last_k: int, n_boot: in
 PAPER_EMA_ITERS = 100_000   # the paper's EMA PDD schedule (its static PDD: 50K)
 
 
+def test_pool_line(path, link: str) -> str:
+    """A sentence from ``pdd.experiments.test_pool``'s premise.json: whether the premise gate,
+    resampling whole photos, holds on the built-in photos and on the test pool's, per stage of
+    the starting models, on PSNR and on colour-corrected PSNR. "" where the file is absent."""
+    path = Path(path)
+    if not path.exists():
+        return ""
+    data = json.loads(path.read_text())
+    pool = data.get("record", {}).get("pool")
+    checks = [c for c in data.get("checks", []) if c.get("cluster") == "photo"]
+    state = lambda c: "holds with margin" if c["with_margin"] else "holds" if c["holds"] else "does NOT hold"  # noqa: E731
+    parts = []
+    for metric, name in (("psnr", "PSNR"), ("psnr_cc", "colour-corrected PSNR")):
+        for stage in dict.fromkeys(c["stage"] for c in checks):
+            mine = {c["test set"]: c for c in checks if c.get("metric", "psnr") == metric and c["stage"] == stage}
+            if "embedded" in mine:
+                parts.append(f"on {name}, {stage} models: {state(mine['embedded'])} on the built-in photos"
+                             + (f", {state(mine[pool])} on {pool}'s" if pool in mine else ""))
+    if not parts:
+        return ""
+    where = f" and on the {pool} pool of photographs" if pool else " (the pool of photographs was not installed)"
+    return (f"The premise on more pictures ({link}: the starting models scored on the built-in test photos{where}, "
+            f"95% CIs resampling whole photos): " + "; ".join(parts) + ". A verdict on the built-in photos is a "
+            "verdict about those few photos where the two differ.")
+
+
 def fair_test_lines(folder, link_base: str = "", study_verdict: bool = True) -> list[str]:
     """Markdown sentences for the top of results/README.md and the landing page, read from a
     setting's committed files (``results/<domain>/<preset>``): under which length and starting
@@ -214,6 +240,9 @@ def fair_test_lines(folder, link_base: str = "", study_verdict: bool = True) -> 
         d = json.loads(decisions.read_text())
         lines.append(f"The fair set-up's decisions, made on the starting models and the fine-tune control alone "
                      f"({link('fair_setup/decisions.md')}): {d['stage_sentence']} {d['d_sentence']}")
+    pool_line = test_pool_line(folder / "test_pool" / "premise.json", link("test_pool/premise.md"))
+    if pool_line:
+        lines.append(pool_line)
     study = folder / "length_study.md"
     if study.exists():
         text = study.read_text()
