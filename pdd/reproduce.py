@@ -369,7 +369,11 @@ def relative_paths(executed) -> None:
 
     nb["metadata"] = walk(nb.get("metadata", {}))   # papermill's input and output paths
     for cell in nb["cells"]:
-        if "outputs" in cell:
+        if cell.get("cell_type") != "code":
+            # nbformat allows outputs on code cells only (an older version of this function added them)
+            cell.pop("outputs", None)
+            cell.pop("execution_count", None)
+        elif "outputs" in cell:
             cell["outputs"] = [walk(o) for o in cell["outputs"]]
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(json.dumps(nb, indent=1, ensure_ascii=False) + "\n")

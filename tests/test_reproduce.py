@@ -409,11 +409,13 @@ def test_executed_notebooks_show_paths_relative_to_the_project(tmp_path):
     nb = {"cells": [{"cell_type": "code", "source": [], "outputs": [
         {"output_type": "stream", "name": "stdout",
          "text": [f"run {reproduce.ROOT}/runs/smoke/a_s0\n", f"cache {Path.home()}/.cache/pdd/w.pth\n"]},
-        {"output_type": "display_data", "data": {"text/plain": [f"{reproduce.ROOT}"], "image/png": png}}]}],
+        {"output_type": "display_data", "data": {"text/plain": [f"{reproduce.ROOT}"], "image/png": png}}]},
+        {"cell_type": "markdown", "source": ["# a"], "outputs": [], "metadata": {}}],   # outputs: not allowed there
         "metadata": {}, "nbformat": 4, "nbformat_minor": 5}
     path = tmp_path / "x.ipynb"
     path.write_text(json.dumps(nb))
     reproduce.relative_paths(path)
+    assert json.loads(path.read_text())["cells"][1] == {"cell_type": "markdown", "source": ["# a"], "metadata": {}}
     out = json.loads(path.read_text())["cells"][0]["outputs"]
     assert out[0]["text"] == ["run runs/smoke/a_s0\n", "cache ~/.cache/pdd/w.pth\n"]
     assert out[1]["data"] == {"text/plain": ["."], "image/png": png}
