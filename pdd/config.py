@@ -311,7 +311,8 @@ def gan_stage_iters(preset: str) -> int:
 
 
 def pretrain_config(preset: str, role: str, domain: str, seed: int, out: str, data_root=None,
-                    iters: int | None = None, stage: str = "pixel", init_s: str | None = None) -> TrainConfig:
+                    iters: int | None = None, stage: str = "pixel", init_s: str | None = None,
+                    gan_weight: float | None = None) -> TrainConfig:
     """Supervised pretraining of a from-scratch preset's two starting models.
 
     role "generalist": X^L from Real-ESRGAN's second-order pipeline (as RealESRNet is
@@ -328,6 +329,8 @@ def pretrain_config(preset: str, role: str, domain: str, seed: int, out: str, da
     ``weights/net_d_*.pth``. Under ``scratch``: Real-ESRGAN's GAN weight 0.1 (the PDD configs'
     fine-tune uses 0.01), a 32-feature D (``SCRATCH_DISC_FEAT``), the preset's batch, patch and
     learning rate, as the fine-tune after it; under ``tiny`` the same wiring at smoke size.
+    ``gan_weight``: the GAN stage's GAN weight instead of ``SCRATCH_GAN_STAGE_WEIGHT`` (a candidate of
+    the fair set-up's decisions, results/Synth-ISO/scratch/fair_setup/RULES.md R4).
     """
     if role not in ("generalist", "specialist"):
         raise ValueError(f"role must be 'generalist' or 'specialist', got {role!r}")
@@ -335,13 +338,15 @@ def pretrain_config(preset: str, role: str, domain: str, seed: int, out: str, da
         raise ValueError(f"preset {preset!r} starts from released weights; pretraining applies to {FROM_SCRATCH}")
     if stage not in ("pixel", "gan"):
         raise ValueError(f"stage must be 'pixel' or 'gan', got {stage!r}")
+    if gan_weight is not None and (stage != "gan" or not gan_weight > 0):
+        raise ValueError(f"gan_weight={gan_weight!r}: a positive GAN weight of the GAN stage (stage='gan')")
     if stage == "gan" and not init_s:
         raise ValueError("the GAN stage starts from the pixel stage's network: init_s is needed")
     down = "second_order" if role == "generalist" else "bicubic"
     cfg = make_config(preset, "supervised", domain=domain, data_root=data_root, seed=seed, out=out, down=down)
     if stage == "gan":
         cfg.init_s = init_s
-        cfg.sup.gan = SCRATCH_GAN_STAGE_WEIGHT
+        cfg.sup.gan = SCRATCH_GAN_STAGE_WEIGHT if gan_weight is None else float(gan_weight)
         cfg.iters = iters or gan_stage_iters(preset)
         if preset == "scratch":
             cfg.disc_feat = SCRATCH_DISC_FEAT

@@ -112,11 +112,12 @@ def _length_tag(iters: int | None, default: int) -> str:
 
 
 def pretrain_dir(runs_dir, preset: str, domain: str, role: str, seed: int, iters: int | None,
-                 default_iters: int, gan_iters: int | None = None) -> Path:
+                 default_iters: int, gan_iters: int | None = None, gan_weight: float | None = None) -> Path:
     """A from-scratch starting model: ``pretrained-<role>[-<iters>it]_s<seed>`` (role: generalist or
     specialist; ``default_iters``: the preset's pretraining length, ``pdd.config.pretrain_iters``);
-    its GAN stage (``gan_iters`` iterations on top): ``pretrained-<role>[-<iters>it]-gan<gan_iters>it_s<seed>``."""
-    stage = f"-gan{gan_iters}it" if gan_iters else ""
+    its GAN stage (``gan_iters`` iterations on top): ``pretrained-<role>[-<iters>it]-gan<gan_iters>it_s<seed>``,
+    at a GAN weight other than the stage's default: ``...-gan<gan_iters>it-w<gan_weight>_s<seed>``."""
+    stage = (f"-gan{gan_iters}it" + (f"-w{gan_weight:g}" if gan_weight is not None else "")) if gan_iters else ""
     return domain_dir(runs_dir, preset, domain) / f"pretrained-{role}{_length_tag(iters, default_iters)}{stage}_s{seed}"
 
 

@@ -236,6 +236,52 @@ def test_the_decisions_command_trains_the_plan_scores_the_stages_decides_and_wri
     assert record["preset"] == "tiny" and record["seeds"] == [0] and "git_commit" in record
 
 
+def test_r4s_candidate_stage_has_its_own_weight_runs_and_names(tmp_path):
+    from pdd.config import SCRATCH_GAN_STAGE_WEIGHT, pretrain_config
+
+    plan = D.decision_plan("scratch", "Synth-ISO", (0, 1), tmp_path, gan_weight=0.01)
+    stages = D.stage_runs(plan)
+    assert sorted(r.dir.name for r in stages) == [f"pretrained-{role}-gan600it-w0.01_s{s}" for role in
+                                                   ("generalist", "specialist") for s in (0, 1)]
+    assert {r.config.sup.gan for r in stages} == {0.01} and SCRATCH_GAN_STAGE_WEIGHT == 0.1
+    # the pixel stages are R1's own (shared), the R3 controls are B's and start D from B's generalist
+    assert {r.dir.name for r in plan.runs if not r.config.init_s} >= {"pretrained-generalist_s0"}
+    assert sorted(plan.named) == ["d generalist's GAN-stage D s0", "d random init s0"]
+    from_g = plan.named["d generalist's GAN-stage D s0"]
+    assert from_g.dir.name == "finetune-control-fair-w0.01-d-generalist_s0"
+    assert from_g.config.init_d.endswith("pretrained-generalist-gan600it-w0.01_s0/weights/net_d_000600.pth")
+    assert from_g.config.init_g.endswith("pretrained-generalist-gan600it-w0.01_s0/weights/net_g_000600.pth")
+    # R1's stage keeps its names
+    assert {r.dir.name for r in D.stage_runs(D.decision_plan("scratch", "Synth-ISO", (0,), tmp_path))} == {
+        "pretrained-generalist-gan600it_s0", "pretrained-specialist-gan600it_s0"}
+    with pytest.raises(ValueError, match="GAN weight of the GAN stage"):
+        pretrain_config("scratch", "generalist", "Synth-ISO", 0, str(tmp_path), gan_weight=0.01)
+    with pytest.raises(ValueError, match="positive"):
+        pretrain_config("scratch", "generalist", "Synth-ISO", 0, str(tmp_path), stage="gan", init_s="x", gan_weight=0)
+
+
+def test_r4_takes_b_where_it_passes_else_where_its_premise_keeps_the_margin_else_keeps_r1(tmp_path):
+    plan = D.decision_plan("scratch", "Synth-ISO", (0, 1), tmp_path, gan_weight=0.01)
+    _logs(plan, lambda r, it: 0.2, lambda r, it: 0.2)
+    c = D.r4_choice(D.decide(plan, _premise_scores(+1.0, -1.0), n_boot=200), 600)
+    assert c == {"taken": True, "length": 600, "sentence": c["sentence"]} and "passes both" in c["sentence"]
+    # D at chance in every stage, the premise with margin: B at 600, the failed gates named
+    _logs(plan, lambda r, it: 0.0, lambda r, it: 0.2)
+    c = D.r4_choice(D.decide(plan, _premise_scores(+1.0, -1.0), n_boot=200), 600)
+    assert c["taken"] and c["length"] == 600 and "generalist s0" in c["sentence"] and "GAN gate fails" in c["sentence"]
+    # the premise without its margin: R1's stage stays, whatever D did
+    _logs(plan, lambda r, it: 0.2, lambda r, it: 0.2)
+    d = D.decide(plan, _premise_scores(+1.0, -0.3), n_boot=200)
+    c = D.r4_choice(d, 600)
+    assert not c["taken"] and c["length"] is None and "R1's stage (GAN weight 0.1, 600 iterations) stays" in c["sentence"]
+    d["r4"] = c
+    paths = D.write_decisions(d, tmp_path / "results", {"preset": "scratch"}, gan_weight=0.01)
+    assert [p.name for p in paths] == ["decisions-w0.01.json", "decisions-w0.01.md"]
+    text = paths[1].read_text()
+    assert text.startswith("# The fair set-up's decisions, R4: candidate B, the GAN stage at GAN weight 0.01")
+    assert "**R4: candidate B (GAN weight 0.01) passes neither" in text and "R1's own fallback does not apply" in text
+
+
 # ------------------------------------------------------------------ how fair the committed verdict is
 
 def test_the_lead_says_under_which_length_and_starting_models_the_verdict_holds_and_where_the_fair_test_is(tmp_path):

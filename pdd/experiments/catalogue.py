@@ -135,14 +135,16 @@ class Setup:
     disc_feat: int | None = None        # D's features in the adapted runs (None: the preset's)
     warmup_d_iters: int | None = None   # the adapted runs' D-only warm-up (None: the preset's)
     d_from_generalist: bool = False     # the adapted runs' D starts from the generalist's GAN-stage D
+    gan_weight: float | None = None     # the GAN stage's GAN weight (None: config.SCRATCH_GAN_STAGE_WEIGHT)
 
     def describe(self) -> str:
         """The set-up in a sentence, its deviations named (for every result made under it)."""
         if self == DEFAULT_SETUP:
             return "the comparison's set-up (pixel-trained starting models, the preset's D and D-only warm-up)"
         parts = [f"the {self.name!r} set-up:"]
-        parts.append("starting models with a GAN stage after the pixel stage" if self.gan_stage else
-                     "the released (GAN-trained) generalist")
+        parts.append(("starting models with a GAN stage after the pixel stage"
+                      + (f" (GAN weight {self.gan_weight:g})" if self.gan_weight is not None else ""))
+                     if self.gan_stage else "the released (GAN-trained) generalist")
         if self.warmup_d_iters is not None:
             parts.append(f"{self.warmup_d_iters} D-only warm-up iterations")
         if self.disc_feat is not None:
@@ -187,17 +189,19 @@ def _setup(setup: Setup | None) -> Setup:
 # ------------------------------------------------------------------ the starting models (M_G, M_S)
 
 def pretrain_run(preset: str, domain: str, role: str, seed: int, runs_dir, data_root=None,
-                 pretrain_iters: int | None = None, gan_stage: bool = False) -> Run:
+                 pretrain_iters: int | None = None, gan_stage: bool = False, gan_weight: float | None = None) -> Run:
     """A from-scratch preset's generalist or bicubic specialist (``config.pretrain_config``); with
-    ``gan_stage`` its GAN stage, which starts from the pixel stage's final snapshot."""
+    ``gan_stage`` its GAN stage (at ``gan_weight``, None: the stage's default), which starts from
+    the pixel stage's final snapshot."""
     out = runs.pretrain_dir(runs_dir, preset, domain, role, seed, pretrain_iters, default_pretrain_iters(preset))
     pixel = Run(pretrain_config(preset, role, domain, seed, str(out), data_root, pretrain_iters))
     if not gan_stage:
         return pixel
     n = gan_stage_iters(preset)
-    out = runs.pretrain_dir(runs_dir, preset, domain, role, seed, pretrain_iters, default_pretrain_iters(preset), n)
+    out = runs.pretrain_dir(runs_dir, preset, domain, role, seed, pretrain_iters, default_pretrain_iters(preset), n,
+                            gan_weight)
     return Run(pretrain_config(preset, role, domain, seed, str(out), data_root, n, stage="gan",
-                               init_s=str(pixel.final)))
+                               init_s=str(pixel.final), gan_weight=gan_weight))
 
 
 def pretrain_runs(preset: str, domain: str, seeds, runs_dir, data_root=None,
@@ -206,8 +210,9 @@ def pretrain_runs(preset: str, domain: str, seeds, runs_dir, data_root=None,
     stages under a set-up that has them); [] otherwise."""
     if preset not in FROM_SCRATCH:
         return []
-    stages = (False, True) if _setup(setup).gan_stage else (False,)
-    return [pretrain_run(preset, domain, role, s, runs_dir, data_root, pretrain_iters, gan)
+    setup = _setup(setup)
+    stages = (False, True) if setup.gan_stage else (False,)
+    return [pretrain_run(preset, domain, role, s, runs_dir, data_root, pretrain_iters, gan, setup.gan_weight)
             for gan in stages for s in seed_list(seeds) for role in (GENERALIST, SPECIALIST)]
 
 
@@ -219,16 +224,18 @@ def generalist_file(preset: str, domain: str, runs_dir, seed: int = 0, pretrain_
     if preset not in FROM_SCRATCH:
         return "RealESRGAN_x4plus"
     return str(pretrain_run(preset, domain, GENERALIST, seed, runs_dir, pretrain_iters=pretrain_iters,
-                            gan_stage=_setup(setup).gan_stage).final)
+                            gan_stage=_setup(setup).gan_stage, gan_weight=_setup(setup).gan_weight).final)
 
 
-def generalist_d_file(preset: str, domain: str, runs_dir, seed: int = 0, pretrain_iters: int | None = None) -> str:
+def generalist_d_file(preset: str, domain: str, runs_dir, seed: int = 0, pretrain_iters: int | None = None,
+                      setup: Setup | None = None) -> str:
     """The D the generalist's GAN stage leaves (``pdd.runs.d_snapshot_path``): where the fair
     set-up starts the adapted runs' D from, if it does."""
     if preset not in FROM_SCRATCH:
         raise ValueError(f"under {preset!r} the generalist is a released file without its D; the adapted runs' D "
                          f"starts from random init")
-    run = pretrain_run(preset, domain, GENERALIST, seed, runs_dir, pretrain_iters=pretrain_iters, gan_stage=True)
+    run = pretrain_run(preset, domain, GENERALIST, seed, runs_dir, pretrain_iters=pretrain_iters, gan_stage=True,
+                       gan_weight=_setup(setup).gan_weight)
     return str(runs.d_snapshot_path(run.dir, run.config.iters))
 
 
@@ -240,7 +247,7 @@ def specialist_file(preset: str, domain: str, runs_dir, seed: int, iters: int | 
     training, two roles)."""
     if preset in FROM_SCRATCH:
         return str(pretrain_run(preset, domain, SPECIALIST, seed, runs_dir, pretrain_iters=pretrain_iters,
-                                gan_stage=_setup(setup).gan_stage).final)
+                                gan_stage=_setup(setup).gan_stage, gan_weight=_setup(setup).gan_weight).final)
     length = iters if iters is not None else make_config(preset, "finetune").iters
     return str(runs.snapshot_path(runs.row_dir(runs_dir, preset, domain, "finetune control", seed), length))
 
@@ -336,7 +343,7 @@ def row_run(method: str, preset: str, domain: str, seed: int, runs_dir, data_roo
               "kdsr": lambda: kdsr_generalist_file(preset, domain, runs_dir, seed, pretrain_iters, data_root)}
     merged = {k: (starts[v]() if k in ("init_s", "init_g") and v in starts else v) for k, v in merged.items()}
     out = runs.row_dir(runs_dir, preset, domain, method, seed, overrides, tag=setup.name)
-    own = setup.fields(lambda: generalist_d_file(preset, domain, runs_dir, seed, pretrain_iters))
+    own = setup.fields(lambda: generalist_d_file(preset, domain, runs_dir, seed, pretrain_iters, setup))
     cfg = make_config(preset, mode, overrides={"init_s": g_file, "init_g": g_file, **own, **merged}, domain=domain,
                       seed=seed, data_root=data_root, out=str(out))
     if iters is not None:

@@ -12,9 +12,14 @@ The rules were written before any of these runs produced a number
   warm-up, D from random init (a) and from the generalist's GAN-stage D (b); (a) if it passes
   the GAN gate, else (b) if it passes, else (a) with the gate withholding perceptual conclusions.
 
+- R4, a second candidate for the GAN stage (written after R1's outcome, before any of its runs):
+  the same stage at GAN weight 0.01; taken if it passes R1's gates at a length, else if its premise
+  holds with margin at 600, else R1's stage stays; R3 again on its starting models if taken.
+
 ``decision_plan`` names the runs, ``train_plan`` trains them (resumable), ``decide`` applies the
 rules to what the runs left, ``write_decisions`` records the outcome beside the rules.
-``python -m pdd.experiments.decisions`` does all four.
+``python -m pdd.experiments.decisions`` does all four (``--gan-weight 0.01``: R4's candidate, with
+``r4_choice`` applied and recorded in ``decisions-w0.01.md``).
 """
 from __future__ import annotations
 
@@ -41,29 +46,43 @@ CONTROL_ITERS_AFTER_WARM_UP = {"scratch": 300, "tiny": 4}
 DIR_NAME = "fair_setup"
 
 
-def candidate_setup(preset: str, d_from_generalist: bool) -> C.Setup:
-    """The fair set-up with D's start fixed one way, under a name of its own (R3's two runs)."""
-    base = C.fair_setup(preset)
-    name = "fair-d-generalist" if d_from_generalist else "fair-d-random"
+def candidate_setup(preset: str, d_from_generalist: bool, gan_weight: float | None = None) -> C.Setup:
+    """The fair set-up with D's start fixed one way, under a name of its own (R3's two runs), its
+    GAN stage at ``gan_weight`` (None: R1's)."""
+    base = stage_setup(preset, gan_weight)
+    name = "fair" + weight_tag(gan_weight) + ("-d-generalist" if d_from_generalist else "-d-random")
     return dataclasses.replace(base, name=name, d_from_generalist=d_from_generalist)
 
 
+def stage_setup(preset: str, gan_weight: float | None = None) -> C.Setup:
+    """The fair set-up with its GAN stage at ``gan_weight`` (None: as ``catalogue.fair_setup``)."""
+    base = C.fair_setup(preset)
+    return base if gan_weight is None else dataclasses.replace(base, gan_weight=float(gan_weight))
+
+
+def weight_tag(gan_weight: float | None) -> str:
+    """"" for R1's stage, ``-w<weight>`` for another GAN weight (names of runs and files)."""
+    return "" if gan_weight is None else f"-w{gan_weight:g}"
+
+
 def decision_plan(preset: str = "scratch", domain: str = "Synth-ISO", seeds=(0,), runs_dir=None, data_root=None,
-                  pretrain_iters: int | None = None, control_seeds=None) -> Plan:
+                  pretrain_iters: int | None = None, control_seeds=None, gan_weight: float | None = None) -> Plan:
     """The runs the decisions rest on, in one wave the pool orders by what each starts from: the
     starting models of every seed (pixel stage, then GAN stage) and R3's two fine-tune controls
     for each of ``control_seeds`` (default: the first seed), named ``"d <start> s<seed>"``,
-    queued before the later seeds' GAN stages so that R3 is answered first. Pure."""
+    queued before the later seeds' GAN stages so that R3 is answered first. ``gan_weight``: the
+    GAN stage's weight (None: R1's stage; 0.01: R4's candidate). Pure."""
     if preset not in STAGE_LENGTHS:
         raise ValueError(f"the fair set-up's decisions are made under {', '.join(STAGE_LENGTHS)}, not {preset!r}")
     runs_dir = runs_root(runs_dir)
     seeds = C.seed_list(seeds)
     control_seeds = C.seed_list(control_seeds) if control_seeds is not None else seeds[:1]
-    starts = C.pretrain_runs(preset, domain, seeds, runs_dir, data_root, pretrain_iters, C.fair_setup(preset))
+    starts = C.pretrain_runs(preset, domain, seeds, runs_dir, data_root, pretrain_iters,
+                             stage_setup(preset, gan_weight))
     named = {}
     for s in control_seeds:
         for label, from_g in D_STARTS.items():
-            setup = candidate_setup(preset, from_g)
+            setup = candidate_setup(preset, from_g, gan_weight)
             run = C.row_run("finetune control", preset, domain, s, runs_dir, data_root, pretrain_iters=pretrain_iters,
                             setup=setup)
             run.config.iters = setup.warmup_d_iters + CONTROL_ITERS_AFTER_WARM_UP[preset]
@@ -181,21 +200,50 @@ def _gate_row(g: dict) -> dict:
     return {k: g[k] for k in ("passed", "mean", "lo", "hi", "n", "from_iter", "verdict")}
 
 
-def write_decisions(decision: dict, results_dir, record: dict, fig=None) -> list[Path]:
+def r4_choice(decision: dict, fallback_length: int) -> dict:
+    """R4 applied to candidate B's decision (``decide`` on B's plan): {"taken", "length",
+    "sentence"}. B is taken at the longest length where it passes R1's gates; else at
+    ``fallback_length`` (600) if its premise holds with margin there; else R1's stage stays."""
+    at = {r["length"]: r for r in decision["stage"]}
+    if decision["stage_length"] is not None:
+        return {"taken": True, "length": decision["stage_length"],
+                "sentence": f"R4: candidate B passes both of R1's gates at {decision['stage_length']} iterations: the "
+                            f"fair set-up's GAN stage is B (GAN weight 0.01) at that length."}
+    last = at.get(fallback_length)
+    if last is not None and last["premise_with_margin"]:
+        failed = [k for k, g in last["gan_gates"].items() if not g["passed"]]
+        return {"taken": True, "length": fallback_length,
+                "sentence": f"R4: candidate B keeps the premise with margin at {fallback_length} iterations but its GAN "
+                            f"gate fails ({', '.join(failed)}): the fair set-up's GAN stage is B (GAN weight 0.01) at "
+                            f"{fallback_length}, and every result that uses it says which gate failed."}
+    return {"taken": False, "length": None,
+            "sentence": "R4: candidate B (GAN weight 0.01) passes neither R1's two gates nor the premise with margin: "
+                        "R1's stage (GAN weight 0.1, 600 iterations) stays, as decided."}
+
+
+def write_decisions(decision: dict, results_dir, record: dict, fig=None, gan_weight: float | None = None) -> list[Path]:
     """decisions.json (everything, with ``record``: ``pdd.evaluate.result_record``), decisions.md
     (the sentences and the gates, for a reader) and, given ``fig`` (``plot_separation``),
-    decisions.png, in ``results_dir``/fair_setup."""
+    decisions.png, in ``results_dir``/fair_setup; for R4's candidate (``gan_weight``; ``decision``
+    then holds ``r4``: ``r4_choice``) ``decisions-w<weight>.*``."""
     out = Path(results_dir) / DIR_NAME
     out.mkdir(parents=True, exist_ok=True)
+    stem = "decisions" + weight_tag(gan_weight)
     if fig is not None:
-        fig.savefig(out / "decisions.png", format="png", dpi=100)
-    (out / "decisions.json").write_text(shown(json.dumps({**decision, "record": record}, indent=2, default=str)))
-    lines = ["# The fair set-up's decisions (issue 25)", "",
+        fig.savefig(out / f"{stem}.png", format="png", dpi=100)
+    (out / f"{stem}.json").write_text(shown(json.dumps({**decision, "record": record}, indent=2, default=str)))
+    title = ("# The fair set-up's decisions (issue 25)" if gan_weight is None else
+             f"# The fair set-up's decisions, R4: candidate B, the GAN stage at GAN weight {gan_weight:g} (issue 25)")
+    lines = [title, "",
              "Rules: RULES.md beside this file, written before these runs produced a number. Produced by "
              "`python -m pdd.experiments.decisions`; " + ", ".join(f"{k}: {record[k]}" for k in
                                                                   ("preset", "domain", "seeds", "git_commit", "machine")
                                                                   if k in record) + ".", "",
-             "## R1: the starting models' GAN stage", "", decision["stage_sentence"], ""]
+             "## R1: the starting models' GAN stage" + (f" (R1's criteria on candidate B)" if gan_weight else ""), "",
+             decision["stage_sentence"], ""]
+    if "r4" in decision:
+        lines[-2:-1] = [decision["stage_sentence"] + " (R1's own fallback does not apply to B: R4 decides.)", "",
+                        "**" + decision["r4"]["sentence"] + "**"]
     for r in decision["stage"]:
         lines.append(f"- at {r['length']} iterations: premise {'holds with margin' if r['premise_with_margin'] else 'holds, not with margin' if r['premise_holds'] else 'does not hold'}; GAN gates:")
         lines += [f"  - {k}: {g['verdict']}" for k, g in r["gan_gates"].items()]
@@ -205,9 +253,9 @@ def write_decisions(decision: dict, results_dir, record: dict, fig=None) -> list
               "## R3: D's start in the adapted runs", "", decision["d_sentence"], ""]
     lines += [f"- {c['run']}: {c['verdict']}" for c in decision["controls"]]
     if fig is not None:
-        lines += ["", "![D's separation in the GAN stages and the fine-tune controls](decisions.png)"]
-    (out / "decisions.md").write_text(shown("\n".join(lines) + "\n"))
-    return [out / "decisions.json", out / "decisions.md"] + ([out / "decisions.png"] if fig is not None else [])
+        lines += ["", f"![D's separation in the GAN stages and the fine-tune controls]({stem}.png)"]
+    (out / f"{stem}.md").write_text(shown("\n".join(lines) + "\n"))
+    return [out / f"{stem}.json", out / f"{stem}.md"] + ([out / f"{stem}.png"] if fig is not None else [])
 
 
 def main(argv=None) -> int:
@@ -222,30 +270,37 @@ def main(argv=None) -> int:
     ap.add_argument("--domain", default="Synth-ISO")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0], help="the starting models' seeds (R1)")
     ap.add_argument("--control-seeds", type=int, nargs="+", help="R3's fine-tune controls (default: the first seed)")
+    ap.add_argument("--gan-weight", type=float, help="R4: the GAN stage's weight of candidate B (0.01); default: R1's")
     ap.add_argument("--pretrain-iters", type=int)
     ap.add_argument("--runs-dir")
     ap.add_argument("--results-dir", help="default: results/<domain>/<preset>")
     ap.add_argument("--n-boot", type=int, default=2000)
     ap.add_argument("--no-progress", action="store_true")
     a = ap.parse_args(argv)
-    plan = decision_plan(a.preset, a.domain, a.seeds, a.runs_dir, None, a.pretrain_iters, a.control_seeds)
+    plan = decision_plan(a.preset, a.domain, a.seeds, a.runs_dir, None, a.pretrain_iters, a.control_seeds,
+                         a.gan_weight)
     train_plan(plan, progress=not a.no_progress)
     dom = open_domain(a.domain)
     metrics = create_metrics(device="cpu")
     per_image = score_stages(plan, {"target": dom.test_pairs, "source": dom.source_test_pairs}, metrics,
                              progress=not a.no_progress)
     decision = decide(plan, per_image, n_boot=a.n_boot)
+    if a.gan_weight is not None:
+        decision["r4"] = r4_choice(decision, max(STAGE_LENGTHS[a.preset]))
     results = Path(a.results_dir) if a.results_dir else results_root(runs_root(a.runs_dir)) / a.domain / a.preset
     from ..evaluate import metric_info
     record = result_record(preset=a.preset, domain=a.domain, seeds=a.seeds, control_seeds=list(plan.named),
+                           gan_weight=a.gan_weight,
                            n_boot=a.n_boot,
                            metrics=metric_info(metrics), runs=[str(r.dir.name) for r in plan.runs])
     import matplotlib
 
     matplotlib.use("Agg")
-    for p in write_decisions(decision, results, record, plot_separation(plan)):
+    for p in write_decisions(decision, results, record, plot_separation(plan), a.gan_weight):
         print("wrote", p)
     print(decision["stage_sentence"])
+    if "r4" in decision:
+        print(decision["r4"]["sentence"])
     print(decision["d_sentence"])
     return 0
 
