@@ -56,7 +56,14 @@ class NonFiniteLossError(FloatingPointError):
 
 
 class CheckpointMismatchError(ValueError):
-    """A run directory's checkpoint.pt does not fit the configured networks or optimiser."""
+    """A run directory's checkpoint.pt does not fit the configured networks or optimiser, or was
+    written by a run of another identity (``RUN_IDENTITY``)."""
+
+
+# What a run is: a checkpoint resumed under other values of these would continue another run
+# (``Trainer._check_same_run``). The length, threads, snapshot rhythm, device and precision may change.
+RUN_IDENTITY = ("mode", "preset", "domain", "seed", "down", "init_g", "init_s", "init_d", "s_arch", "g_arch",
+                "disc_feat", "warmup_d_iters", "sup", "pdd", "gan", "ema_decay", "distill_start_k", "naive_lambda")
 
 
 @torch.no_grad()
@@ -288,6 +295,7 @@ class LoopTrainer(abc.ABC):
         path = self.out / CHECKPOINT
         if not path.exists():
             return None
+        self._check_same_run(path)
         from .weights import load_state_dict
         st = load_state_dict(path)
         try:
@@ -308,6 +316,30 @@ class LoopTrainer(abc.ABC):
         torch.set_rng_state(st["rng"])
         self.iteration = self.iteration_saved = int(st["iteration"])
         return self.iteration
+
+    def _check_same_run(self, checkpoint: Path) -> None:
+        """Refuse to resume ``checkpoint`` under another run's identity (``RUN_IDENTITY``: what is
+        trained from what, with which losses), as its previous ``config.json`` records it: networks
+        of the same shape started from another file would load without complaint and continue
+        another run. Its length, threads, snapshot rhythm and device may change."""
+        try:
+            before = json.loads((self.out / "config.json").read_text())["config"]
+        except (OSError, ValueError, KeyError, TypeError):
+            return  # no record of the earlier part (a run from before config.json): nothing to compare
+        now = json.loads(json.dumps(self.cfg.to_dict(), default=str))
+
+        def same(key) -> bool:
+            a, b = before.get(key), now.get(key)
+            if key.startswith("init_") and a and b:  # a file path: the project may have moved since
+                return Path(str(a)).parts[-3:] == Path(str(b)).parts[-3:]
+            return a == b
+
+        differ = [k for k in RUN_IDENTITY if not same(k)]
+        if differ:
+            raise CheckpointMismatchError(
+                f"{checkpoint} was written by another configuration of this run: "
+                + "; ".join(f"{k} was {before.get(k)!r}, now {now.get(k)!r}" for k in differ)
+                + f". Nothing was changed; train into a new out directory, or delete {self.out} to start this run over.")
 
     # ------------------------------------------------------------------ loop
     def fit(self, iters: int | None = None, progress_bar=None) -> Path:

@@ -1,6 +1,7 @@
 """The fair set-up (issue 25, items 1 and 2): the starting models' GAN stage, a D started from
 another run's D, the set-up threaded through the catalogue, and the decision rules of
 pdd.experiments.decisions applied to logs and scores with a known answer."""
+import copy
 import csv
 import json
 from pathlib import Path
@@ -316,3 +317,26 @@ def test_the_lead_says_under_which_length_and_starting_models_the_verdict_holds_
     # the landing page links the study's verdict instead of repeating numbers it does not source
     assert fair_test_lines(folder, study_verdict=False)[2].endswith("its verdict per length, computed from the numbers, "
                                                                     "is there.")
+
+
+def test_a_checkpoint_is_not_resumed_under_another_starting_model_or_seed(tmp_path):
+    """Same networks, another start: the checkpoint would load, and continue another run."""
+    from pdd.train import CheckpointMismatchError, Trainer
+
+    cfg = _tiny_gan_run(tmp_path)
+    cfg.iters = 4
+    stamp = (Path(cfg.out) / "checkpoint.pt").stat().st_mtime_ns
+    elsewhere = tmp_path / "other" / "weights" / "net_g.pth"   # a network of the same shape, another file
+    elsewhere.parent.mkdir(parents=True)
+    elsewhere.write_bytes(runs.snapshot_path(cfg.out, 2).read_bytes())
+    for field, value in (("seed", cfg.seed + 1), ("init_s", str(elsewhere)),
+                         ("warmup_d_iters", 7)):
+        other = copy.deepcopy(cfg)
+        setattr(other, field, value)
+        with pytest.raises(CheckpointMismatchError, match=f"another configuration of this run: {field} was"):
+            Trainer(other, progress=False)
+    assert (Path(cfg.out) / "checkpoint.pt").stat().st_mtime_ns == stamp
+    # a longer run, other threads and snapshot rhythm: the same run, resumed
+    longer = copy.deepcopy(cfg)
+    longer.threads, longer.ckpt_every = 2, 2
+    assert Trainer(longer, progress=False).resumed_from == 2
