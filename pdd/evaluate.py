@@ -357,18 +357,19 @@ def git_commit(repo=None) -> str:
         return "unknown"
 
 
-def _plain(x):
-    """Make caller-supplied values JSON-friendly (dataclasses, WeightsSource, paths)."""
+def _plain(x, text=lambda s: s):
+    """Make caller-supplied values JSON-friendly (dataclasses, WeightsSource, paths), every string
+    passed through ``text`` (``runs.shown``: this machine's paths as committed results show them)."""
     if isinstance(x, WeightsSource):
-        return x.to_dict()
+        return _plain(x.to_dict(), text)
     if is_dataclass(x) and not isinstance(x, type):
-        return asdict(x)
-    if isinstance(x, Path):
-        return str(x)
+        return _plain(asdict(x), text)
+    if isinstance(x, (str, Path)):
+        return text(str(x))
     if isinstance(x, dict):
-        return {k: _plain(v) for k, v in x.items()}
+        return {k: _plain(v, text) for k, v in x.items()}
     if isinstance(x, (list, tuple)):
-        return [_plain(v) for v in x]
+        return [_plain(v, text) for v in x]
     return x
 
 
@@ -389,19 +390,8 @@ def result_record(**extra) -> dict:
 
     record = {"git_commit": git_commit(), "versions": versions, "python": platform.python_version(),
               "machine": cpu_model() + (f"; GPU {describe(resolve_device('auto'))}" if resolve_device("auto").type != "cpu" else "")}
-    record.update({k: _shown(_plain(v)) for k, v in extra.items()})
+    record.update({k: _plain(v, shown) for k, v in extra.items()})
     return record
-
-
-def _shown(value):
-    """A record's value with this machine's paths as committed results show them (``runs.shown``)."""
-    if isinstance(value, str):
-        return shown(value)
-    if isinstance(value, dict):
-        return {k: _shown(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_shown(v) for v in value]
-    return value
 
 
 __all__ = [
