@@ -55,9 +55,9 @@ def candidate_setup(preset: str, d_from_generalist: bool, gan_weight: float | No
 
 
 def stage_setup(preset: str, gan_weight: float | None = None) -> C.Setup:
-    """The fair set-up with its GAN stage at ``gan_weight`` (None: as ``catalogue.fair_setup``)."""
-    base = C.fair_setup(preset)
-    return base if gan_weight is None else dataclasses.replace(base, gan_weight=float(gan_weight))
+    """The fair set-up with its GAN stage at ``gan_weight`` (None: R1's, ``config.SCRATCH_GAN_STAGE_WEIGHT``),
+    whatever weight the fair set-up was given after the decisions."""
+    return dataclasses.replace(C.fair_setup(preset), gan_weight=None if gan_weight is None else float(gan_weight))
 
 
 def weight_tag(gan_weight: float | None) -> str:
