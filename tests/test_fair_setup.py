@@ -281,6 +281,7 @@ def test_r4_takes_b_where_it_passes_else_where_its_premise_keeps_the_margin_else
     text = paths[1].read_text()
     assert text.startswith("# The fair set-up's decisions, R4: candidate B, the GAN stage at GAN weight 0.01")
     assert "**R4: candidate B (GAN weight 0.01) passes neither" in text and "R1's own fallback does not apply" in text
+    assert "## R3 on candidate B's starting models, for the record" in text and "Not applied: B was not taken" in text
 
 
 # ------------------------------------------------------------------ how fair the committed verdict is

@@ -251,6 +251,10 @@ def write_decisions(decision: dict, results_dir, record: dict, fig=None, gan_wei
     lines += ["", "## R2: D's width under scratch", "",
               "32 features (the official U-Net D has 64): a deviation on cost, fixed in advance.", "",
               "## R3: D's start in the adapted runs", "", decision["d_sentence"], ""]
+    if "r4" in decision and not decision["r4"]["taken"]:
+        lines[-4:-1] = ["## R3 on candidate B's starting models, for the record", "",
+                        decision["d_sentence"] + " Not applied: B was not taken, so the fair set-up keeps R3's "
+                        "decision on R1's stage (decisions.md)."]
     lines += [f"- {c['run']}: {c['verdict']}" for c in decision["controls"]]
     if fig is not None:
         lines += ["", f"![D's separation in the GAN stages and the fine-tune controls]({stem}.png)"]
