@@ -318,6 +318,15 @@ def test_the_lead_says_under_which_length_and_starting_models_the_verdict_holds_
     # the landing page links the study's verdict instead of repeating numbers it does not source
     assert fair_test_lines(folder, study_verdict=False)[2].endswith("its verdict per length, computed from the numbers, "
                                                                     "is there.")
+    # R4's candidate follows the decisions, its sentence as written
+    D.write_decisions({"stage": [], "stage_length": None, "stage_sentence": "R1: none.", "controls": [],
+                       "d_from_generalist": False, "d_sentence": "R3: random init.",
+                       "r4": {"taken": False, "length": None, "sentence": "R4: R1's stage stays."}},
+                      folder, {"preset": "scratch"}, gan_weight=0.01)
+    lines = fair_test_lines(folder)
+    assert lines[2] == ("A second candidate for the GAN stage, its rule written before its runs ([Synth-ISO/scratch/"
+                        "fair_setup/decisions-w0.01.md](Synth-ISO/scratch/fair_setup/decisions-w0.01.md)): R4: R1's "
+                        "stage stays.")
 
 
 def test_a_checkpoint_is_not_resumed_under_another_starting_model_or_seed(tmp_path):

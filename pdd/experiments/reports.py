@@ -240,6 +240,11 @@ def fair_test_lines(folder, link_base: str = "", study_verdict: bool = True) -> 
         d = json.loads(decisions.read_text())
         lines.append(f"The fair set-up's decisions, made on the starting models and the fine-tune control alone "
                      f"({link('fair_setup/decisions.md')}): {d['stage_sentence']} {d['d_sentence']}")
+        for later in sorted(decisions.parent.glob("decisions-w*.json")):   # R4's candidate stages
+            r4 = json.loads(later.read_text()).get("r4")
+            if r4:
+                lines.append(f"A second candidate for the GAN stage, its rule written before its runs "
+                             f"({link('fair_setup/' + later.with_suffix('.md').name)}): {r4['sentence']}")
     pool_line = test_pool_line(folder / "test_pool" / "premise.json", link("test_pool/premise.md"))
     if pool_line:
         lines.append(pool_line)
