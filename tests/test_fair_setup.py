@@ -327,6 +327,8 @@ def test_the_lead_says_under_which_length_and_starting_models_the_verdict_holds_
     assert lines[2] == ("A second candidate for the GAN stage, its rule written before its runs ([Synth-ISO/scratch/"
                         "fair_setup/decisions-w0.01.md](Synth-ISO/scratch/fair_setup/decisions-w0.01.md)): R4: R1's "
                         "stage stays.")
+    assert fair_test_lines(folder, study_verdict=False)[2].endswith("it passed neither of R1's gates nor the premise "
+                                                                    "with margin, so R1's stage stays")
 
 
 def test_a_checkpoint_is_not_resumed_under_another_starting_model_or_seed(tmp_path):
