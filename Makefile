@@ -31,10 +31,12 @@ length-study: env
 	$(PY) -m pdd.reproduce --study length
 
 # the fair set-up's decisions (GAN stage length, D's start) from the starting models and the fine-tune control;
-# then R4, the second candidate GAN stage (GAN weight 0.01; results/Synth-ISO/scratch/fair_setup/RULES.md)
+# then R4, the second candidate GAN stage (GAN weight 0.01), and R5, the third (R1's stage trained on to 1,200
+# iterations from its 600-iteration checkpoints; results/Synth-ISO/scratch/fair_setup/RULES.md)
 fair-setup: env
 	$(PY) -m pdd.experiments.decisions --seeds 0 1
 	$(PY) -m pdd.experiments.decisions --seeds 0 1 --gan-weight 0.01
+	$(PY) -m pdd.experiments.decisions --seeds 0 1 --gan-iters 1200
 
 # the premise on more pictures (issue 25, item 4): the starting models on 128-px tiles of the built-in test
 # photos and on the optional test pool of photographs (`sudo apt install mate-backgrounds`), CIs by tile and by photo

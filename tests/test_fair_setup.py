@@ -329,6 +329,18 @@ def test_the_lead_says_under_which_length_and_starting_models_the_verdict_holds_
                         "stage stays.")
     assert fair_test_lines(folder, study_verdict=False)[2].endswith("it passed neither of R1's gates nor the premise "
                                                                     "with margin, so R1's stage stays")
+    # R5's candidate follows R4's
+    D.write_decisions({"stage": [], "stage_length": None, "stage_sentence": "R1: none.", "controls": [],
+                       "d_from_generalist": None, "d_sentence": "R3 was not run.",
+                       "r5": {"taken": True, "length": 900, "sentence": "R5: C at 900."}},
+                      folder, {"preset": "scratch"}, gan_iters=1200)
+    lines = fair_test_lines(folder)
+    assert lines[2].endswith("R4: R1's stage stays.") and lines[3] == (
+        "A third candidate for the GAN stage, its rule written before its runs ([Synth-ISO/scratch/fair_setup/"
+        "decisions-gan1200it.md](Synth-ISO/scratch/fair_setup/decisions-gan1200it.md)): R5: C at 900.")
+    assert fair_test_lines(folder, study_verdict=False)[3].endswith("([R5's decisions](Synth-ISO/scratch/fair_setup/"
+                                                                    "decisions-gan1200it.md)): it was taken: the fair "
+                                                                    "set-up's GAN stage is the candidate")
 
 
 def test_a_checkpoint_is_not_resumed_under_another_starting_model_or_seed(tmp_path):
@@ -352,3 +364,111 @@ def test_a_checkpoint_is_not_resumed_under_another_starting_model_or_seed(tmp_pa
     longer = copy.deepcopy(cfg)
     longer.threads, longer.ckpt_every = 2, 2
     assert Trainer(longer, progress=False).resumed_from == 2
+
+
+# ------------------------------------------------------------------ R5: a longer GAN stage
+
+def test_r5s_candidate_is_r1s_stage_trained_on_under_names_of_its_own(tmp_path):
+    plan = D.decision_plan("scratch", "Synth-ISO", (0, 1), tmp_path, control_seeds=(), gan_iters=1200)
+    stages = D.stage_runs(plan)
+    assert sorted(r.dir.name for r in stages) == [f"pretrained-{role}-gan1200it_s{s}" for role in
+                                                   ("generalist", "specialist") for s in (0, 1)]
+    assert {(r.config.iters, r.config.sup.gan) for r in stages} == {(1200, 0.1)}
+    assert plan.named == {}   # R5 trains R3's controls only if its candidate is taken
+    # apart from its length, each run is R1's: the same pixel stage, losses, D and seed
+    r1 = {r.dir.name: r for r in D.stage_runs(D.decision_plan("scratch", "Synth-ISO", (0, 1), tmp_path))}
+    for r in stages:
+        mine, theirs = r.config.to_dict(), r1[r.dir.name.replace("gan1200it", "gan600it")].config.to_dict()
+        assert {k for k in mine if mine[k] != theirs[k]} == {"iters", "out"}
+    assert D.stage_lengths("scratch", 1200) == (900, 1200) and D.stage_lengths("scratch") == (300, 600)
+    with_controls = D.decision_plan("scratch", "Synth-ISO", (0,), tmp_path, gan_iters=1200)
+    from_g = with_controls.named["d generalist's GAN-stage D s0"]
+    assert from_g.dir.name == "finetune-control-fair-gan1200it-d-generalist_s0"
+    assert from_g.config.init_d.endswith("pretrained-generalist-gan1200it_s0/weights/net_d_001200.pth")
+    assert "1,200 iterations" in D.stage_setup("scratch", None, 1200).describe()
+    with pytest.raises(ValueError, match="R5's 1200 iterations, not 900"):
+        D.decision_plan("scratch", "Synth-ISO", (0,), tmp_path, gan_iters=900)
+
+
+def test_r5s_runs_start_as_copies_of_r1s_finished_runs_and_nothing_else_is_touched(tmp_path):
+    plan = D.decision_plan("tiny", "Synth-ISO", (0, 1), tmp_path, control_seeds=(), gan_iters=8)
+    stages = {r.dir.name: r for r in D.stage_runs(plan)}
+    for name in stages:   # R1's runs: seed 0 finished, seed 1 stopped half-way
+        r1 = tmp_path / "tiny" / "Synth-ISO" / name.replace("gan8it", "gan4it")
+        (r1 / "weights").mkdir(parents=True)
+        (r1 / "checkpoint.pt").write_bytes(b"checkpoint " + name.encode())
+        (r1 / "eval").mkdir()
+        (r1 / "eval" / "scores.csv").write_text("not copied")
+        last = 4 if name.endswith("_s0") else 2
+        runs.snapshot_path(r1, last).write_bytes(b"g")
+    made = D.continue_r1_stages(plan)
+    assert sorted(p.name for p in made) == ["pretrained-generalist-gan8it_s0", "pretrained-specialist-gan8it_s0"]
+    for p in made:
+        assert (p / "checkpoint.pt").read_bytes() == b"checkpoint " + p.name.encode()
+        assert runs.snapshot_path(p, 4).exists() and not (p / "eval").exists()
+        assert not p.with_name(p.name + ".copying").exists()
+    assert not any(stages[n].dir.exists() for n in stages if n.endswith("_s1"))
+    # a run that has begun is its own: a second call copies nothing over it
+    (made[0] / "checkpoint.pt").write_bytes(b"trained on")
+    assert D.continue_r1_stages(plan) == [] and (made[0] / "checkpoint.pt").read_bytes() == b"trained on"
+    # R1's own runs and R4's candidate are never continued from anything
+    assert D.continue_r1_stages(D.decision_plan("tiny", "Synth-ISO", (0,), tmp_path, control_seeds=())) == []
+
+
+def test_a_run_resumed_from_a_copy_of_its_shorter_self_is_the_run_trained_straight(tmp_path):
+    """R5's premise of continuing R1's runs: weights, optimisers, D and RNG come back exactly."""
+    import shutil
+
+    from pdd.train import Trainer
+
+    short = _tiny_gan_run(tmp_path)
+    straight = copy.deepcopy(short)
+    straight.out, straight.iters = str(tmp_path / "straight"), 4
+    Trainer(straight, progress=False).fit()
+    shutil.copytree(short.out, tmp_path / "continued")
+    continued = copy.deepcopy(straight)
+    continued.out = str(tmp_path / "continued")
+    trainer = Trainer(continued, progress=False)
+    assert trainer.resumed_from == 2
+    trainer.fit()
+    a = torch.load(Path(straight.out) / "checkpoint.pt", map_location="cpu", weights_only=True)
+    b = torch.load(Path(continued.out) / "checkpoint.pt", map_location="cpu", weights_only=True)
+    for net in ("s", "ema", "d"):
+        assert a[net].keys() == b[net].keys() and all(torch.equal(a[net][k], b[net][k]) for k in a[net]), net
+    assert torch.equal(a["rng"], b["rng"])
+
+
+def _long_logs(plan, stage_sep):
+    rng = np.random.default_rng(3)
+    for r in D.stage_runs(plan):
+        _write_log(r.dir, lambda it, r=r: stage_sep(r, it) + rng.normal(0, 0.005), range(10, 1201, 10))
+
+
+def test_r5_takes_c_where_it_passes_else_where_its_premise_keeps_the_margin_else_keeps_r1(tmp_path):
+    plan = D.decision_plan("scratch", "Synth-ISO", (0, 1), tmp_path, control_seeds=(), gan_iters=1200)
+    both = _premise_scores(+1.0, -1.0, lengths=(900, 1200))
+    _long_logs(plan, lambda r, it: 0.2)
+    d = D.decide(plan, both, n_boot=200)
+    assert d["d_from_generalist"] is None and "R3 was not run" in d["d_sentence"]
+    c = D.r5_choice(d)
+    assert c["taken"] and c["length"] == 1200 and "passes both" in c["sentence"]
+    # D separates only after 900 in the generalist s1 stage: C is taken at 1200 still
+    _long_logs(plan, lambda r, it: 0.2 if "generalist" not in r.dir.name or r.seed == 0 or it > 700 else 0.0)
+    assert D.r5_choice(D.decide(plan, both, n_boot=200))["length"] == 1200
+    # D at chance throughout; the margin at 900 only: C at 900, the failed gates named
+    _long_logs(plan, lambda r, it: 0.0)
+    mixed = pd.concat([_premise_scores(+1.0, -1.0, lengths=(900,)), _premise_scores(+1.0, -0.3, lengths=(1200,))])
+    c = D.r5_choice(D.decide(plan, mixed, n_boot=200))
+    assert c["taken"] and c["length"] == 900 and "GAN gate fails (generalist s0" in c["sentence"]
+    # no margin at either length: R1's stage stays, whatever D did
+    _long_logs(plan, lambda r, it: 0.2)
+    d = D.decide(plan, _premise_scores(+1.0, -0.3, lengths=(900, 1200)), n_boot=200)
+    d["r5"] = c = D.r5_choice(d)
+    assert not c["taken"] and "R1's stage (GAN weight 0.1, 600 iterations) stays" in c["sentence"]
+    paths = D.write_decisions(d, tmp_path / "results", {"preset": "scratch"}, gan_iters=1200)
+    assert [p.name for p in paths] == ["decisions-gan1200it.json", "decisions-gan1200it.md"]
+    text = paths[1].read_text()
+    assert text.startswith("# The fair set-up's decisions, R5: candidate C, R1's GAN stage trained on to 1,200")
+    assert "(R1's own fallback does not apply to candidate C: R5 decides.)" in text
+    assert ("R3 was not run on candidate C's starting models: R5 runs it only if C is taken, so the fair set-up keeps "
+            "R3's decision on R1's stage (decisions.md).") in text

@@ -136,14 +136,17 @@ class Setup:
     warmup_d_iters: int | None = None   # the adapted runs' D-only warm-up (None: the preset's)
     d_from_generalist: bool = False     # the adapted runs' D starts from the generalist's GAN-stage D
     gan_weight: float | None = None     # the GAN stage's GAN weight (None: config.SCRATCH_GAN_STAGE_WEIGHT)
+    gan_iters: int | None = None        # the GAN stage's length (None: config.gan_stage_iters)
 
     def describe(self) -> str:
         """The set-up in a sentence, its deviations named (for every result made under it)."""
         if self == DEFAULT_SETUP:
             return "the comparison's set-up (pixel-trained starting models, the preset's D and D-only warm-up)"
         parts = [f"the {self.name!r} set-up:"]
+        stage = [f"GAN weight {self.gan_weight:g}"] if self.gan_weight is not None else []
+        stage += [f"{self.gan_iters:,} iterations"] if self.gan_iters is not None else []
         parts.append(("starting models with a GAN stage after the pixel stage"
-                      + (f" (GAN weight {self.gan_weight:g})" if self.gan_weight is not None else ""))
+                      + (f" ({', '.join(stage)})" if stage else ""))
                      if self.gan_stage else "the released (GAN-trained) generalist")
         if self.warmup_d_iters is not None:
             parts.append(f"{self.warmup_d_iters} D-only warm-up iterations")
@@ -186,18 +189,25 @@ def _setup(setup: Setup | None) -> Setup:
     return DEFAULT_SETUP if setup is None else setup
 
 
+def _stage(setup: Setup | None) -> dict:
+    """``pretrain_run``'s stage arguments under ``setup``: whether there is a GAN stage, its weight and length."""
+    s = _setup(setup)
+    return {"gan_stage": s.gan_stage, "gan_weight": s.gan_weight, "gan_iters": s.gan_iters}
+
+
 # ------------------------------------------------------------------ the starting models (M_G, M_S)
 
 def pretrain_run(preset: str, domain: str, role: str, seed: int, runs_dir, data_root=None,
-                 pretrain_iters: int | None = None, gan_stage: bool = False, gan_weight: float | None = None) -> Run:
+                 pretrain_iters: int | None = None, gan_stage: bool = False, gan_weight: float | None = None,
+                 gan_iters: int | None = None) -> Run:
     """A from-scratch preset's generalist or bicubic specialist (``config.pretrain_config``); with
-    ``gan_stage`` its GAN stage (at ``gan_weight``, None: the stage's default), which starts from
-    the pixel stage's final snapshot."""
+    ``gan_stage`` its GAN stage (at ``gan_weight`` for ``gan_iters``, None: the stage's defaults),
+    which starts from the pixel stage's final snapshot."""
     out = runs.pretrain_dir(runs_dir, preset, domain, role, seed, pretrain_iters, default_pretrain_iters(preset))
     pixel = Run(pretrain_config(preset, role, domain, seed, str(out), data_root, pretrain_iters))
     if not gan_stage:
         return pixel
-    n = gan_stage_iters(preset)
+    n = gan_iters or gan_stage_iters(preset)
     out = runs.pretrain_dir(runs_dir, preset, domain, role, seed, pretrain_iters, default_pretrain_iters(preset), n,
                             gan_weight)
     return Run(pretrain_config(preset, role, domain, seed, str(out), data_root, n, stage="gan",
@@ -212,7 +222,8 @@ def pretrain_runs(preset: str, domain: str, seeds, runs_dir, data_root=None,
         return []
     setup = _setup(setup)
     stages = (False, True) if setup.gan_stage else (False,)
-    return [pretrain_run(preset, domain, role, s, runs_dir, data_root, pretrain_iters, gan, setup.gan_weight)
+    return [pretrain_run(preset, domain, role, s, runs_dir, data_root, pretrain_iters, gan, setup.gan_weight,
+                         setup.gan_iters)
             for gan in stages for s in seed_list(seeds) for role in (GENERALIST, SPECIALIST)]
 
 
@@ -224,7 +235,7 @@ def generalist_file(preset: str, domain: str, runs_dir, seed: int = 0, pretrain_
     if preset not in FROM_SCRATCH:
         return "RealESRGAN_x4plus"
     return str(pretrain_run(preset, domain, GENERALIST, seed, runs_dir, pretrain_iters=pretrain_iters,
-                            gan_stage=_setup(setup).gan_stage, gan_weight=_setup(setup).gan_weight).final)
+                            **_stage(setup)).final)
 
 
 def generalist_d_file(preset: str, domain: str, runs_dir, seed: int = 0, pretrain_iters: int | None = None,
@@ -234,8 +245,8 @@ def generalist_d_file(preset: str, domain: str, runs_dir, seed: int = 0, pretrai
     if preset not in FROM_SCRATCH:
         raise ValueError(f"under {preset!r} the generalist is a released file without its D; the adapted runs' D "
                          f"starts from random init")
-    run = pretrain_run(preset, domain, GENERALIST, seed, runs_dir, pretrain_iters=pretrain_iters, gan_stage=True,
-                       gan_weight=_setup(setup).gan_weight)
+    run = pretrain_run(preset, domain, GENERALIST, seed, runs_dir, pretrain_iters=pretrain_iters,
+                       **{**_stage(setup), "gan_stage": True})
     return str(runs.d_snapshot_path(run.dir, run.config.iters))
 
 
@@ -247,7 +258,7 @@ def specialist_file(preset: str, domain: str, runs_dir, seed: int, iters: int | 
     training, two roles)."""
     if preset in FROM_SCRATCH:
         return str(pretrain_run(preset, domain, SPECIALIST, seed, runs_dir, pretrain_iters=pretrain_iters,
-                                gan_stage=_setup(setup).gan_stage, gan_weight=_setup(setup).gan_weight).final)
+                                **_stage(setup)).final)
     length = iters if iters is not None else make_config(preset, "finetune").iters
     return str(runs.snapshot_path(runs.row_dir(runs_dir, preset, domain, "finetune control", seed), length))
 

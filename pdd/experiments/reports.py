@@ -240,15 +240,18 @@ def fair_test_lines(folder, link_base: str = "", study_verdict: bool = True) -> 
         d = json.loads(decisions.read_text())
         lines.append(f"The fair set-up's decisions, made on the starting models and the fine-tune control alone "
                      f"({link('fair_setup/decisions.md')}): {d['stage_sentence']} {d['d_sentence']}")
-        for later in sorted(decisions.parent.glob("decisions-w*.json")):   # R4's candidate stages
-            r4 = json.loads(later.read_text()).get("r4")
-            if r4:   # the landing page (study_verdict=False) shows no number it does not source: no weights
-                said = r4["sentence"] if study_verdict else (
-                    "it was taken: the fair set-up's GAN stage is the candidate" if r4["taken"] else
+        for key, nth in (("r4", "A second"), ("r5", "A third")):   # the later candidate stages, in the rules' order
+            for later in sorted(decisions.parent.glob("decisions-*.json")):
+                choice = json.loads(later.read_text()).get(key)
+                if not choice:
+                    continue
+                # the landing page (study_verdict=False) shows no number it does not source: no weights or lengths
+                said = choice["sentence"] if study_verdict else (
+                    "it was taken: the fair set-up's GAN stage is the candidate" if choice["taken"] else
                     "it passed neither of R1's gates nor the premise with margin, so R1's stage stays")
                 target = "fair_setup/" + later.with_suffix(".md").name
-                where = link(target) if study_verdict else f"[R4's decisions]({link_base}{rel}/{target})"
-                lines.append(f"A second candidate for the GAN stage, its rule written before its runs ({where}): {said}")
+                where = link(target) if study_verdict else f"[{key.upper()}'s decisions]({link_base}{rel}/{target})"
+                lines.append(f"{nth} candidate for the GAN stage, its rule written before its runs ({where}): {said}")
     pool_line = test_pool_line(folder / "test_pool" / "premise.json", link("test_pool/premise.md"))
     if pool_line:
         lines.append(pool_line)
