@@ -359,7 +359,9 @@ class LoopTrainer(abc.ABC):
         rows = self._read_log(log_path, upto=self.iteration)
         bar = (progress_bar or tqdm)(total=end, initial=self.iteration, disable=not self.progress or self.rank != 0,
                                      desc=f"{cfg.mode}", dynamic_ncols=True)
-        t0 = time.time()
+        # ``sec`` counts training time over every part of a resumed run (the time it stood still is not in it)
+        before = rows[-1].get("sec", math.nan) if rows else 0.0
+        t0 = time.time() - (before if math.isfinite(before) else 0.0)
         for t in range(self.iteration + 1, end + 1):
             try:
                 log = self.step(t)

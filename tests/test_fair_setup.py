@@ -436,6 +436,10 @@ def test_a_run_resumed_from_a_copy_of_its_shorter_self_is_the_run_trained_straig
     for net in ("s", "ema", "d"):
         assert a[net].keys() == b[net].keys() and all(torch.equal(a[net][k], b[net][k]) for k in a[net]), net
     assert torch.equal(a["rng"], b["rng"])
+    # its log goes on from the copy's: the training seconds add up across the parts, never restart
+    sec = pd.read_csv(Path(continued.out) / "log.csv")["sec"]
+    first = pd.read_csv(Path(short.out) / "log.csv")["sec"]
+    assert list(sec[:2]) == list(first) and sec.is_monotonic_increasing and sec.iloc[2] > first.iloc[-1]
 
 
 def _long_logs(plan, stage_sep):
