@@ -476,3 +476,24 @@ def test_r5_takes_c_where_it_passes_else_where_its_premise_keeps_the_margin_else
     assert "(R1's own fallback does not apply to candidate C: R5 decides.)" in text
     assert ("R3 was not run on candidate C's starting models: R5 runs it only if C is taken, so the fair set-up keeps "
             "R3's decision on R1's stage (decisions.md).") in text
+
+
+def test_the_lead_reads_an_interim_look_at_the_study_until_its_result_is_written(tmp_path):
+    from pdd.experiments.reports import fair_test_lines
+
+    folder = tmp_path / "Synth-ISO" / "scratch"
+    folder.mkdir(parents=True)
+    record = {"preset": "scratch", "iters": str({"static PDD": 300, "EMA PDD": 300})}
+    (folder / "methods_seeds0-1.json").write_text(json.dumps({"record": record, "verdict": ["GAN gate (x): 1 of 4"]}))
+    (folder / "length_study_interim.md").write_text("# x: an interim look\n\n**Interim** ...\n\n## Verdict (computed "
+                                                    "from the numbers)\n\n- At 600 iterations: A.\n- GAN gate: B.\n")
+    lines = fair_test_lines(folder)
+    assert lines[-1] == ("The length study under the fair set-up is still training; an interim look at the lengths "
+                         "every row has reached ([Synth-ISO/scratch/length_study_interim.md](Synth-ISO/scratch/"
+                         "length_study_interim.md); notebook 11 gives the study's result when the runs finish): At 600 "
+                         "iterations: A. GAN gate: B.")
+    assert fair_test_lines(folder, study_verdict=False)[-1].endswith("its interim verdict, computed from the numbers, "
+                                                                     "is there.")
+    (folder / "length_study.md").write_text("# x\n\n## Verdict (computed from the numbers)\n\n- At 3300: C.\n")
+    assert fair_test_lines(folder)[-1].endswith("(notebook 11, [Synth-ISO/scratch/length_study.md](Synth-ISO/scratch/"
+                                                "length_study.md)): At 3300: C.")

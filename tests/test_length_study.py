@@ -12,7 +12,7 @@ import pytest
 import torch
 
 import pdd
-from pdd import reproduce
+from pdd import reproduce, runs
 from pdd.experiments import catalogue as C
 from pdd.experiments import length as L
 from pdd.experiments import plans, pool
@@ -135,18 +135,24 @@ def test_a_stopped_study_run_resumes_to_the_uninterrupted_runs_weights_and_is_sc
     straight.trainer().fit()
     run.trainer().fit(iters=7)                    # stopped after iteration 7 (the warm-up is 1-4) ...
     assert not run.finished
+    # an interim look at the stopped run: the checkpoints it has reached, scored alone (not its snapshot at 7)
+    assert L.reached_checkpoints([run], (6, 8, 10)) == (6,) and L.progress_line([run]) == "EMA PDD s0 7/10"
+    from pdd import data, evaluate
+
+    dom = data.open_domain("Synth-ISO")
+    sets = {"target": dom.test_pairs[:1], "source": dom.source_test_pairs[:1]}
+    interim = L.evaluate_checkpoints([run], sets, evaluate.create_metrics(("psnr",)), (6,), tmp_path / "runs",
+                                     pretrain_iters=2, workers=1, progress=False)
+    assert interim.groupby(["method", "iteration"]).size().to_dict() == {("EMA PDD", 6): 2, ("generalist", 0): 2,
+                                                                         ("specialist", 0): 2}
     pool.train_runs([run], parallel=1, threads=1, progress=False)   # ... and resumed by the pool
     assert run.finished and (run.dir / "checkpoint.pt").exists()
     for i in (6, 8, 10):
         a, b = (torch.load(r.snapshot(i), map_location="cpu")["params_ema"] for r in (run, straight))
         assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), i
 
-    from pdd import data, evaluate
-
     with pytest.raises(FileNotFoundError, match=r"static PDD s0 at 6.*pdd.reproduce --study length"):
         L.evaluate_checkpoints(L.study_runs(p), {}, {}, (6, 8, 10), tmp_path / "runs")
-    dom = data.open_domain("Synth-ISO")
-    sets = {"target": dom.test_pairs[:1], "source": dom.source_test_pairs[:1]}
     per_image = L.evaluate_checkpoints([run], sets, evaluate.create_metrics(("psnr",)), (6, 8, 10), tmp_path / "runs",
                                        pretrain_iters=2, workers=1, progress=False)
     got = per_image.groupby(["method", "seed", "iteration"]).size().to_dict()
@@ -228,6 +234,48 @@ def test_the_figure_and_the_written_study(tmp_path):
     assert "'fair' set-up" in text and "32-feature D (deviation" in text
     assert "commit " in text and "CPU " in text and reproduce._conclusions(md)
     assert len(pd.read_csv(md.with_suffix(".csv"))) == len(gains)
+
+
+def test_an_interim_look_names_itself_where_the_rows_stand_and_draws_no_trend_from_one_length(tmp_path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    rows = L.study_runs(L.length_plan("scratch", "Synth-ISO", (0, 1), tmp_path / "runs"))
+    for r in rows[:2]:   # two rows trained past the first checkpoint, the others just to it
+        runs.snapshot_path(r.dir, 900).parent.mkdir(parents=True)
+        runs.snapshot_path(r.dir, 900).write_bytes(b"g")
+    assert L.reached_checkpoints(rows) == ()
+    for r in rows:
+        runs.snapshot_path(r.dir, 600).parent.mkdir(parents=True, exist_ok=True)
+        runs.snapshot_path(r.dir, 600).write_bytes(b"g")
+    assert L.reached_checkpoints(rows) == (600,)
+    assert L.progress_line(rows).startswith("static PDD s0 900/3,300; EMA PDD s0 900/3,300; finetune control s0 "
+                                            "600/3,300")
+    per_image = _per_image({"EMA PDD": lambda k: 1.0, "finetune control": lambda k: 0.5}, its=(600,))
+    gains = L.gains_by_length(per_image, n_boot=100)
+    lines = L.length_verdict(gains, tmp_path)
+    assert any(line.startswith("At 600 iterations") for line in lines)
+    assert not any(line.startswith("Trend of") for line in lines)   # one length has no trend
+    md = L.write_length_study(tmp_path / "out", gains, lines, "scratch", "Synth-ISO", [0, 1], None, 100, rows,
+                              L.plot_gains_by_length(gains), reached=(600,))
+    assert sorted(p.name for p in md.parent.iterdir()) == [f"length_study_interim.{x}" for x in ("csv", "md", "png")]
+    text = md.read_text()
+    assert text.startswith("# PDD over training length (Synth-ISO, scratch): an interim look\n\n**Interim: the study "
+                           "is still training.** Scored at 600 iterations, the checkpoints every row has reached; the "
+                           "rows stand at: static PDD s0 900/3,300;")
+    assert "trained to 3300 iterations and scored at 600 (the schedule" in text
+    assert "checkpoints [600] of [600, 1300, 3300]" in text
+
+
+def test_the_interim_command_refuses_before_the_first_checkpoint_and_after_the_last(tmp_path, capsys):
+    rows = L.study_runs(L.length_plan("scratch", "Synth-ISO", (0,), tmp_path / "runs"))
+    assert L.main(["--seeds", "0", "--runs-dir", str(tmp_path / "runs")]) == 2
+    assert "no checkpoint reached by every row yet (600, 1300, 3300)" in capsys.readouterr().err
+    for r in rows:
+        runs.snapshot_path(r.dir, 3300).parent.mkdir(parents=True)
+        runs.snapshot_path(r.dir, 3300).write_bytes(b"g")
+    assert L.main(["--seeds", "0", "--runs-dir", str(tmp_path / "runs")]) == 0
+    assert "the study has finished: its result is notebook 11's" in capsys.readouterr().out
 
 
 # ------------------------------------------------------------------ python -m pdd.reproduce --study length

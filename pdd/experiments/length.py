@@ -150,26 +150,43 @@ def evaluate_checkpoints(plan_rows: list[Run], test_sets: dict, metrics: dict, c
                          progress: bool = True) -> pd.DataFrame:
     """Per-image metrics of every study row at each checkpoint (its snapshot there), and of the
     starting models of each seed at iteration 0: the long frame (method, seed, iteration, test
-    set, name, metrics). Cached in each run's eval/ (``scoring.evaluate_items``)."""
+    set, name, metrics). Cached in each run's eval/ (``scoring.evaluate_items``). Rows still
+    training (an interim look, ``reached_checkpoints``) are scored at the checkpoints alone."""
     cps = study_checkpoints(plan_rows[0].preset, checkpoints)
     missing = [f"{r.label} at {i}" for r in plan_rows for i in cps if not r.snapshot(i).exists()]
     if missing:
         raise FileNotFoundError(f"no snapshot for {', '.join(missing)}: train the study first (python -m "
                                 f"pdd.reproduce --study length, or experiments.train_plan(plan); it resumes)")
-    # the starting models and each row's final snapshot, as the comparison scores them (same caches)
-    last = evaluate_runs(plan_rows, test_sets, metrics, last_k=1, runs_dir=runs_dir, progress=progress,
+    # the starting models and each finished row's final snapshot, as the comparison scores them (same caches)
+    done = all(r.finished for r in plan_rows)
+    last = evaluate_runs(plan_rows, test_sets, metrics, last_k=1 if done else 0, runs_dir=runs_dir, progress=progress,
                          pretrain_iters=pretrain_iters, workers=workers, setup=study_setup(plan_rows[0].preset))
     from ..train import load_run_model
 
     earlier = [EvalItem(lambda c=r.config, s=r.snapshot(i): load_run_model(c, s), r.snapshot(i), r.dir / "eval",
                         dict(method=r.row, seed=r.seed, iteration=i))
-               for r in plan_rows for i in cps if r.snapshot(i) != r.snapshots()[-1]]
+               for r in plan_rows for i in cps if not done or r.snapshot(i) != r.snapshots()[-1]]
     frames = [last] + evaluate_items(earlier, test_sets, metrics, workers, progress)
     out = pd.concat(frames, ignore_index=True)
     rows = out.method.isin({r.row for r in plan_rows})
     out = out[~rows | out.iteration.isin(cps)]  # a row's snapshot past the checkpoints is not the study's
     return out.sort_values(["method", "seed", "iteration", "test set"], kind="stable")[
         LONG_COLUMNS + [c for c in out.columns if c not in LONG_COLUMNS]].reset_index(drop=True)
+
+
+def reached_checkpoints(plan_rows: list[Run], checkpoints=None) -> tuple[int, ...]:
+    """The checkpoints at which every row has its snapshot: the lengths a stopped study can be
+    scored at so far (all of them once it has finished)."""
+    cps = study_checkpoints(plan_rows[0].preset, checkpoints)
+    return tuple(i for i in cps if all(r.snapshot(i).exists() for r in plan_rows))
+
+
+def progress_line(plan_rows: list[Run]) -> str:
+    """Where each row stands (its last snapshot against its length), for an interim result."""
+    def at(r: Run) -> int:
+        s = r.snapshots()
+        return runs.snapshot_iteration(s[-1]) if s else 0
+    return "; ".join(f"{r.label} {at(r):,}/{r.config.iters:,}" for r in plan_rows)
 
 
 def pool_scores(plan_rows: list[Run], pool: str, domain: str, metrics: dict, checkpoints, runs_dir, data_root=None,
@@ -304,7 +321,7 @@ def length_verdict(gains: pd.DataFrame, results_dir=None, domain: str = "", pres
             lines.append(f"At {it} iterations ({test_set} {metric.upper()}, 95% CI): " + "; ".join(parts) + ".")
     for m in pdd_rows:
         r = g[(g.method == m) & (g["test set"] == test_set)].sort_values("iteration")
-        if r.empty or not r["control"].iloc[0]:
+        if len(r) < 2 or not r["control"].iloc[0]:   # one length has no trend
             continue
         t = trend(r["vs control"])
         toward = {"increases": "points toward the paper's direction (the gain over the control grows with training)",
@@ -402,26 +419,36 @@ def _write(path: Path, write) -> None:
 
 
 def write_length_study(out, gains: pd.DataFrame, lines: list[str], preset: str, domain: str, seeds, checkpoints,
-                       n_boot: int, rows: list[Run] = (), fig=None, pool: str | None = None) -> Path:
+                       n_boot: int, rows: list[Run] = (), fig=None, pool: str | None = None,
+                       reached=None) -> Path:
     """``out/length_study.csv`` (the gains), ``.md`` (PSNR and colour-corrected PSNR gains, the
     computed verdict, what produced them: preset, seeds, checkpoints, runs, commit, CPU) and the
     figure as ``length_study.png``; with ``pool`` (the gains on a test pool, ``pool_scores``, CIs
-    over photos) ``length_study_<pool>.*``. Returns the Markdown path."""
+    over photos) ``length_study_<pool>.*``; with ``reached`` (the checkpoints a study still training
+    has reached, ``reached_checkpoints``) an interim look, ``length_study_interim.*``. Returns the
+    Markdown path."""
     from ..config import cpu_model
     from ..evaluate import git_commit, markdown_table
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    stem = out / (FILE_STEM + (f"_{pool}" if pool else ""))
+    stem = out / (FILE_STEM + (f"_{pool}" if pool else "") + ("_interim" if reached is not None else ""))
     cps = study_checkpoints(preset, checkpoints)
+    scored = cps if reached is None else tuple(reached)
     _write(stem.with_suffix(".csv"), lambda p: gains.to_csv(p, index=False, float_format="%.4f"))
     if fig is not None:
         _write(stem.with_suffix(".png"), lambda p: fig.savefig(p, format="png", dpi=100))
     shown = gains[gains.metric.isin(["psnr", "psnr_cc"])].drop(columns=["n"])
     where = (f" on the test pool {pool} (its photographs, 95% CIs resampling whole photos)" if pool else "")
-    md = [f"# PDD over training length ({domain}, {preset}){where}", "",
-          f"{', '.join(study_rows(preset))}; seeds {list(C.seed_list(seeds))}; trained to {cps[-1]} iterations and "
-          f"scored at {', '.join(map(str, cps))} (the schedule fixed before any PDD number was seen; iterations "
+    md = [f"# PDD over training length ({domain}, {preset}){where}" + (": an interim look" if reached is not None
+                                                                      else ""), ""]
+    if reached is not None:
+        md += [f"**Interim: the study is still training.** Scored at {', '.join(f'{i:,}' for i in scored)} "
+               f"iterations, the checkpoints every row has reached; the rows stand at: {progress_line(list(rows))}. "
+               "The verdict below is for those lengths alone; the study's own result, at every checkpoint, is "
+               "notebook 11's (`make length-study`) once the runs have finished.", ""]
+    md += [f"{', '.join(study_rows(preset))}; seeds {list(C.seed_list(seeds))}; trained to {cps[-1]} iterations and "
+          f"scored at {', '.join(map(str, scored))} (the schedule fixed before any PDD number was seen; iterations "
           f"counted from the start, D-only warm-up included), under {study_setup(preset).describe()}. Gains are "
           "paired per (seed, image) against the generalist and against each PDD row's control at the same "
           f"checkpoint, with 95% cluster-bootstrap CIs over images ({n_boot} resamples). PSNR on Y; `psnr_cc` "
@@ -431,7 +458,64 @@ def write_length_study(out, gains: pd.DataFrame, lines: list[str], preset: str, 
     if fig is not None:
         md += ["", f"![gain over the generalist by length]({stem.name}.png)"]
     md += ["", f"Produced by: commit {git_commit()}, preset {preset}, domain {domain}, seeds {list(C.seed_list(seeds))}, "
-               f"checkpoints {list(cps)}, CPU {cpu_model()}."]
+               f"checkpoints {list(scored)}" + (f" of {list(cps)}" if reached is not None else "") +
+               f", CPU {cpu_model()}."]
     md += [f"- {r.label}: {r.dir.name}, {r.config.iters} iterations" for r in rows]
     _write(stem.with_suffix(".md"), lambda p: p.write_text(runs.shown("\n".join(md) + "\n")))
     return stem.with_suffix(".md")
+
+
+# ------------------------------------------------------------------ an interim look at a study still training
+
+def main(argv=None) -> int:
+    """Score a length study that is still training at the checkpoints every row has reached, and
+    write ``length_study_interim.{md,csv,png}``; it trains nothing (``make length-study`` does, and
+    notebook 11 gives the study's own result once the runs have finished)."""
+    import argparse
+    import sys
+
+    from ..data import open_domain
+    from ..evaluate import create_metrics
+    from .plans import results_root
+
+    ap = argparse.ArgumentParser(prog="python -m pdd.experiments.length", description=main.__doc__.split("\n\n")[0])
+    ap.add_argument("--preset", default="scratch", choices=list(CHECKPOINTS))
+    ap.add_argument("--domain", default="Synth-ISO")
+    ap.add_argument("--seeds", type=int, nargs="+", default=list(SEEDS))
+    ap.add_argument("--n-boot", type=int, default=2000)
+    ap.add_argument("--runs-dir")
+    ap.add_argument("--results-dir", help="default: results/<domain>/<preset>")
+    ap.add_argument("--no-progress", action="store_true")
+    a = ap.parse_args(argv)
+    plan = length_plan(a.preset, a.domain, a.seeds, a.runs_dir)
+    rows = study_runs(plan)
+    if all(r.finished for r in rows):
+        print("the study has finished: its result is notebook 11's (make length-study, or python -m pdd.reproduce "
+              "--study length), not an interim look")
+        return 0
+    reached = reached_checkpoints(rows)
+    if not reached:
+        print(f"no checkpoint reached by every row yet ({', '.join(map(str, study_checkpoints(a.preset)))}); the "
+              f"rows stand at: {progress_line(rows)}", file=sys.stderr)
+        return 2
+    dom = open_domain(a.domain)
+    per_image = evaluate_checkpoints(rows, {"target": dom.test_pairs, "source": dom.source_test_pairs},
+                                     create_metrics(device="cpu"), reached, runs_root(a.runs_dir),
+                                     progress=not a.no_progress)
+    gains = gains_by_length(per_image, a.n_boot)
+    lines = length_verdict(gains, rows=rows, per_image=per_image, n_boot=a.n_boot)
+    import matplotlib
+
+    matplotlib.use("Agg")
+    results = (Path(a.results_dir) if a.results_dir else results_root(runs_root(a.runs_dir)) / a.domain / a.preset)
+    path = write_length_study(results, gains, lines, a.preset, a.domain, a.seeds, None, a.n_boot, rows,
+                              plot_gains_by_length(gains), reached=reached)
+    print("wrote", runs.shown(str(path)))
+    print("\n".join(lines))
+    return 0
+
+
+if __name__ == "__main__":
+    from .. import cli
+
+    raise SystemExit(cli.run(main, "python -m pdd.experiments.length"))

@@ -188,6 +188,15 @@ def test_pool_line(path, link: str) -> str:
             "verdict about those few photos where the two differ.")
 
 
+def _verdict_of(study: Path) -> str:
+    """The computed verdict's sentences of a written length study (``length.write_length_study``), run together."""
+    text = study.read_text()
+    if "## Verdict (computed from the numbers)" not in text:
+        return ""
+    verdict = text.split("## Verdict (computed from the numbers)", 1)[-1].split("\n\n", 2)[1]
+    return " ".join(v[2:] for v in verdict.splitlines() if v.startswith("- "))
+
+
 def fair_test_lines(folder, link_base: str = "", study_verdict: bool = True) -> list[str]:
     """Markdown sentences for the top of results/README.md and the landing page, read from a
     setting's committed files (``results/<domain>/<preset>``): under which length and starting
@@ -255,14 +264,16 @@ def fair_test_lines(folder, link_base: str = "", study_verdict: bool = True) -> 
     pool_line = test_pool_line(folder / "test_pool" / "premise.json", link("test_pool/premise.md"))
     if pool_line:
         lines.append(pool_line)
-    study = folder / "length_study.md"
+    study, interim = folder / "length_study.md", folder / "length_study_interim.md"
     if study.exists():
-        text = study.read_text()
-        verdict = text.split("## Verdict (computed from the numbers)", 1)[-1].split("\n\n", 2)[1] \
-            if "## Verdict (computed from the numbers)" in text else ""
         lines.append(f"The length study under the fair set-up (notebook 11, {link('length_study.md')}): "
-                     + (" ".join(v[2:] for v in verdict.splitlines() if v.startswith("- ")) if study_verdict else
+                     + (_verdict_of(study) if study_verdict else
                         "its verdict per length, computed from the numbers, is there."))
+    elif interim.exists():
+        lines.append(f"The length study under the fair set-up is still training; an interim look at the lengths every "
+                     f"row has reached ({link('length_study_interim.md')}; notebook 11 gives the study's result when "
+                     f"the runs finish): " + (_verdict_of(interim) if study_verdict else
+                                              "its interim verdict, computed from the numbers, is there."))
     elif preset in ("scratch", "tiny"):
         lines.append("The length study under the fair set-up (notebook 11: starting models with a GAN stage, the "
                      "official 300 D-only warm-up, 3,000 training iterations, checkpoints in between) has not been "

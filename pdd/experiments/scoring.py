@@ -166,7 +166,7 @@ def evaluate_runs(rows: list[Run], test_sets: dict, metrics: dict, last_k: int =
                   setup=None) -> pd.DataFrame:
     """Per-image metrics for the generalist (and the specialist under the from-scratch presets)
     and for the last ``last_k`` EMA snapshots of every row's run (``workers`` models at a time,
-    ``evaluate_items``). ``setup``: the rows' ``catalogue.Setup`` (which starting models they
+    ``evaluate_items``; ``last_k=0``: the starting models alone). ``setup``: the rows' ``catalogue.Setup`` (which starting models they
     start from; None: the default). Returns a long frame: method, seed, iteration, test set,
     name, metrics."""
     from ..weights import load_rrdbnet
@@ -196,7 +196,7 @@ def evaluate_runs(rows: list[Run], test_sets: dict, metrics: dict, last_k: int =
             raise FileNotFoundError(f"run {r.dir} has no weights: train it first (pdd.experiments.train_runs)")
         items += [EvalItem(lambda c=r.config, s=s: load_run_model(c, s), s, r.dir / "eval",
                            dict(method=r.row, seed=r.seed, iteration=runs.snapshot_iteration(s)))
-                  for s in snaps[-last_k:]]
+                  for s in snaps[len(snaps) - last_k:]]
     return _long(evaluate_items(items, test_sets, metrics, workers, progress))
 
 
