@@ -327,8 +327,8 @@ def test_the_lead_says_under_which_length_and_starting_models_the_verdict_holds_
     assert lines[2] == ("A second candidate for the GAN stage, its rule written before its runs ([Synth-ISO/scratch/"
                         "fair_setup/decisions-w0.01.md](Synth-ISO/scratch/fair_setup/decisions-w0.01.md)): R4: R1's "
                         "stage stays.")
-    assert fair_test_lines(folder, study_verdict=False)[2].endswith("it passed neither of R1's gates nor the premise "
-                                                                    "with margin, so R1's stage stays")
+    assert fair_test_lines(folder, study_verdict=False)[2].endswith("it was not taken, so R1's stage stays (why: its "
+                                                                    "decisions)")
     # R5's candidate follows R4's
     D.write_decisions({"stage": [], "stage_length": None, "stage_sentence": "R1: none.", "controls": [],
                        "d_from_generalist": None, "d_sentence": "R3 was not run.",
@@ -469,6 +469,7 @@ def test_r5_takes_c_where_it_passes_else_where_its_premise_keeps_the_margin_else
     d = D.decide(plan, _premise_scores(+1.0, -0.3, lengths=(900, 1200)), n_boot=200)
     d["r5"] = c = D.r5_choice(d)
     assert not c["taken"] and "R1's stage (GAN weight 0.1, 600 iterations) stays" in c["sentence"]
+    assert "keeps the premise with its margin at none of its lengths" in c["sentence"]
     paths = D.write_decisions(d, tmp_path / "results", {"preset": "scratch"}, gan_iters=1200)
     assert [p.name for p in paths] == ["decisions-gan1200it.json", "decisions-gan1200it.md"]
     text = paths[1].read_text()

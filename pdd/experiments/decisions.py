@@ -296,9 +296,9 @@ def r5_choice(decision: dict) -> dict:
                             f"{last['length']}, and every result that uses it says which gate failed."}
     return {"taken": False, "length": None,
             "sentence": "R5: candidate C (R1's stage trained on to "
-                        f"{max(r['length'] for r in decision['stage']):,} iterations) passes neither R1's two gates nor "
-                        "the premise with margin at any of its lengths: R1's stage (GAN weight 0.1, 600 iterations) "
-                        "stays, as decided."}
+                        f"{max(r['length'] for r in decision['stage']):,} iterations) keeps the premise with its margin "
+                        "at none of its lengths, so it passes R1's two gates at none of them either: R1's stage (GAN "
+                        "weight 0.1, 600 iterations) stays, as decided."}
 
 
 # the later candidates for the GAN stage: the key their choice is kept under, and how they are named

@@ -257,7 +257,7 @@ def fair_test_lines(folder, link_base: str = "", study_verdict: bool = True) -> 
                 # the landing page (study_verdict=False) shows no number it does not source: no weights or lengths
                 said = choice["sentence"] if study_verdict else (
                     "it was taken: the fair set-up's GAN stage is the candidate" if choice["taken"] else
-                    "it passed neither of R1's gates nor the premise with margin, so R1's stage stays")
+                    "it was not taken, so R1's stage stays (why: its decisions)")
                 target = "fair_setup/" + later.with_suffix(".md").name
                 where = link(target) if study_verdict else f"[{key.upper()}'s decisions]({link_base}{rel}/{target})"
                 lines.append(f"{nth} candidate for the GAN stage, its rule written before its runs ({where}): {said}")
