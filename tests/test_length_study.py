@@ -256,9 +256,15 @@ def test_an_interim_look_names_itself_where_the_rows_stand_and_draws_no_trend_fr
     lines = L.length_verdict(gains, tmp_path)
     assert any(line.startswith("At 600 iterations") for line in lines)
     assert not any(line.startswith("Trend of") for line in lines)   # one length has no trend
+    assert L.colour_shift_figure(per_image, lines) is None   # no drift named: no colour figure
+    per_image = per_image.assign(shift_r=1.0, shift_g=-2.0, shift_b=0.5)
+    lines.append("Colour drift (target): ...")
     md = L.write_length_study(tmp_path / "out", gains, lines, "scratch", "Synth-ISO", [0, 1], None, 100, rows,
-                              L.plot_gains_by_length(gains), reached=(600,))
-    assert sorted(p.name for p in md.parent.iterdir()) == [f"length_study_interim.{x}" for x in ("csv", "md", "png")]
+                              L.plot_gains_by_length(gains), reached=(600,),
+                              colour_fig=L.colour_shift_figure(per_image, lines))
+    assert sorted(p.name for p in md.parent.iterdir()) == [f"length_study_interim{x}" for x in
+                                                          (".csv", ".md", ".png", "_colour.png")]
+    assert "![mean colour shift per channel](length_study_interim_colour.png)" in md.read_text()
     text = md.read_text()
     assert text.startswith("# PDD over training length (Synth-ISO, scratch): an interim look\n\n**Interim: the study "
                            "is still training.** Scored at 600 iterations, the checkpoints every row has reached; the "

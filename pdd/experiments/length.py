@@ -409,6 +409,18 @@ def plot_gains_by_length(gains: pd.DataFrame, metric: str = "psnr", sides=("targ
     return fig
 
 
+def colour_shift_figure(per_image: pd.DataFrame, lines: list[str]):
+    """Each method's mean colour shift per channel (``viz.plot_colour_shift``) where the verdict
+    ``lines`` name a colour drift (``length_verdict``), else None. Returns the figure."""
+    if not any(line.startswith("Colour drift") for line in lines):
+        return None
+    if not {"shift_r", "shift_g", "shift_b"} <= set(per_image.columns):
+        return None
+    from ..viz import plot_colour_shift
+
+    return plot_colour_shift(per_image)[0].figure
+
+
 # ------------------------------------------------------------------ the written result
 
 def _write(path: Path, write) -> None:
@@ -420,13 +432,13 @@ def _write(path: Path, write) -> None:
 
 def write_length_study(out, gains: pd.DataFrame, lines: list[str], preset: str, domain: str, seeds, checkpoints,
                        n_boot: int, rows: list[Run] = (), fig=None, pool: str | None = None,
-                       reached=None) -> Path:
+                       reached=None, colour_fig=None) -> Path:
     """``out/length_study.csv`` (the gains), ``.md`` (PSNR and colour-corrected PSNR gains, the
     computed verdict, what produced them: preset, seeds, checkpoints, runs, commit, CPU) and the
     figure as ``length_study.png``; with ``pool`` (the gains on a test pool, ``pool_scores``, CIs
     over photos) ``length_study_<pool>.*``; with ``reached`` (the checkpoints a study still training
-    has reached, ``reached_checkpoints``) an interim look, ``length_study_interim.*``. Returns the
-    Markdown path."""
+    has reached, ``reached_checkpoints``) an interim look, ``length_study_interim.*``; ``colour_fig``
+    (``colour_shift_figure``) as ``<stem>_colour.png``. Returns the Markdown path."""
     from ..config import cpu_model
     from ..evaluate import git_commit, markdown_table
 
@@ -438,6 +450,9 @@ def write_length_study(out, gains: pd.DataFrame, lines: list[str], preset: str, 
     _write(stem.with_suffix(".csv"), lambda p: gains.to_csv(p, index=False, float_format="%.4f"))
     if fig is not None:
         _write(stem.with_suffix(".png"), lambda p: fig.savefig(p, format="png", dpi=100))
+    colour = stem.with_name(stem.name + "_colour.png")
+    if colour_fig is not None:
+        _write(colour, lambda p: colour_fig.savefig(p, format="png", dpi=100))
     shown = gains[gains.metric.isin(["psnr", "psnr_cc"])].drop(columns=["n"])
     where = (f" on the test pool {pool} (its photographs, 95% CIs resampling whole photos)" if pool else "")
     md = [f"# PDD over training length ({domain}, {preset}){where}" + (": an interim look" if reached is not None
@@ -457,6 +472,10 @@ def write_length_study(out, gains: pd.DataFrame, lines: list[str], preset: str, 
     md += [f"- {line}" for line in lines]
     if fig is not None:
         md += ["", f"![gain over the generalist by length]({stem.name}.png)"]
+    if colour_fig is not None:
+        md += ["", "Each method's mean colour shift (SR - HR per channel, 8-bit levels, over seeds, checkpoints and "
+                   f"images): where PSNR and colour-corrected PSNR disagree, this is why.", "",
+               f"![mean colour shift per channel]({colour.name})"]
     md += ["", f"Produced by: commit {git_commit()}, preset {preset}, domain {domain}, seeds {list(C.seed_list(seeds))}, "
                f"checkpoints {list(scored)}" + (f" of {list(cps)}" if reached is not None else "") +
                f", CPU {cpu_model()}."]
@@ -509,7 +528,8 @@ def main(argv=None) -> int:
     matplotlib.use("Agg")
     results = (Path(a.results_dir) if a.results_dir else results_root(runs_root(a.runs_dir)) / a.domain / a.preset)
     path = write_length_study(results, gains, lines, a.preset, a.domain, a.seeds, None, a.n_boot, rows,
-                              plot_gains_by_length(gains), reached=reached)
+                              plot_gains_by_length(gains), reached=reached,
+                              colour_fig=colour_shift_figure(per_image, lines))
     print("wrote", runs.shown(str(path)))
     print("\n".join(lines))
     return 0
