@@ -498,3 +498,13 @@ def test_the_lead_reads_an_interim_look_at_the_study_until_its_result_is_written
     (folder / "length_study.md").write_text("# x\n\n## Verdict (computed from the numbers)\n\n- At 3300: C.\n")
     assert fair_test_lines(folder)[-1].endswith("(notebook 11, [Synth-ISO/scratch/length_study.md](Synth-ISO/scratch/"
                                                 "length_study.md)): At 3300: C.")
+
+
+def test_the_whole_run_gan_gate_line_judges_a_log_up_to_a_given_iteration(tmp_path):
+    """An interim look scores the checkpoint every row has reached; its gate must not read past it."""
+    from pdd.experiments.verdicts import gan_gate_line
+
+    rows = list(D.decision_plan("scratch", "Synth-ISO", (0,), tmp_path).named.values())[:1]
+    _write_log(rows[0].dir, lambda it: 0.0 if it <= 600 else 0.4, range(10, 1201, 10))   # D at chance up to 600
+    assert "passed 1 of 1 runs with D" in gan_gate_line(rows)
+    assert "lies above 0.05 up to iteration 600): passed 0 of 1 runs with D" in gan_gate_line(rows, upto=600)

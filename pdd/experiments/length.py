@@ -263,7 +263,8 @@ def trend(values) -> str:
 
 def length_verdict(gains: pd.DataFrame, results_dir=None, domain: str = "", preset: str = "", rows: list[Run] = (),
                    metric: str = "psnr", test_set: str = "target", source: str = "source",
-                   per_image: pd.DataFrame | None = None, n_boot: int = 2000, cluster: str = "image") -> list[str]:
+                   per_image: pd.DataFrame | None = None, n_boot: int = 2000, cluster: str = "image",
+                   upto: int | None = None) -> list[str]:
     """The computed sentences: the gates the study rests on, then per length whether each PDD row
     beats the generalist and its control on ``test_set`` (CI), and whether the gain over the
     control grows with length (the paper's direction).
@@ -272,7 +273,8 @@ def length_verdict(gains: pd.DataFrame, results_dir=None, domain: str = "", pres
     (``evaluate_checkpoints``) holds them (the fair set-up's GAN-staged ones, not notebook 02's),
     else notebook 02's, read from ``results_dir``; D's separation in each of ``rows`` (the GAN
     gate) over the whole run, and at each checkpoint how many runs pass it up to there. ``cluster``:
-    what the premise's bootstrap resamples (as ``gains``' CIs: ``gains_by_length``)."""
+    what the premise's bootstrap resamples (as ``gains``' CIs: ``gains_by_length``). ``upto``: the
+    whole-run GAN gate over each log up to that iteration (an interim look: the last checkpoint scored)."""
     from ..stats import gan_gate, premise_check
     from .verdicts import gan_gate_line
 
@@ -281,7 +283,7 @@ def length_verdict(gains: pd.DataFrame, results_dir=None, domain: str = "", pres
         start = per_image[per_image.method.isin([C.GENERALIST, C.SPECIALIST])]
         check = premise_check(start, n_boot=n_boot, source=source, target=test_set, cluster=cluster)
         lines = ["Premise gate on the study's own starting models (the fair set-up's): " + check["sentence"]]
-        line = gan_gate_line(list(rows))
+        line = gan_gate_line(list(rows), upto)
         lines += [line] if line else []
     elif results_dir is not None:
         lines = conclusion_header(results_dir, domain, preset, rows)
@@ -522,7 +524,7 @@ def main(argv=None) -> int:
                                      create_metrics(device="cpu"), reached, runs_root(a.runs_dir),
                                      progress=not a.no_progress)
     gains = gains_by_length(per_image, a.n_boot)
-    lines = length_verdict(gains, rows=rows, per_image=per_image, n_boot=a.n_boot)
+    lines = length_verdict(gains, rows=rows, per_image=per_image, n_boot=a.n_boot, upto=reached[-1])
     import matplotlib
 
     matplotlib.use("Agg")

@@ -158,15 +158,16 @@ def kdsr_verdict(per_image: pd.DataFrame, test_set: str = "target", source: str 
     return out
 
 
-def run_gates(rows: list[Run]) -> dict[str, dict]:
-    """``pdd.stats.gan_gate`` of every run with a discriminator, by run label (``<row> s<seed>``).
-    A run with D but no training log yet has not shown that D separates: it fails."""
+def run_gates(rows: list[Run], upto: int | None = None) -> dict[str, dict]:
+    """``pdd.stats.gan_gate`` of every run with a discriminator, by run label (``<row> s<seed>``),
+    over its log up to iteration ``upto`` (None: all of it). A run with D but no training log yet
+    has not shown that D separates: it fails."""
     from ..stats import GAN_GATE_MIN_SEPARATION, gan_gate
 
     gates = {}
     for r in rows:
         if r.config.has_discriminator:
-            gates[r.label] = gan_gate(r.dir) if (r.dir / "log.csv").exists() else {
+            gates[r.label] = gan_gate(r.dir, upto=upto) if (r.dir / "log.csv").exists() else {
                 "passed": False, "mean": np.nan, "lo": np.nan, "hi": np.nan, "threshold": GAN_GATE_MIN_SEPARATION,
                 "verdict": "GAN gate failed: no training log"}
     return gates
@@ -193,12 +194,12 @@ def withheld(failed: list[str]) -> str:
             "runs whose D separated real from fake).")
 
 
-def gan_gate_line(rows: list[Run]) -> str | None:
+def gan_gate_line(rows: list[Run], upto: int | None = None) -> str | None:
     """One line: the GAN gate's rule and threshold, how many runs with D passed, and each run's
-    separation with its CI; None without such runs."""
+    separation with its CI, over each log up to ``upto`` (None: all of it); None without such runs."""
     from ..stats import GAN_GATE_RULE
 
-    gates = run_gates(rows)
+    gates = run_gates(rows, upto)
     if not gates:
         return None
     passed = sum(bool(g["passed"]) for g in gates.values())
@@ -208,8 +209,9 @@ def gan_gate_line(rows: list[Run]) -> str | None:
         return f"{k} {g['mean']:+.3f} [{g['lo']:+.3f}, {g['hi']:+.3f}] {'passed' if g['passed'] else 'failed'}"
 
     runs = "; ".join(one(k, g) for k, g in gates.items())
-    return (f"GAN gate (fixed before any PDD number was seen: {GAN_GATE_RULE}): passed {passed} of {len(gates)} runs "
-            f"with D — {runs}.")
+    until = "" if upto is None else f" up to iteration {upto:,}"
+    return (f"GAN gate (fixed before any PDD number was seen: {GAN_GATE_RULE}{until}): passed {passed} of {len(gates)} "
+            f"runs with D — {runs}.")
 
 
 def conclusion_header(results_dir, domain: str, preset: str, rows: list[Run] = ()) -> list[str]:
