@@ -271,6 +271,7 @@ def test_an_interim_look_names_itself_where_the_rows_stand_and_draws_no_trend_fr
                            "rows stand at: static PDD s0 900/3,300;")
     assert "trained to 3300 iterations and scored at 600 (the schedule" in text
     assert "checkpoints [600] of [600, 1300, 3300]" in text
+    assert "- static PDD s0: static-pdd-fair-3300it_s0, 3300 iterations planned\n" in text   # not yet trained
 
 
 def test_the_interim_command_refuses_before_the_first_checkpoint_and_after_the_last(tmp_path, capsys):

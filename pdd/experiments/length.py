@@ -481,7 +481,8 @@ def write_length_study(out, gains: pd.DataFrame, lines: list[str], preset: str, 
     md += ["", f"Produced by: commit {git_commit()}, preset {preset}, domain {domain}, seeds {list(C.seed_list(seeds))}, "
                f"checkpoints {list(scored)}" + (f" of {list(cps)}" if reached is not None else "") +
                f", CPU {cpu_model()}."]
-    md += [f"- {r.label}: {r.dir.name}, {r.config.iters} iterations" for r in rows]
+    md += [f"- {r.label}: {r.dir.name}, {r.config.iters} iterations" + (" planned" if reached is not None else "")
+           for r in rows]
     _write(stem.with_suffix(".md"), lambda p: p.write_text(runs.shown("\n".join(md) + "\n")))
     return stem.with_suffix(".md")
 
