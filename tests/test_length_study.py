@@ -261,7 +261,8 @@ def test_an_interim_look_names_itself_where_the_rows_stand_and_draws_no_trend_fr
     lines.append("Colour drift (target): ...")
     md = L.write_length_study(tmp_path / "out", gains, lines, "scratch", "Synth-ISO", [0, 1], None, 100, rows,
                               L.plot_gains_by_length(gains), reached=(600,),
-                              colour_fig=L.colour_shift_figure(per_image, lines))
+                              colour_fig=L.colour_shift_figure(per_image, lines),
+                              unavailable="Unavailable metrics (NaN in the tables): lpips (no weights offline)")
     assert sorted(p.name for p in md.parent.iterdir()) == [f"length_study_interim{x}" for x in
                                                           (".csv", ".md", ".png", "_colour.png")]
     assert "![mean colour shift per channel](length_study_interim_colour.png)" in md.read_text()
@@ -272,6 +273,7 @@ def test_an_interim_look_names_itself_where_the_rows_stand_and_draws_no_trend_fr
     assert "trained to 3300 iterations and scored at 600 (the schedule" in text
     assert "checkpoints [600] of [600, 1300, 3300]" in text
     assert "- static PDD s0: static-pdd-fair-3300it_s0, 3300 iterations planned\n" in text   # not yet trained
+    assert "\nUnavailable metrics (NaN in the tables): lpips (no weights offline)\n" in text   # named, not dropped
 
 
 def test_the_interim_command_refuses_before_the_first_checkpoint_and_after_the_last(tmp_path, capsys):

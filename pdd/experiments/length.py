@@ -434,13 +434,14 @@ def _write(path: Path, write) -> None:
 
 def write_length_study(out, gains: pd.DataFrame, lines: list[str], preset: str, domain: str, seeds, checkpoints,
                        n_boot: int, rows: list[Run] = (), fig=None, pool: str | None = None,
-                       reached=None, colour_fig=None) -> Path:
+                       reached=None, colour_fig=None, unavailable: str = "") -> Path:
     """``out/length_study.csv`` (the gains), ``.md`` (PSNR and colour-corrected PSNR gains, the
     computed verdict, what produced them: preset, seeds, checkpoints, runs, commit, CPU) and the
     figure as ``length_study.png``; with ``pool`` (the gains on a test pool, ``pool_scores``, CIs
     over photos) ``length_study_<pool>.*``; with ``reached`` (the checkpoints a study still training
     has reached, ``reached_checkpoints``) an interim look, ``length_study_interim.*``; ``colour_fig``
-    (``colour_shift_figure``) as ``<stem>_colour.png``. Returns the Markdown path."""
+    (``colour_shift_figure``) as ``<stem>_colour.png``; ``unavailable`` (``evaluate.unavailable_note``)
+    names the metrics that could not be computed. Returns the Markdown path."""
     from ..config import cpu_model
     from ..evaluate import git_commit, markdown_table
 
@@ -470,6 +471,7 @@ def write_length_study(out, gains: pd.DataFrame, lines: list[str], preset: str, 
           "paired per (seed, image) against the generalist and against each PDD row's control at the same "
           f"checkpoint, with 95% cluster-bootstrap CIs over images ({n_boot} resamples). PSNR on Y; `psnr_cc` "
           f"after colour correction. Every metric: [{stem.name}.csv]({stem.name}.csv).", "",
+          *([unavailable, ""] if unavailable else []),
           markdown_table(shown.round(4)), "", "## Verdict (computed from the numbers)", ""]
     md += [f"- {line}" for line in lines]
     if fig is not None:
@@ -497,7 +499,7 @@ def main(argv=None) -> int:
     import sys
 
     from ..data import open_domain
-    from ..evaluate import create_metrics
+    from ..evaluate import create_metrics, unavailable_note
     from .plans import results_root
 
     ap = argparse.ArgumentParser(prog="python -m pdd.experiments.length", description=main.__doc__.split("\n\n")[0])
@@ -521,8 +523,9 @@ def main(argv=None) -> int:
               f"rows stand at: {progress_line(rows)}", file=sys.stderr)
         return 2
     dom = open_domain(a.domain)
+    metrics = create_metrics(device="cpu")
     per_image = evaluate_checkpoints(rows, {"target": dom.test_pairs, "source": dom.source_test_pairs},
-                                     create_metrics(device="cpu"), reached, runs_root(a.runs_dir),
+                                     metrics, reached, runs_root(a.runs_dir),
                                      progress=not a.no_progress)
     gains = gains_by_length(per_image, a.n_boot)
     lines = length_verdict(gains, rows=rows, per_image=per_image, n_boot=a.n_boot, upto=reached[-1])
@@ -532,7 +535,7 @@ def main(argv=None) -> int:
     results = (Path(a.results_dir) if a.results_dir else results_root(runs_root(a.runs_dir)) / a.domain / a.preset)
     path = write_length_study(results, gains, lines, a.preset, a.domain, a.seeds, None, a.n_boot, rows,
                               plot_gains_by_length(gains), reached=reached,
-                              colour_fig=colour_shift_figure(per_image, lines))
+                              colour_fig=colour_shift_figure(per_image, lines), unavailable=unavailable_note(metrics))
     print("wrote", runs.shown(str(path)))
     print("\n".join(lines))
     return 0
